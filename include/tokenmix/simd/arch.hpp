@@ -1,0 +1,95 @@
+#pragma once
+// The xsimd entry point of tokenmix (DESIGN §5): the only place, with the rest of simd/, that
+// includes <xsimd/xsimd.hpp>. The architecture is chosen at compile time by the consumer's flags:
+// `default_arch` is the best one the TU's -m flags enable (SSE2 without flags on x86-64, AVX-512 BW
+// with -march=native on a Zen 4). Kernels are templated on Arch so tests can run every compiled arch.
+//
+// Version shims: xsimd 8.1 (Debian 12) has `hadd`; later versions renamed it `reduce_add` and removed
+// `hadd`. xsimd 8.1's avx512f has no fma kernel (x*y+z, two roundings), fixed upstream later.
+
+#include <cstdint>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "tokenmix/config.hpp"
+
+#if XSIMD_VERSION_MAJOR < 8
+#error "tokenmix needs xsimd >= 8.0"
+#endif
+
+#if defined(__AVX512F__)
+#include <immintrin.h>  // _mm512_fmadd_ps / _mm512_scalef_ps / _mm512_roundscale_ps shims below
+#endif
+
+namespace tokenmix::simd {
+
+using default_arch = xsimd::default_arch;
+
+template <class Arch = default_arch>
+using vfloat = xsimd::batch<float, Arch>;
+template <class Arch = default_arch>
+using vint32 = xsimd::batch<std::int32_t, Arch>;
+
+template <class Arch>
+constexpr std::size_t lanes = vfloat<Arch>::size;
+
+template <class Arch>
+constexpr bool is_avx512 =
+#if defined(__AVX512F__)
+    std::is_base_of<xsimd::avx512f, Arch>::value;
+#else
+    false;
+#endif
+
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> load(const float* p) noexcept {
+  return vfloat<Arch>::load_unaligned(p);
+}
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void store(float* p, vfloat<Arch> v) noexcept {
+  v.store_unaligned(p);
+}
+
+// a * b + c, a single rounding wherever the arch has an FMA instruction.
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> fmadd(vfloat<Arch> a, vfloat<Arch> b, vfloat<Arch> c) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) return _mm512_fmadd_ps(a, b, c);
+  else
+#endif
+    return xsimd::fma(a, b, c);
+}
+
+// c - a * b (one rounding where the arch has FMA).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> fnmadd(vfloat<Arch> a, vfloat<Arch> b, vfloat<Arch> c) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) return _mm512_fnmadd_ps(a, b, c);
+  else
+#endif
+    return xsimd::fnma(a, b, c);
+}
+
+// Round to nearest integer (ties to even), result as float.
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> round_nearest(vfloat<Arch> x) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>)
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  else
+#endif
+    return xsimd::nearbyint(x);
+}
+
+// Sum of the lanes.
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE float reduce_add(vfloat<Arch> v) noexcept {
+#if XSIMD_VERSION_MAJOR >= 10
+  return xsimd::reduce_add(v);
+#else
+  return xsimd::hadd(v);
+#endif
+}
+
+}  // namespace tokenmix::simd

@@ -1,0 +1,70 @@
+#pragma once
+// ssm::selective_scan: the Mamba-1 selective scan (mamba_ssm's selective_scan_fn), vectorized.
+//
+//   auto r = tokenmix::ssm::selective_scan(u, delta, A, B, C, options);  // r.out [B, L, D], r.last_state [B, D, N]
+//
+// Equations and citations: reference/selective_scan.hpp (the oracle, same signature in tokenmix::ref).
+// Shapes (token-major; mamba_ssm's u/delta/z are [B, D, L]): ssm/selective_scan_types.hpp.
+// Every option of selective_scan_fn: D skip, z gate, delta_bias, delta_softplus (threshold 20),
+// grouped B/C (G divides D), time-invariant B/C [D, N], plus an initial state (mamba_ssm#233) and the
+// last state, so a long sequence can be scanned in pieces: scan(x1 ‖ x2) == scan(x2, scan(x1).last_state).
+// L = 0 is valid: empty output, last_state = initial_state (or zeros).
+// NaN or inf in the inputs propagates to the outputs of the channels it touches; nothing else.
+// Complex A (legacy S4D mode of selective_scan_fn) is not supported.
+//
+// Speed: see README (B=1, L=2048, D=1536, N=16). The architecture is the one the including TU is
+// compiled for (simd::default_arch); build with -march=native or at least -mavx2 -mfma.
+
+#include <vector>
+
+#include "tokenmix/core/threading.hpp"
+#include "tokenmix/ssm/selective_scan_kernel.hpp"
+#include "tokenmix/ssm/selective_scan_types.hpp"
+
+namespace tokenmix::ssm {
+
+// View-based core: writes out [B, L, D] and, if last_state is not null, last_state [B, D, N].
+// `out` must not overlap u, delta or z. Arch selects the kernel instantiation (tests run every arch).
+template <class Arch = simd::default_arch>
+void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
+                    const ConstTensorView<float, 3>& delta,  // [B, L, D]
+                    const ConstTensorView<float, 2>& A,      // [D, N]
+                    const ScanOperand& B,                    // [B, L, G, N], [B, L, N] or [D, N]
+                    const ScanOperand& C,                    // [B, L, G, N], [B, L, N] or [D, N]
+                    const SelectiveScanOptions& options,
+                    TensorView<float, 3> out,                // [B, L, D]
+                    TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
+  const SelectiveScanShape s =
+      detail::check_selective_scan_args("selective_scan", u, delta, A, B, C, options, &out, last_state);
+  const detail::SelectiveScanProblem problem{
+      s.batch, s.length, s.channels, s.state, s.groups,
+      u.data(), delta.data(), A.data(), B.data(), C.data(), B.time_invariant(), C.time_invariant(),
+      options.D ? options.D->data() : nullptr,
+      options.z ? options.z->data() : nullptr,
+      options.delta_bias ? options.delta_bias->data() : nullptr,
+      options.delta_softplus,
+      options.initial_state ? options.initial_state->data() : nullptr,
+      out.data(), last_state ? last_state->data() : nullptr};
+  using Kernel = detail::SelectiveScanKernel<Arch>;
+  const Index scratch_floats = Kernel::scratch_floats(problem);
+  tokenmix::detail::parallel_for(options.device, Kernel::num_items(problem), [&](Index first, Index last) {
+    std::vector<float> scratch(static_cast<std::size_t>(scratch_floats));
+    for (Index item = first; item < last; ++item) Kernel::run_item(problem, item, scratch.data());
+  });
+}
+
+// Convenience overload: allocates and returns the output and the last state.
+template <class Arch = simd::default_arch>
+SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, const ConstTensorView<float, 3>& delta,
+                                   const ConstTensorView<float, 2>& A, const ScanOperand& B, const ScanOperand& C,
+                                   const SelectiveScanOptions& options = {}) {
+  detail::check_selective_scan_args("selective_scan", u, delta, A, B, C, options, nullptr, nullptr);
+  SelectiveScanResult r{Tensor<float, 3>(u.dimension(0), u.dimension(1), u.dimension(2)),
+                        Tensor<float, 3>(u.dimension(0), u.dimension(2), A.dimension(1))};
+  TensorView<float, 3> out(r.out.data(), r.out.dimensions());
+  TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
+  ssm::selective_scan<Arch>(u, delta, A, B, C, options, out, &last);
+  return r;
+}
+
+}  // namespace tokenmix::ssm

@@ -1,0 +1,664 @@
+// Accuracy of tokenmix::simd's transcendentals and helpers (DESIGN §5, §6) for EVERY xsimd
+// architecture compiled into this TU (by its -m flags) and available on the running CPU.
+//
+// Sweeps (one TEST per function, all archs evaluated on the same samples so that the double
+// reference is computed once):
+//   exp, exp2   every 61st float bit pattern over all finite floats (both signs), plus every float
+//               of the subnormal-result range, of the overflow edge, and of windows around the
+//               points where the correctly rounded result near x = 0 leaves 1.
+//   softplus, sigmoid, silu
+//               every 1021st float pattern over all finite floats, every 61st with |x| in
+//               [1/2, 128), and every float around their thresholds (20, the exp overflow).
+// Error metric: |y - ref| / max(ulp(ref), floor), ref = the function in double, ulp(ref) = the
+// spacing of floats at ref (2^-149 for subnormal results, so subnormal outputs are measured in
+// subnormal ulps), floor = 2^-149 unless the function's comment says otherwise. Results that must be
+// exact (0 and +inf beyond the edges, x itself for softplus above 20) are weighted so that any
+// difference is reported as a failure. An output +inf counts as 2^128 (one ulp above FLT_MAX).
+//
+// Typed tests (per arch, skipped when the CPU lacks the arch): special values, fmadd/fnmadd
+// rounding, reduce_add.
+
+// GCC 12 warns "'__Y' is used uninitialized" inside AVX-512 intrinsics that take
+// _mm512_undefined_ps() (GCC PR 105593, fixed in GCC 13); the location is the intrinsic header, so
+// the warning is silenced for the headers included below only.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tokenmix/simd/activations.hpp"
+#include "tokenmix/simd/arch.hpp"
+#include "tokenmix/simd/exp.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+// ---- the architectures compiled into this TU ----------------------------------------------------
+
+template <class... Ts>
+struct type_list {};
+struct end_of_list {};
+
+// Drops the end_of_list sentinel that lets every entry below end with a comma.
+template <class Out, class... In>
+struct drop_sentinel {
+  using type = Out;
+};
+template <class... Out, class T, class... Rest>
+struct drop_sentinel<type_list<Out...>, T, Rest...>
+    : drop_sentinel<std::conditional_t<std::is_same_v<T, end_of_list>, type_list<Out...>,
+                                       type_list<Out..., T>>,
+                    Rest...> {};
+
+using CompiledArchs = typename drop_sentinel<type_list<>,
+#if XSIMD_WITH_SSE2
+                                             xsimd::sse2,
+#endif
+#if XSIMD_WITH_SSE3
+                                             xsimd::sse3,
+#endif
+#if XSIMD_WITH_SSSE3
+                                             xsimd::ssse3,
+#endif
+#if XSIMD_WITH_SSE4_1
+                                             xsimd::sse4_1,
+#endif
+#if XSIMD_WITH_SSE4_2
+                                             xsimd::sse4_2,
+#endif
+#if XSIMD_WITH_FMA3_SSE
+                                             xsimd::fma3<xsimd::sse4_2>,
+#endif
+#if XSIMD_WITH_FMA4
+                                             xsimd::fma4,
+#endif
+#if XSIMD_WITH_AVX
+                                             xsimd::avx,
+#endif
+#if XSIMD_WITH_FMA3_AVX
+                                             xsimd::fma3<xsimd::avx>,
+#endif
+#if XSIMD_WITH_AVX2
+                                             xsimd::avx2,
+#endif
+#if XSIMD_WITH_FMA3_AVX2
+                                             xsimd::fma3<xsimd::avx2>,
+#endif
+#if XSIMD_WITH_AVX512F
+                                             xsimd::avx512f,
+#endif
+#if XSIMD_WITH_AVX512CD
+                                             xsimd::avx512cd,
+#endif
+#if XSIMD_WITH_AVX512DQ
+                                             xsimd::avx512dq,
+#endif
+#if XSIMD_WITH_AVX512BW
+                                             xsimd::avx512bw,
+#endif
+#if XSIMD_WITH_NEON
+                                             xsimd::neon,
+#endif
+#if XSIMD_WITH_NEON64
+                                             xsimd::neon64,
+#endif
+                                             end_of_list>::type;
+
+template <class L>
+struct to_gtest_types;
+template <class... Ts>
+struct to_gtest_types<type_list<Ts...>> {
+  using type = ::testing::Types<Ts...>;
+};
+
+// Whether the running CPU supports Arch. On x86 with GCC/Clang this asks __builtin_cpu_supports,
+// which also checks that the OS saves the AVX / AVX-512 registers (XCR0): xsimd 8.1's
+// available_architectures() reads CPUID bits only, and reads the AVX bit from leaf 0x80000001
+// instead of leaf 1, so it reports no avx / fma3<avx> on CPUs that have them (seen on AMD Zen 5).
+template <class Arch>
+bool cpu_has() {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define TM_HAS(feature) (__builtin_cpu_supports(feature) != 0)
+  __builtin_cpu_init();
+  if constexpr (std::is_same_v<Arch, xsimd::sse2>) return TM_HAS("sse2");
+  else if constexpr (std::is_same_v<Arch, xsimd::sse3>) return TM_HAS("sse3");
+  else if constexpr (std::is_same_v<Arch, xsimd::ssse3>) return TM_HAS("ssse3");
+  else if constexpr (std::is_same_v<Arch, xsimd::sse4_1>) return TM_HAS("sse4.1");
+  else if constexpr (std::is_same_v<Arch, xsimd::sse4_2>) return TM_HAS("sse4.2");
+  else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::sse4_2>>) return TM_HAS("sse4.2") && TM_HAS("fma");
+  else if constexpr (std::is_same_v<Arch, xsimd::fma4>) return TM_HAS("fma4");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx>) return TM_HAS("avx");
+  else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx>>) return TM_HAS("avx") && TM_HAS("fma");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx2>) return TM_HAS("avx2");
+  else if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>) return TM_HAS("avx2") && TM_HAS("fma");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx512f>) return TM_HAS("avx512f");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx512cd>) return TM_HAS("avx512f") && TM_HAS("avx512cd");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx512dq>)
+    return TM_HAS("avx512f") && TM_HAS("avx512cd") && TM_HAS("avx512dq");
+  else if constexpr (std::is_same_v<Arch, xsimd::avx512bw>)
+    return TM_HAS("avx512f") && TM_HAS("avx512cd") && TM_HAS("avx512dq") && TM_HAS("avx512bw");
+  else return false;
+#undef TM_HAS
+#else
+  const auto a = xsimd::available_architectures();
+  if constexpr (std::is_same_v<Arch, xsimd::neon>) return a.neon;
+  else if constexpr (std::is_same_v<Arch, xsimd::neon64>) return a.neon64;
+  else return (a.best >= Arch::version());  // x86 without GCC/Clang: xsimd's (CPUID-only) answer
+#endif
+}
+
+// Archs whose simd::fmadd rounds once by construction (others may or may not, depending on whether
+// the compiler contracts xsimd's x*y+z).
+template <class Arch>
+constexpr bool has_fused_fmadd = std::is_same_v<Arch, xsimd::fma3<xsimd::sse4_2>> ||
+                                 std::is_same_v<Arch, xsimd::fma3<xsimd::avx>> ||
+                                 std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>> ||
+                                 std::is_same_v<Arch, xsimd::fma4> || simd::is_avx512<Arch>;
+
+std::string arch_name(const char* name) {
+  std::string s(name);
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
+// ---- float bits ---------------------------------------------------------------------------------
+
+std::uint32_t bits_of(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+float float_of(std::uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// Spacing of floats at |r| (finite r < 2^128, in double): 2^(exponent(r) - 23), and 2^-149 in the
+// subnormal range.
+double float_ulp(double r) {
+  const double a = std::fabs(r);
+  if (a < 0x1p-126) return 0x1p-149;
+  std::uint64_t u;
+  std::memcpy(&u, &a, sizeof u);
+  u = ((u >> 52) - 23) << 52;  // same biased exponent minus 23, zero mantissa
+  double ulp;
+  std::memcpy(&ulp, &u, sizeof ulp);
+  return ulp;
+}
+
+// ---- functions under test -----------------------------------------------------------------------
+
+enum class Fn { exp, exp2, softplus, sigmoid, silu };
+constexpr int kNumFns = 5;
+
+template <class Arch, Fn F>
+TOKENMIX_ALWAYS_INLINE simd::vfloat<Arch> apply(simd::vfloat<Arch> x) noexcept {
+  if constexpr (F == Fn::exp) return simd::exp<Arch>(x);
+  else if constexpr (F == Fn::exp2) return simd::exp2<Arch>(x);
+  else if constexpr (F == Fn::softplus) return simd::softplus<Arch>(x);
+  else if constexpr (F == Fn::sigmoid) return simd::sigmoid<Arch>(x);
+  else return simd::silu<Arch>(x);
+}
+
+// y[i] = F(x[i]) with full batches and a padded tail.
+template <class Arch, Fn F>
+void eval_array(const float* x, float* y, std::size_t n) {
+  constexpr std::size_t W = simd::lanes<Arch>;
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) simd::store<Arch>(y + i, apply<Arch, F>(simd::load<Arch>(x + i)));
+  if (i < n) {
+    float buf[W] = {};
+    for (std::size_t j = i; j < n; ++j) buf[j - i] = x[j];
+    simd::store<Arch>(buf, apply<Arch, F>(simd::load<Arch>(buf)));
+    for (std::size_t j = i; j < n; ++j) y[j] = buf[j - i];
+  }
+}
+
+using EvalFn = void (*)(const float*, float*, std::size_t);
+
+struct ArchEntry {
+  std::string name;
+  bool available;
+  std::array<EvalFn, kNumFns> eval;
+};
+
+template <class Arch>
+ArchEntry make_entry() {
+  return {Arch::name(), cpu_has<Arch>(),
+          {&eval_array<Arch, Fn::exp>, &eval_array<Arch, Fn::exp2>, &eval_array<Arch, Fn::softplus>,
+           &eval_array<Arch, Fn::sigmoid>, &eval_array<Arch, Fn::silu>}};
+}
+
+template <class... Archs>
+std::vector<ArchEntry> make_entries(type_list<Archs...>) {
+  return {make_entry<Archs>()...};
+}
+
+const std::vector<ArchEntry>& compiled_archs() {
+  static const std::vector<ArchEntry> entries = make_entries(CompiledArchs{});
+  return entries;
+}
+
+// ---- references ---------------------------------------------------------------------------------
+
+// What F(x) must be: error = |y - ref| * weight, weight = 1 / max(ulp(ref), floor), or kExact where
+// y must equal ref (then any difference is a failure).
+struct Expect {
+  double ref;
+  double weight;
+};
+constexpr double kExact = 0x1p900;
+constexpr double kLn2 = 0.69314718055994530942;
+
+// ref rounds to +inf in float from FLT_MAX + ulp/2 = 2^128 - 2^103 on; the band below 2^128 is
+// measured in ulps (an output +inf counts as 2^128), at and above 2^128 only +inf is right.
+Expect ulp_expect(double ref, double floor = 0x1p-149) {
+  if (std::fabs(ref) >= 0x1p128) return {std::copysign(0x1p128, ref), kExact};
+  return {ref, 1.0 / std::max(float_ulp(ref), floor)};
+}
+
+Expect expect_exp(float x) {
+  if (x > 89.0f) return {0x1p128, kExact};   // e^89 > FLT_MAX: +inf
+  if (x < -104.0f) return {0.0, kExact};     // e^-104 < 2^-150: rounds to 0
+  const double d = x;
+  if (std::fabs(d) < 0x1p-30) return ulp_expect(1.0 + d + 0.5 * d * d);  // skip libm where trivial
+  return ulp_expect(std::exp(d));
+}
+
+Expect expect_exp2(float x) {
+  if (x >= 129.0f) return {0x1p128, kExact};
+  if (x < -151.0f) return {0.0, kExact};
+  const double t = kLn2 * static_cast<double>(x);
+  if (std::fabs(t) < 0x1p-30) return ulp_expect(1.0 + t + 0.5 * t * t);
+  return ulp_expect(std::exp2(static_cast<double>(x)));
+}
+
+// PyTorch's softplus (beta 1, threshold 20): x itself above 20, bit for bit.
+Expect expect_softplus(float x) {
+  if (x > 20.0f) return {static_cast<double>(x), kExact};
+  const double d = x;
+  if (std::fabs(d) < 0x1p-30) return ulp_expect(kLn2 + 0.5 * d + 0.125 * d * d);
+  return ulp_expect(std::log1p(std::exp(d)));
+}
+
+// sigmoid: relative (ulp) error for results >= 2^-105; below, absolute error in units of 2^-128,
+// so the bound of 4 units means |error| <= FLT_MIN (results under FLT_MIN are flushed to 0 for
+// x < -88.7 because e^-x overflows).
+constexpr double kSigmoidFloor = 0x1p-128;
+Expect expect_sigmoid(float x) {
+  const double d = x;
+  if (std::fabs(d) < 0x1p-30) return ulp_expect(0.5 + 0.25 * d, kSigmoidFloor);
+  return ulp_expect(1.0 / (1.0 + std::exp(-d)), kSigmoidFloor);
+}
+
+// silu = x * sigmoid(x): as sigmoid, scaled by |x| <= 104: floor 2^-121 (absolute error <= 2^-119).
+constexpr double kSiluFloor = 0x1p-121;
+Expect expect_silu(float x) {
+  const double d = x;
+  if (std::fabs(d) < 0x1p-30) return ulp_expect(0.5 * d + 0.25 * d * d, kSiluFloor);
+  return ulp_expect(d / (1.0 + std::exp(-d)), kSiluFloor);
+}
+
+// ---- sample sets --------------------------------------------------------------------------------
+
+struct Segment {
+  std::uint32_t begin, end, stride;  // float bit patterns [begin, end), every stride-th
+};
+
+// Every stride-th float over all finite floats of both signs (including +-0).
+void add_whole_range(std::vector<Segment>& s, std::uint32_t stride) {
+  s.push_back({0x00000000u, 0x7f800000u, stride});
+  s.push_back({0x80000000u, 0xff800000u, stride});
+}
+// Every stride-th float in [lo, hi] (lo and hi of the same sign).
+void add_interval(std::vector<Segment>& s, float lo, float hi, std::uint32_t stride = 1) {
+  const std::uint32_t a = bits_of(lo), b = bits_of(hi);
+  if (lo >= 0) s.push_back({a, b + 1, stride});
+  else s.push_back({b, a + 1, stride});  // negative floats: larger magnitude, larger pattern
+}
+// Every float within `radius` patterns of x.
+void add_window(std::vector<Segment>& s, float x, std::uint32_t radius) {
+  s.push_back({bits_of(x) - radius, bits_of(x) + radius, 1});
+}
+
+// ---- the sweep ----------------------------------------------------------------------------------
+
+struct Stats {
+  double max_err = 0;
+  float x_at = 0, y_at = 0;
+  double ref_at = 0;
+};
+
+struct SweepSpec {
+  const char* name;
+  Fn fn;
+  Expect (*expect)(float);
+  std::vector<Segment> segments;
+  double bound;  // max allowed error (ulp, see the metric)
+};
+
+// Largest |y - ref| * weight over the chunk (+inf if some y is NaN); an output +inf counts as
+// 2^128. The arrays hold n rounded up to a multiple of 8; entries past n have y = ref = weight = 0.
+double chunk_max_error(const float* y, const double* ref, const double* weight, double* yd,
+                       std::size_t n) {
+  n = (n + 7) / 8 * 8;
+  for (std::size_t i = 0; i < n; ++i) yd[i] = y[i];  // vectorized conversion
+  using D = xsimd::batch<double>;
+  constexpr std::size_t W = D::size;
+  static_assert(8 % W == 0, "padding assumes at most 8 doubles per batch");
+  const D top(0x1p128);
+  D m(0.0);
+  auto nan = D(0.0) != D(0.0);
+  for (std::size_t i = 0; i < n; i += W) {
+    const D v = xsimd::min(top, D::load_unaligned(yd + i));  // +inf -> 2^128; NaN stays NaN
+    const D e = xsimd::abs(v - D::load_unaligned(ref + i)) * D::load_unaligned(weight + i);
+    nan = nan | (e != e);
+    m = xsimd::max(m, e);
+  }
+  if (xsimd::any(nan)) return INFINITY;
+  alignas(64) double lanes[W];
+  m.store_aligned(lanes);
+  double r = 0;
+  for (double v : lanes) r = std::max(r, v);
+  return r;
+}
+
+// The same error for one element.
+double element_error(float y, double ref, double weight) {
+  if (y != y) return INFINITY;
+  const double v = std::min(static_cast<double>(y), 0x1p128);
+  return std::fabs(v - ref) * weight;
+}
+
+void run_sweep(const SweepSpec& spec) {
+  const auto& archs = compiled_archs();
+  std::vector<Stats> stats(archs.size());
+  constexpr std::size_t kChunk = 1 << 16;
+  std::vector<float> x(kChunk + 8), y(kChunk + 8);
+  std::vector<double> ref(kChunk + 8), weight(kChunk + 8), yd(kChunk + 8);
+  std::uint64_t total = 0;
+
+  auto process = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const Expect e = spec.expect(x[i]);
+      ref[i] = e.ref;
+      weight[i] = e.weight;
+    }
+    for (std::size_t i = n; i < kChunk + 8; ++i) x[i] = y[i] = 0, ref[i] = weight[i] = 0;
+    for (std::size_t a = 0; a < archs.size(); ++a) {
+      if (!archs[a].available) continue;
+      archs[a].eval[static_cast<int>(spec.fn)](x.data(), y.data(), n);
+      const double m = chunk_max_error(y.data(), ref.data(), weight.data(), yd.data(), n);
+      if (m <= stats[a].max_err) continue;
+      for (std::size_t i = 0; i < n; ++i) {  // rare: locate the new maximum
+        const double err = element_error(y[i], ref[i], weight[i]);
+        if (err > stats[a].max_err) stats[a] = {err, x[i], y[i], ref[i]};
+      }
+    }
+    total += n;
+  };
+
+  std::size_t fill = 0;
+  for (const Segment& s : spec.segments) {
+    for (std::uint64_t p = s.begin; p < s.end; p += s.stride) {
+      x[fill++] = float_of(static_cast<std::uint32_t>(p));
+      if (fill == kChunk) {
+        process(fill);
+        fill = 0;
+      }
+    }
+  }
+  if (fill) process(fill);
+
+  std::printf("[ sweep    ] %s: %" PRIu64 " samples per arch, bound %.2f ulp\n", spec.name, total,
+              spec.bound);
+  for (std::size_t a = 0; a < archs.size(); ++a) {
+    const Stats& s = stats[a];
+    if (!archs[a].available) {
+      std::printf("[ sweep    ]   %-12s skipped: the CPU lacks it\n", archs[a].name.c_str());
+      continue;
+    }
+    std::printf("[ sweep    ]   %-12s max %.3f ulp at x = %.9g (0x%08x): got %.9g, exact %.17g\n",
+                archs[a].name.c_str(), s.max_err, s.x_at, bits_of(s.x_at), s.y_at, s.ref_at);
+    EXPECT_LE(s.max_err, spec.bound)
+        << spec.name << " on " << archs[a].name << ": at x = " << s.x_at << " (bits 0x" << std::hex
+        << bits_of(s.x_at) << std::dec << ") got " << s.y_at << ", expected "
+        << (s.max_err >= 1e100 ? "exactly " : "") << s.ref_at;
+  }
+}
+
+// Max errors asserted below; the measured values are printed by each sweep (and recorded in the
+// header comment of simd/exp.hpp for exp / exp2).
+constexpr double kExpMaxUlp = 1.5;
+constexpr double kExp2MaxUlp = 1.5;
+constexpr double kSoftplusMaxUlp = 3.0;
+constexpr double kSigmoidMaxUlp = 4.0;
+constexpr double kSiluMaxUlp = 4.0;
+
+TEST(SimdMathSweep, Exp) {
+  std::vector<Segment> s;
+  add_whole_range(s, 61);
+  add_interval(s, -104.0f, -87.0f);  // subnormal results (and the rounding to 0 below -103.97)
+  add_interval(s, 88.0f, 89.0f);     // overflow at 88.7228
+  add_window(s, 0.0f, 1 << 16);      // +-0 and subnormal inputs
+  add_window(s, -0.0f, 1 << 16);
+  for (float t : {0x1p-24f, 0x1p-25f, -0x1p-24f, -0x1p-25f}) add_window(s, t, 1 << 18);
+  run_sweep({"exp", Fn::exp, &expect_exp, s, kExpMaxUlp});
+}
+
+TEST(SimdMathSweep, Exp2) {
+  std::vector<Segment> s;
+  add_whole_range(s, 61);
+  add_interval(s, -151.0f, -126.0f);  // subnormal results
+  add_interval(s, 127.0f, 129.0f);    // overflow at 128
+  add_window(s, 0.0f, 1 << 16);
+  add_window(s, -0.0f, 1 << 16);
+  for (float t : {0x1p-24f, 0x1p-25f, -0x1p-24f, -0x1p-25f})
+    add_window(s, t * static_cast<float>(1.0 / kLn2), 1 << 18);
+  run_sweep({"exp2", Fn::exp2, &expect_exp2, s, kExp2MaxUlp});
+}
+
+std::vector<Segment> activation_segments() {
+  std::vector<Segment> s;
+  add_whole_range(s, 1021);
+  add_interval(s, 0.5f, 128.0f, 61);
+  add_interval(s, -128.0f, -0.5f, 61);
+  add_interval(s, 19.5f, 20.5f);    // softplus threshold
+  add_interval(s, -89.5f, -86.5f);  // e^-x overflows, sigmoid(x) becomes subnormal
+  add_window(s, 0.0f, 1 << 14);
+  add_window(s, -0.0f, 1 << 14);
+  return s;
+}
+
+TEST(SimdMathSweep, Softplus) {
+  run_sweep({"softplus", Fn::softplus, &expect_softplus, activation_segments(), kSoftplusMaxUlp});
+}
+TEST(SimdMathSweep, Sigmoid) {
+  run_sweep({"sigmoid", Fn::sigmoid, &expect_sigmoid, activation_segments(), kSigmoidMaxUlp});
+}
+TEST(SimdMathSweep, Silu) {
+  run_sweep({"silu", Fn::silu, &expect_silu, activation_segments(), kSiluMaxUlp});
+}
+
+TEST(SimdMathSweep, AtLeastOneArchRuns) {
+  int n = 0;
+  for (const auto& a : compiled_archs()) n += a.available;
+  EXPECT_GE(n, 1) << "no compiled xsimd arch is available on this CPU";
+  // The default arch (what kernels use) must be among the tested ones.
+  bool found = false;
+  for (const auto& a : compiled_archs()) found |= a.name == simd::default_arch::name();
+  EXPECT_TRUE(found) << simd::default_arch::name();
+}
+
+// ---- per-arch typed tests -----------------------------------------------------------------------
+
+template <class Arch>
+class SimdMathTyped : public ::testing::Test {
+ protected:
+  using V = simd::vfloat<Arch>;
+  static constexpr std::size_t W = simd::lanes<Arch>;
+
+  void SetUp() override {
+    if (!cpu_has<Arch>()) GTEST_SKIP() << "the CPU lacks " << Arch::name();
+  }
+
+  // f applied to every lane holding x (all lanes must agree).
+  template <Fn F>
+  static float at(float x) {
+    alignas(64) float in[W], out[W];
+    for (auto& v : in) v = x;
+    simd::store<Arch>(out, apply<Arch, F>(simd::load<Arch>(in)));
+    for (std::size_t i = 1; i < W; ++i)
+      EXPECT_EQ(bits_of(out[i]), bits_of(out[0])) << "lane " << i << " differs for x = " << x;
+    return out[0];
+  }
+};
+
+struct ArchNames {
+  template <class Arch>
+  static std::string GetName(int) {
+    return arch_name(Arch::name());
+  }
+};
+
+TYPED_TEST_SUITE(SimdMathTyped, typename to_gtest_types<CompiledArchs>::type, ArchNames);
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+TYPED_TEST(SimdMathTyped, ExpSpecialValues) {
+  using T = TestFixture;
+  EXPECT_TRUE(std::isnan(T::template at<Fn::exp>(kNaN)));
+  EXPECT_TRUE(std::isnan(T::template at<Fn::exp>(-kNaN)));
+  EXPECT_EQ(T::template at<Fn::exp>(-kInf), 0.0f);
+  EXPECT_EQ(T::template at<Fn::exp>(kInf), kInf);
+  EXPECT_EQ(T::template at<Fn::exp>(0.0f), 1.0f);
+  EXPECT_EQ(T::template at<Fn::exp>(-0.0f), 1.0f);
+  EXPECT_EQ(T::template at<Fn::exp>(89.0f), kInf);
+  EXPECT_EQ(T::template at<Fn::exp>(std::numeric_limits<float>::max()), kInf);
+  EXPECT_EQ(T::template at<Fn::exp>(-104.0f), 0.0f);
+  EXPECT_EQ(T::template at<Fn::exp>(-std::numeric_limits<float>::max()), 0.0f);
+  EXPECT_NEAR(T::template at<Fn::exp>(1.0f), 2.7182817f, 2.4e-7f);
+  EXPECT_GT(T::template at<Fn::exp>(-100.0f), 0.0f);  // subnormal, not flushed
+}
+
+TYPED_TEST(SimdMathTyped, Exp2SpecialValuesAndExactPowers) {
+  using T = TestFixture;
+  EXPECT_TRUE(std::isnan(T::template at<Fn::exp2>(kNaN)));
+  EXPECT_EQ(T::template at<Fn::exp2>(-kInf), 0.0f);
+  EXPECT_EQ(T::template at<Fn::exp2>(kInf), kInf);
+  EXPECT_EQ(T::template at<Fn::exp2>(0.0f), 1.0f);
+  EXPECT_EQ(T::template at<Fn::exp2>(-0.0f), 1.0f);
+  EXPECT_EQ(T::template at<Fn::exp2>(128.0f), kInf);
+  EXPECT_EQ(T::template at<Fn::exp2>(-150.0f), 0.0f);  // 2^-150 ties to even: 0
+  for (int k = -149; k <= 127; ++k)
+    EXPECT_EQ(T::template at<Fn::exp2>(static_cast<float>(k)), std::ldexp(1.0f, k)) << "k = " << k;
+}
+
+TYPED_TEST(SimdMathTyped, MixedSpecialValuesInOneBatch) {
+  using T = TestFixture;
+  constexpr std::size_t W = T::W;
+  const float pool[] = {kNaN, -kInf, kInf, 0.0f, -100.0f, 88.8f, 1.0f, -1.0f};
+  alignas(64) float in[W], out[W];
+  for (std::size_t i = 0; i < W; ++i) in[i] = pool[i % 8];
+  simd::store<TypeParam>(out, simd::exp<TypeParam>(simd::load<TypeParam>(in)));
+  for (std::size_t i = 0; i < W; ++i) {
+    const float expected = std::exp(in[i]);
+    if (std::isnan(expected)) EXPECT_TRUE(std::isnan(out[i])) << "lane " << i;
+    else if (std::isinf(expected) || expected == 0.0f) EXPECT_EQ(out[i], expected) << "lane " << i;
+    else EXPECT_NEAR(out[i], expected, std::fabs(expected) * 2.4e-7f) << "lane " << i;
+  }
+}
+
+TYPED_TEST(SimdMathTyped, ActivationSpecialValues) {
+  using T = TestFixture;
+  // softplus: x above 20 returned bit for bit; log1p(exp(x)) at and below.
+  for (float x : {20.000002f, 21.0f, 1e4f, 1e30f, std::numeric_limits<float>::max(), kInf})
+    EXPECT_EQ(bits_of(T::template at<Fn::softplus>(x)), bits_of(x)) << "x = " << x;
+  EXPECT_FLOAT_EQ(T::template at<Fn::softplus>(20.0f), static_cast<float>(std::log1p(std::exp(20.0))));
+  EXPECT_EQ(T::template at<Fn::softplus>(-kInf), 0.0f);
+  EXPECT_TRUE(std::isnan(T::template at<Fn::softplus>(kNaN)));
+  EXPECT_FLOAT_EQ(T::template at<Fn::softplus>(0.0f), static_cast<float>(kLn2));
+  // sigmoid
+  EXPECT_EQ(T::template at<Fn::sigmoid>(0.0f), 0.5f);
+  EXPECT_EQ(T::template at<Fn::sigmoid>(kInf), 1.0f);
+  EXPECT_EQ(T::template at<Fn::sigmoid>(-kInf), 0.0f);
+  EXPECT_EQ(T::template at<Fn::sigmoid>(100.0f), 1.0f);
+  EXPECT_TRUE(std::isnan(T::template at<Fn::sigmoid>(kNaN)));
+  // silu
+  EXPECT_EQ(T::template at<Fn::silu>(0.0f), 0.0f);
+  EXPECT_EQ(T::template at<Fn::silu>(kInf), kInf);
+  EXPECT_EQ(T::template at<Fn::silu>(100.0f), 100.0f);
+  EXPECT_TRUE(std::isnan(T::template at<Fn::silu>(kNaN)));
+}
+
+TYPED_TEST(SimdMathTyped, FmaddRounding) {
+  using V = typename TestFixture::V;
+  // a*b = 1 + 2^-11 + 2^-24 exactly; c cancels the leading part. One rounding keeps 2^-24, two
+  // roundings lose it (the product rounds to 1 + 2^-11, ties to even).
+  const float a = 1.0f + 0x1p-12f;
+  const float c = -(1.0f + 0x1p-11f);
+  const float fused = 0x1p-24f;
+  const float fm = simd::fmadd<TypeParam>(V(a), V(a), V(c)).get(0);
+  const float fnm = simd::fnmadd<TypeParam>(V(a), V(a), V(-c)).get(0);
+  if (has_fused_fmadd<TypeParam>) {
+    EXPECT_EQ(fm, fused);
+    EXPECT_EQ(fnm, -fused);
+  } else {  // the compiler may contract x*y+z or not
+    EXPECT_TRUE(fm == fused || fm == 0.0f) << fm;
+    EXPECT_TRUE(fnm == -fused || fnm == 0.0f) << fnm;
+  }
+  // Random operands: equal to std::fma, or (non-FMA archs) to the twice-rounded value.
+  std::uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) * 0x1p-24f * 4.0f - 2.0f;
+  };
+  for (int it = 0; it < 1000; ++it) {
+    const float x = next(), y = next(), z = next();
+    const float got = simd::fmadd<TypeParam>(V(x), V(y), V(z)).get(0);
+    const float one = std::fma(x, y, z);
+    const float product = static_cast<float>(static_cast<double>(x) * y);  // exact, then rounded
+    const float two = product + z;
+    if (has_fused_fmadd<TypeParam>) ASSERT_EQ(got, one) << x << " * " << y << " + " << z;
+    else ASSERT_TRUE(got == one || got == two) << x << " * " << y << " + " << z;
+  }
+}
+
+TYPED_TEST(SimdMathTyped, ReduceAdd) {
+  using T = TestFixture;
+  constexpr std::size_t W = T::W;
+  alignas(64) float in[W];
+  for (std::size_t i = 0; i < W; ++i) in[i] = static_cast<float>(i + 1);
+  EXPECT_EQ(simd::reduce_add<TypeParam>(simd::load<TypeParam>(in)), static_cast<float>(W * (W + 1) / 2));
+  double sum = 0;
+  for (std::size_t i = 0; i < W; ++i) {
+    in[i] = std::sin(static_cast<float>(i) * 1.7f) * 1000.0f;
+    sum += in[i];
+  }
+  EXPECT_NEAR(simd::reduce_add<TypeParam>(simd::load<TypeParam>(in)), sum, 1e-3);
+  for (std::size_t i = 0; i < W; ++i) in[i] = 0.0f;
+  in[W - 1] = kInf;
+  EXPECT_EQ(simd::reduce_add<TypeParam>(simd::load<TypeParam>(in)), kInf);
+}
+
+}  // namespace
