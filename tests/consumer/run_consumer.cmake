@@ -33,6 +33,11 @@ function(consumer_check_plain_flags compile_line what)
   endif()
 endfunction()
 
+set(_config_args)  # --config for multi-config generators; an empty value is an error
+if(BUILD_TYPE)
+  set(_config_args --config "${BUILD_TYPE}")
+endif()
+
 set(_configure_args
   -S "${CONSUMER_SOURCE_DIR}" -B "${_build}" -G "${GENERATOR}"
   "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
@@ -47,7 +52,7 @@ endif()
 
 if(MODE STREQUAL "find_package")
   # 1. Install the current build tree (header-only: nothing needs to be built first).
-  consumer_run(${CMAKE_COMMAND} --install "${TOKENMIX_BINARY_DIR}" --prefix "${_prefix}" --config "${BUILD_TYPE}")
+  consumer_run(${CMAKE_COMMAND} --install "${TOKENMIX_BINARY_DIR}" --prefix "${_prefix}" ${_config_args})
   # The installed CMake package must be relocatable: no absolute path into our source or build tree.
   file(GLOB_RECURSE _cmake_files "${_prefix}/*.cmake")
   if(NOT _cmake_files)
@@ -77,7 +82,7 @@ if(MODE STREQUAL "add_subdirectory")
     endif()
   endforeach()
 endif()
-consumer_run(${CMAKE_COMMAND} --build "${_build}" --config "${BUILD_TYPE}")
+consumer_run(${CMAKE_COMMAND} --build "${_build}" ${_config_args})
 if(EXISTS "${_build}/compile_commands.json")
   file(READ "${_build}/compile_commands.json" _commands)
   consumer_check_plain_flags("${_commands}" "compile_commands.json")

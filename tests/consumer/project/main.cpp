@@ -7,7 +7,7 @@
 
 // ---- LEAD: switch this to 1 once <tokenmix/tokenmix.hpp> provides ssm::selective_scan ----------------
 #ifndef TOKENMIX_CONSUMER_USE_UMBRELLA
-#define TOKENMIX_CONSUMER_USE_UMBRELLA 0
+#define TOKENMIX_CONSUMER_USE_UMBRELLA 1
 #endif
 
 #if TOKENMIX_CONSUMER_USE_UMBRELLA

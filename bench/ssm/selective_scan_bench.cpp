@@ -1,0 +1,110 @@
+// Benchmarks of ssm::selective_scan against its oracle and the machine limit (bench/limits).
+//
+//   BM_SelectiveScan_Simd/B:1/L:2048/D:1536/N:16       the SIMD kernel, calling thread only
+//   BM_SelectiveScan_SimdPool2/B:1/L:2048/D:1536/N:16  the same op given a 2-thread tokenmix::ThreadPool
+//   BM_SelectiveScan_Reference/B:1/L:512/D:1536/N:16   the oracle (plain loops, float accumulation)
+//
+// items_per_second = B·L·D (token-channels per second). Counters:
+//   exp_bound   = (B·L·D·N vector-exp2 elements at this machine's measured exp2 throughput) / time:
+//                 1.0 means the scan runs as fast as its exps alone would (the bound for this op).
+//   GFLOP/s     7 flops per (t, d, n) (dt·A, decay·h, dt·x·B, h·C accumulate), exps not counted.
+//   GB/s        u, delta, z read and out written once, B and C per token.
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "support/counters.hpp"
+#include "support/limits.hpp"
+#include "support/main.hpp"
+#include "tokenmix/core/threading.hpp"
+#include "tokenmix/reference/selective_scan.hpp"
+#include "tokenmix/ssm/selective_scan.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+// A Mamba-1 layer's scan inputs (mamba-130m: D = 1536, N = 16), in the ranges Mamba produces.
+struct ScanInputs {
+  Tensor<float, 3> u, delta, z;  // [B, L, D]
+  Tensor<float, 2> A;            // [D, N]
+  Tensor<float, 4> B, C;         // [B, L, 1, N]
+  Tensor<float, 1> D, bias;      // [D]
+
+  ScanInputs(Index batch, Index length, Index channels, Index state)
+      : u(batch, length, channels), delta(batch, length, channels), z(batch, length, channels),
+        A(channels, state), B(batch, length, 1, state), C(batch, length, 1, state), D(channels), bias(channels) {
+    std::mt19937 rng(42);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (auto* t : {&u, &delta, &z})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+    for (auto* t : {&B, &C})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+    for (Index d = 0; d < channels; ++d) {
+      for (Index n = 0; n < state; ++n) A(d, n) = -float(n + 1);  // A = -exp(A_log) at Mamba's init
+      D(d) = 1.f;
+      bias(d) = -4.f;  // softplus(-4 + delta) ~ 0.02, inside Mamba's dt init range
+    }
+  }
+  ssm::SelectiveScanOptions options(const Eigen::ThreadPoolDevice* device = nullptr) const {
+    ssm::SelectiveScanOptions o;
+    o.D = D, o.z = z, o.delta_bias = bias, o.delta_softplus = true, o.device = device;
+    return o;
+  }
+};
+
+void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state) {
+  const double token_channels = double(batch) * double(length) * double(channels);
+  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float);
+  bench::set_rates(state, token_channels, 7.0 * token_channels * double(n_state), bytes);
+  const double exp_elements = token_channels * double(n_state);
+  bench::set_bound_fraction(state, "exp_bound", exp_elements * bench::machine_limits().exp2_ns_per_element * 1e-9);
+}
+
+template <class Run>
+void run_scan_benchmark(benchmark::State& state, Run&& run) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const ScanInputs in(batch, length, channels, n_state);
+  Tensor<float, 3> out(batch, length, channels), last(batch, channels, n_state);
+  TensorView<float, 3> out_view(out.data(), out.dimensions()), last_view(last.data(), last.dimensions());
+  for (auto _ : state) {
+    run(in, out_view, last_view);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, batch, length, channels, n_state);
+}
+
+void BM_SelectiveScan_Simd(benchmark::State& state) {
+  run_scan_benchmark(state, [](const ScanInputs& in, TensorView<float, 3>& out, TensorView<float, 3>& last) {
+    ssm::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.options(), out, &last);
+  });
+}
+
+void BM_SelectiveScan_SimdPool2(benchmark::State& state) {
+  static ThreadPool pool(2);
+  run_scan_benchmark(state, [](const ScanInputs& in, TensorView<float, 3>& out, TensorView<float, 3>& last) {
+    ssm::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.options(pool.device()), out, &last);
+  });
+}
+
+void BM_SelectiveScan_Reference(benchmark::State& state) {
+  run_scan_benchmark(state, [](const ScanInputs& in, TensorView<float, 3>& out, TensorView<float, 3>& last) {
+    ref::selective_scan<float>(in.u, in.delta, in.A, in.B, in.C, in.options(), out, &last);
+  });
+}
+
+void scan_shapes(benchmark::internal::Benchmark* b, std::initializer_list<long> lengths) {
+  b->ArgNames({"B", "L", "D", "N"});
+  for (long length : lengths) b->Args({1, length, 1536, 16});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+BENCHMARK(BM_SelectiveScan_Simd)->Apply([](auto* b) { scan_shapes(b, {512, 2048, 8192}); });
+BENCHMARK(BM_SelectiveScan_SimdPool2)->Apply([](auto* b) { scan_shapes(b, {512, 2048, 8192}); });
+BENCHMARK(BM_SelectiveScan_Reference)->Apply([](auto* b) { scan_shapes(b, {512, 2048}); });
+
+}  // namespace
+
+TOKENMIX_BENCHMARK_MAIN();
