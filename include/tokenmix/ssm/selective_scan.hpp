@@ -46,10 +46,9 @@ void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
       options.initial_state ? options.initial_state->data() : nullptr,
       out.data(), last_state ? last_state->data() : nullptr};
   using Kernel = detail::SelectiveScanKernel<Arch>;
-  const Index scratch_floats = Kernel::scratch_floats(problem);
   tokenmix::detail::parallel_for(options.device, Kernel::num_items(problem), [&](Index first, Index last) {
-    std::vector<float> scratch(static_cast<std::size_t>(scratch_floats));
-    for (Index item = first; item < last; ++item) Kernel::run_item(problem, item, scratch.data());
+    std::vector<float> scratch(static_cast<std::size_t>(Kernel::scratch_floats(problem)));
+    Kernel::run_items(problem, first, last, scratch.data());
   });
 }
 

@@ -5,15 +5,23 @@
 //  - exp(dt·A) for the W channels of one state index n is ONE vector exp2 (of dt · A·log2(e), the
 //    CUDA kernel's formulation), i.e. W·N scalar exps per token become N vector exps;
 //  - B[t, g, n] and C[t, g, n] are shared by the W channels: a broadcast, not a gather;
-//  - the state h[n] of the W channels stays in registers across all L tokens (N specialised at
-//    compile time for 4, 8, 16 and 32), so the recurrence costs no memory traffic;
-//  - y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
+//  - while a block is scanned its state h[n] stays in registers (N specialised at compile time for
+//    4, 8, 16 and 32), and y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
+// Memory: u/delta/z/out are [B, L, D], so one channel block walks L rows D floats apart; walking all
+// of L for one block touches a new page per token and array. Instead a thread takes its blocks in
+// tiles of kBlocksPerTile neighbouring blocks and their tokens in chunks of kTokensPerChunk:
+//   pass 1 (row by row, contiguous across the tile): dt = softplus(delta + bias), dt·x -> scratch;
+//   pass 2 (block by block, scratch only): the recurrence, y -> scratch;
+//   pass 3 (row by row): out = (y + x·D)·silu(z).
+// So the strided walks stay in L2-resident scratch, memory is streamed in row segments, and the
+// softplus (exp, log, divide) is off the recurrence's critical path. The state of each block is
+// saved to scratch between chunks.
 // A block never straddles two groups (channels of one block share B and C). Blocks narrower than W
 // (the end of a group) go through zero-padded copies of their inputs, so every lane computes finite
 // values and only the valid lanes are written.
 //
-// Work item = (batch b, group g, channel block j); items are independent and their results do not
-// depend on which thread runs them (bitwise identical for any thread count).
+// Work item = (batch b, group g, channel block j). Each lane's arithmetic is the same whatever the
+// tiling, chunking or thread, so results are bitwise identical for any thread count.
 
 #include <algorithm>
 #include <cstring>
@@ -46,38 +54,95 @@ template <class Arch>
 struct SelectiveScanKernel {
   using V = simd::vfloat<Arch>;
   static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  static constexpr Index kTokensPerChunk = 64;
+  static constexpr Index kBlocksPerTile = 16;
 
-  static Index blocks_per_group(const SelectiveScanProblem& p) {
-    const Index per_group = p.channels / p.groups;
-    return (per_group + W - 1) / W;
-  }
+  static Index blocks_per_group(const SelectiveScanProblem& p) { return (p.channels / p.groups + W - 1) / W; }
   static Index num_items(const SelectiveScanProblem& p) { return p.batch * p.groups * blocks_per_group(p); }
-  // Floats of scratch one thread needs (reused for all its items).
-  static Index scratch_floats(const SelectiveScanProblem& p) { return (4 * p.state + 8) * W; }
+  // Floats of scratch one thread needs (whatever its range of items).
+  static Index scratch_floats(const SelectiveScanProblem& p) {
+    return kBlocksPerTile * 2 * p.state * W + (2 * p.state + 8) * W;
+  }
 
-  static void run_item(const SelectiveScanProblem& p, Index item, float* scratch) noexcept {
-    const Index bpg = blocks_per_group(p), per_group = p.channels / p.groups;
-    const Index b = item / (p.groups * bpg);
-    const Index g = (item / bpg) % p.groups;
-    const Index j = item % bpg;
-    const Index d0 = g * per_group + j * W;
-    const Index width = std::min(W, per_group - j * W);
-    const bool selective = !p.B_time_invariant && !p.C_time_invariant;
-    if (selective) {
-      switch (p.state) {
-        case 4: return block<4, true, true>(p, b, g, d0, width, scratch);
-        case 8: return block<8, true, true>(p, b, g, d0, width, scratch);
-        case 16: return block<16, true, true>(p, b, g, d0, width, scratch);
-        case 32: return block<32, true, true>(p, b, g, d0, width, scratch);
-        default: return block<0, true, true>(p, b, g, d0, width, scratch);
-      }
-    }
-    if (!p.B_time_invariant) return block<0, true, false>(p, b, g, d0, width, scratch);
-    if (!p.C_time_invariant) return block<0, false, true>(p, b, g, d0, width, scratch);
-    return block<0, false, false>(p, b, g, d0, width, scratch);
+  // Runs items [first, last). scratch: scratch_floats(p) floats.
+  static void run_items(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
+    for (Index tile_first = first; tile_first < last; tile_first += kBlocksPerTile)
+      run_tile(p, tile_first, std::min(last, tile_first + kBlocksPerTile), scratch);
   }
 
  private:
+  struct Block {
+    Index b, g, d0, width;  // batch, group, first channel, valid lanes (<= W)
+  };
+  // Rows to prefetch while the recurrence runs: row t of each stream at base + t·row_stride.
+  struct RowPrefetch {
+    const float* read[3];
+    float* write;
+    Index row_stride;
+    TOKENMIX_ALWAYS_INLINE void operator()(Index t) const noexcept {
+      for (const float* r : read)
+        if (r) __builtin_prefetch(r + t * row_stride, 0, 2);
+      if (write) __builtin_prefetch(write + t * row_stride, 0, 2);
+    }
+  };
+  static Block locate(const SelectiveScanProblem& p, Index item) {
+    const Index bpg = blocks_per_group(p), per_group = p.channels / p.groups;
+    const Index j = item % bpg, g = (item / bpg) % p.groups;
+    return {item / (p.groups * bpg), g, g * per_group + j * W, std::min(W, per_group - j * W)};
+  }
+
+  static void run_tile(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
+    const Index N = p.state, blocks = last - first;
+    Block blk[kBlocksPerTile];
+    for (Index i = 0; i < blocks; ++i) blk[i] = locate(p, first + i);
+    float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
+    float* h = A2 + kBlocksPerTile * N * W;  // [tile, N, W] each block's state between chunks
+    float* shared = h + kBlocksPerTile * N * W;  // [2N + 8, W] time-invariant B/C, padding
+
+    for (Index i = 0; i < blocks; ++i) {
+      transpose_in(p.A, blk[i].d0, blk[i].width, N, A2 + i * N * W);
+      for (Index k = 0; k < N * W; ++k) A2[i * N * W + k] *= 1.44269504088896341f;  // exp(x) = exp2(x·log2(e))
+      if (p.initial_state)
+        transpose_in(p.initial_state + blk[i].b * p.channels * N, blk[i].d0, blk[i].width, N, h + i * N * W);
+      else
+        std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
+    }
+    for (Index t0 = 0; t0 < p.length; t0 += kTokensPerChunk) {
+      const Index tokens = std::min(p.length - t0, kTokensPerChunk);
+      for (Index i = 0; i < blocks; ++i) {
+        // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
+        // hardware prefetcher; a chunk is long enough to hide their latency).
+        RowPrefetch prefetch{};
+        const bool next_in_chunk = i + 1 < blocks;
+        if (next_in_chunk || t0 + kTokensPerChunk < p.length) {
+          const Block& nk = next_in_chunk ? blk[i + 1] : blk[0];
+          const Index row0 = (nk.b * p.length + (next_in_chunk ? t0 : t0 + kTokensPerChunk)) * p.channels + nk.d0;
+          prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr}, p.out + row0, p.channels};
+        }
+        scan_chunk(p, blk[i], t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
+      }
+    }
+    if (p.last_state)
+      for (Index i = 0; i < blocks; ++i)
+        transpose_out(h + i * N * W, blk[i].d0, blk[i].width, N, p.last_state + blk[i].b * p.channels * N);
+  }
+
+  static void scan_chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2,
+                         float* h, float* shared, const RowPrefetch& pf) noexcept {
+    if (!p.B_time_invariant && !p.C_time_invariant) {
+      switch (p.state) {
+        case 4: return chunk<4, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+        case 8: return chunk<8, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+        case 16: return chunk<16, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+        case 32: return chunk<32, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+        default: return chunk<0, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+      }
+    }
+    if (!p.B_time_invariant) return chunk<0, true, false>(p, blk, t0, tokens, A2, h, shared, pf);
+    if (!p.C_time_invariant) return chunk<0, false, true>(p, blk, t0, tokens, A2, h, shared, pf);
+    return chunk<0, false, false>(p, blk, t0, tokens, A2, h, shared, pf);
+  }
+
   // dst[n * W + lane] = src[(d0 + lane) * N + n] for lane < width, 0 beyond (a [W, N] -> [N, W] transpose).
   static void transpose_in(const float* src, Index d0, Index width, Index N, float* dst) noexcept {
     for (Index n = 0; n < N; ++n)
@@ -104,77 +169,81 @@ struct SelectiveScanKernel {
     std::memcpy(dst, pad, sizeof(float) * static_cast<std::size_t>(width));
   }
 
-  // Scans channels [d0, d0 + width) of batch b, group g over all L tokens.
-  // NC: N known at compile time (state in registers), or 0 (state in scratch).
+  // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
+  // NC: N known at compile time (state in registers), or 0 (state stays in h).
   // VarB / VarC: selective [B, L, G, N] operand (broadcast per token) vs time-invariant [D, N].
   template <int NC, bool VarB, bool VarC>
-  static void block(const SelectiveScanProblem& p, Index b, Index g, Index d0, Index width,
-                    float* scratch) noexcept {
-    const Index N = NC > 0 ? NC : p.state;
-    const Index L = p.length, D = p.channels, G = p.groups;
-    float* A2 = scratch;          // [N, W] A[d0 + lane, n] * log2(e)
-    float* B_ti = A2 + N * W;     // [N, W] time-invariant B (unused when VarB)
-    float* C_ti = B_ti + N * W;   // [N, W] time-invariant C (unused when VarC)
-    float* h_mem = C_ti + N * W;  // [N, W] state when NC == 0; staging for initial / last state
-    float* pad = h_mem + N * W;   // [8, W] zero-padded copies for partial blocks
+  static void chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2, float* h,
+                    float* shared, const RowPrefetch& pf) noexcept {
+    const Index N = NC > 0 ? NC : p.state, width = blk.width, stride = p.channels;
+    float* B_ti = shared;        // [N, W] time-invariant B (unused when VarB)
+    float* C_ti = B_ti + N * W;  // [N, W] time-invariant C (unused when VarC)
+    float* pad = C_ti + N * W;   // [8, W] zero-padded copies for partial blocks
+    if constexpr (!VarB) transpose_in(p.B, blk.d0, width, N, B_ti);
+    if constexpr (!VarC) transpose_in(p.C, blk.d0, width, N, C_ti);
+    const Index row0 = (blk.b * p.length + t0) * stride + blk.d0;  // (b, t0, d0) in [B, L, D]
+    const float* u = p.u + row0;                                    // row t at u + t·D
+    const float* delta = p.delta + row0;
+    const float* z = p.z ? p.z + row0 : nullptr;
+    float* out = p.out + row0;
+    const Index bc_row = p.groups * N;  // B[b, t0 + t, g, :] at B_rows + t·G·N
+    const float* B_rows = VarB ? p.B + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
+    const float* C_rows = VarC ? p.C + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
+    const V bias = p.delta_bias ? load_block(p.delta_bias + blk.d0, width, pad) : V(0.0f);
+    const V skip = p.D ? load_block(p.D + blk.d0, width, pad + W) : V(0.0f);
 
-    transpose_in(p.A, d0, width, N, A2);
-    for (Index i = 0; i < N * W; ++i) A2[i] *= 1.44269504088896341f;  // exp(x) = exp2(x·log2(e))
-    if constexpr (!VarB) transpose_in(p.B, d0, width, N, B_ti);
-    if constexpr (!VarC) transpose_in(p.C, d0, width, N, C_ti);
-    if (p.initial_state)
-      transpose_in(p.initial_state + b * D * N, d0, width, N, h_mem);
-    else
-      std::fill(h_mem, h_mem + N * W, 0.0f);
+    // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
+    // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
+    // (exp, log, divide) then hides behind the N exps instead of stalling them.
+    auto inputs = [&](Index t, V& dt, V& dt_x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      V d = load_block(delta + t * stride, width, pad + 2 * W) + bias;
+      if (p.delta_softplus) d = simd::softplus<Arch>(d);
+      dt = d;
+      dt_x = d * load_block(u + t * stride, width, pad + 3 * W);
+    };
 
-    const V bias = p.delta_bias ? load_block(p.delta_bias + d0, width, pad) : V(0.0f);
-    const V skip = p.D ? load_block(p.D + d0, width, pad + W) : V(0.0f);
-
-    V h_reg[NC > 0 ? NC : 1];  // the state in registers when N is known
     // Every access to h_reg uses a constant index (for_each_index, not a loop unrolled later), so
     // the compiler can keep each h_reg[n] in a register.
+    V h_reg[NC > 0 ? NC : 1];
     if constexpr (NC > 0)
-      for_each_index(std::make_integer_sequence<int, NC>{}, [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-        h_reg[n()] = simd::load<Arch>(h_mem + n() * W);
-      });
+      for_each_index(std::make_integer_sequence<int, NC>{},
+                     [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { h_reg[n()] = simd::load<Arch>(h + n() * W); });
 
-    for (Index t = 0; t < L; ++t) {
-      const Index off = (b * L + t) * D + d0;  // (b, t, d0) in [B, L, D]
-      V dt = load_block(p.delta + off, width, pad + 2 * W) + bias;
-      if (p.delta_softplus) dt = simd::softplus<Arch>(dt);
-      const V x = load_block(p.u + off, width, pad + 3 * W);
-      const V dt_x = dt * x;
-      const float* B_t = VarB ? p.B + ((b * L + t) * G + g) * N : nullptr;  // [N] B[b, t, g, :]
-      const float* C_t = VarC ? p.C + ((b * L + t) * G + g) * N : nullptr;  // [N] C[b, t, g, :]
-      V y(0.0f);
-      auto update = [&](Index n, V h) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    V dt, dt_x;
+    if (tokens > 0) inputs(0, dt, dt_x);
+    for (Index t = 0; t < tokens; ++t) {
+      pf(t);
+      const V gate = z ? simd::silu<Arch>(load_block(z + t * stride, width, pad + 4 * W)) : V(1.0f);
+      V dt_next = dt, dt_x_next = dt_x;
+      if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
+      const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
+      const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
+      // Two partial sums of y over even and odd n halve the dependency chain of the readout.
+      V y_even(0.0f), y_odd(0.0f);
+      auto update = [&](Index n, V state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         const V decay = simd::exp2<Arch>(dt * simd::load<Arch>(A2 + n * W));
         const V Bn = VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W);
         const V Cn = VarC ? V(C_t[n]) : simd::load<Arch>(C_ti + n * W);
-        h = simd::fmadd<Arch>(decay, h, dt_x * Bn);
-        y = simd::fmadd<Arch>(h, Cn, y);
-        return h;
+        state = simd::fmadd<Arch>(decay, state, dt_x * Bn);
+        V& acc = (n & 1) ? y_odd : y_even;
+        acc = simd::fmadd<Arch>(state, Cn, acc);
+        return state;
       };
       if constexpr (NC > 0) {
-        for_each_index(std::make_integer_sequence<int, NC>{}, [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-          h_reg[n()] = update(n(), h_reg[n()]);
-        });
+        for_each_index(std::make_integer_sequence<int, NC>{},
+                       [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { h_reg[n()] = update(n(), h_reg[n()]); });
       } else {
-        for (Index n = 0; n < N; ++n)
-          simd::store<Arch>(h_mem + n * W, update(n, simd::load<Arch>(h_mem + n * W)));
+        for (Index n = 0; n < N; ++n) simd::store<Arch>(h + n * W, update(n, simd::load<Arch>(h + n * W)));
       }
-      if (p.D) y = simd::fmadd<Arch>(x, skip, y);
-      if (p.z) y *= simd::silu<Arch>(load_block(p.z + off, width, pad + 4 * W));
-      store_block(p.out + off, y, width, pad + 5 * W);
+      V y = y_even + y_odd;
+      if (p.D) y = simd::fmadd<Arch>(load_block(u + t * stride, width, pad + 5 * W), skip, y);
+      store_block(out + t * stride, y * gate, width, pad + 6 * W);
+      dt = dt_next, dt_x = dt_x_next;
     }
 
-    if (p.last_state) {
-      if constexpr (NC > 0)
-        for_each_index(std::make_integer_sequence<int, NC>{}, [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-          simd::store<Arch>(h_mem + n() * W, h_reg[n()]);
-        });
-      transpose_out(h_mem, d0, width, N, p.last_state + b * D * N);
-    }
+    if constexpr (NC > 0)
+      for_each_index(std::make_integer_sequence<int, NC>{},
+                     [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { simd::store<Arch>(h + n() * W, h_reg[n()]); });
   }
 };
 
