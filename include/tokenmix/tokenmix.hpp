@@ -12,6 +12,10 @@
 #include "tokenmix/simd/arch.hpp"
 #include "tokenmix/simd/exp.hpp"
 
+#include "tokenmix/io/json.hpp"
+#include "tokenmix/io/npy.hpp"
+#include "tokenmix/io/safetensors.hpp"
+
 #include "tokenmix/reference/selective_scan.hpp"
 
 #include "tokenmix/ssm/selective_scan.hpp"

@@ -4,17 +4,21 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <optional>
 #include <string>
 
 #include "support/compare.hpp"
-#include "support/npy.hpp"
+#include "tokenmix/io/npy.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 
 namespace tokenmix {
 namespace {
 
-using testing::read_npy_tensor;
+using io::read_npy_float;
+
+bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
 // Loads tests/data/selective_scan/<case>/ into tensors; B/C rank depends on the case.
 struct Fixture {
@@ -28,23 +32,23 @@ struct Fixture {
   std::optional<Tensor<float, 2>> B2, C2;
 
   explicit Fixture(const std::string& name) : dir(std::string(TOKENMIX_TEST_DATA_DIR) + "/selective_scan/" + name + "/") {
-    u = read_npy_tensor<3>(dir + "u.npy");
-    delta = read_npy_tensor<3>(dir + "delta.npy");
-    A = read_npy_tensor<2>(dir + "A.npy");
-    out = read_npy_tensor<3>(dir + "out.npy");
-    last_state = read_npy_tensor<3>(dir + "last_state.npy");
-    if (testing::file_exists(dir + "D.npy")) D = read_npy_tensor<1>(dir + "D.npy");
-    if (testing::file_exists(dir + "delta_bias.npy")) delta_bias = read_npy_tensor<1>(dir + "delta_bias.npy");
-    if (testing::file_exists(dir + "z.npy")) z = read_npy_tensor<3>(dir + "z.npy");
+    u = read_npy_float<3>(dir + "u.npy");
+    delta = read_npy_float<3>(dir + "delta.npy");
+    A = read_npy_float<2>(dir + "A.npy");
+    out = read_npy_float<3>(dir + "out.npy");
+    last_state = read_npy_float<3>(dir + "last_state.npy");
+    if (file_exists(dir + "D.npy")) D = read_npy_float<1>(dir + "D.npy");
+    if (file_exists(dir + "delta_bias.npy")) delta_bias = read_npy_float<1>(dir + "delta_bias.npy");
+    if (file_exists(dir + "z.npy")) z = read_npy_float<3>(dir + "z.npy");
     load_operand("B", B4, B3, B2);
     load_operand("C", C4, C3, C2);
   }
   void load_operand(const std::string& name, std::optional<Tensor<float, 4>>& t4, std::optional<Tensor<float, 3>>& t3,
                     std::optional<Tensor<float, 2>>& t2) {
-    const auto rank = testing::read_npy(dir + name + ".npy").shape.size();
-    if (rank == 4) t4 = read_npy_tensor<4>(dir + name + ".npy");
-    if (rank == 3) t3 = read_npy_tensor<3>(dir + name + ".npy");
-    if (rank == 2) t2 = read_npy_tensor<2>(dir + name + ".npy");
+    const auto rank = io::read_npy_raw(dir + name + ".npy").shape.size();
+    if (rank == 4) t4 = read_npy_float<4>(dir + name + ".npy");
+    if (rank == 3) t3 = read_npy_float<3>(dir + name + ".npy");
+    if (rank == 2) t2 = read_npy_float<2>(dir + name + ".npy");
   }
   static ssm::ScanOperand operand(const std::optional<Tensor<float, 4>>& t4, const std::optional<Tensor<float, 3>>& t3,
                                   const std::optional<Tensor<float, 2>>& t2) {

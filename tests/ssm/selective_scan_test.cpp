@@ -104,7 +104,7 @@ template <class Arch>
 
 template <class Arch>
 class SelectiveScanArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(SelectiveScanArchTest, testing::CompiledArchs, testing::ArchNames);
+TYPED_TEST_SUITE(SelectiveScanArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // Channel counts around the vector width, every N the issue names, every option on and off.
 TYPED_TEST(SelectiveScanArchTest, MatchesOracleAroundVectorWidth) {
