@@ -88,15 +88,16 @@ int main(int argc, char** argv) {
   ThreadPool pool(threads);
   options.device = pool.device();
   const double t_pool = best_seconds(5, [&] { fast = ssm::selective_scan(u, delta, A, B, C, options); });
-  const double bound_ns = double(n_state) * limits.exp2_ns_per_element;
+  // The exps the math needs per token-channel: N decays, one in softplus, one in the silu gate.
+  const double bound_ns = double(n_state + 2) * limits.exp_ns_per_element;
 
   std::printf("\n%-34s %12s %12s\n", "", "ns/token-ch", "vs oracle");
   std::printf("%-34s %12.2f %12s\n", "oracle (plain loops, float)", ns(t_oracle), "1.0x");
   std::printf("%-34s %12.2f %11.1fx\n", "tokenmix SIMD, 1 thread", ns(t_simd), t_oracle / t_simd);
   std::printf("%-34s %12.2f %11.1fx   (%.2fx over 1 thread)\n", (std::to_string(threads) + " threads").c_str(),
               ns(t_pool), t_oracle / t_pool, t_simd / t_pool);
-  std::printf("%-34s %12.2f %12s   (N=%ld exps at %.3f ns each; 1 thread at %.0f%% of it)\n",
-              "machine limit: exp throughput", bound_ns, "", long(n_state), limits.exp2_ns_per_element,
-              100.0 * bound_ns / ns(t_simd));
+  std::printf("%-34s %12.2f %12s   (N+2=%ld exps at %.3f ns each; 1 thread within %.2fx of it)\n",
+              "machine limit: exp throughput", bound_ns, "", long(n_state + 2), limits.exp_ns_per_element,
+              ns(t_simd) / bound_ns);
   return correct ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -51,6 +51,38 @@ TOKENMIX_ALWAYS_INLINE void store(float* p, vfloat<Arch> v) noexcept {
   v.store_unaligned(p);
 }
 
+// The first `count` (< lanes) floats at p, zeros beyond; never reads past p + count. AVX-512 uses a
+// masked load; other archs copy through `pad` (lanes floats) with a plain loop (no memcpy call, so
+// a hot loop with a partial-block path keeps its values in registers).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> load_partial(const float* p, std::size_t count, float* pad) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) {
+    (void)pad;
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+  } else
+#endif
+  {
+    for (std::size_t i = 0; i < lanes<Arch>; ++i) pad[i] = i < count ? p[i] : 0.0f;
+    return load<Arch>(pad);
+  }
+}
+
+// Stores the first `count` (< lanes) lanes of v at p; never writes past p + count.
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void store_partial(float* p, vfloat<Arch> v, std::size_t count, float* pad) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) {
+    (void)pad;
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1u), v);
+  } else
+#endif
+  {
+    store<Arch>(pad, v);
+    for (std::size_t i = 0; i < count; ++i) p[i] = pad[i];
+  }
+}
+
 // a * b + c, a single rounding wherever the arch has an FMA instruction.
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE vfloat<Arch> fmadd(vfloat<Arch> a, vfloat<Arch> b, vfloat<Arch> c) noexcept {

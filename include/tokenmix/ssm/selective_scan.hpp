@@ -47,7 +47,9 @@ void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
       out.data(), last_state ? last_state->data() : nullptr};
   using Kernel = detail::SelectiveScanKernel<Arch>;
   tokenmix::detail::parallel_for(options.device, Kernel::num_items(problem), [&](Index first, Index last) {
-    std::vector<float> scratch(static_cast<std::size_t>(Kernel::scratch_floats(problem)));
+    // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines.
+    std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(
+        static_cast<std::size_t>(Kernel::scratch_floats(problem)));
     Kernel::run_items(problem, first, last, scratch.data());
   });
 }

@@ -9,7 +9,7 @@
 //    4, 8, 16 and 32), and y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
 // Memory: u/delta/z/out are [B, L, D], so one channel block walks L rows D floats apart; walking all
 // of L for one block touches a new page per token and array. Instead a thread takes its blocks in
-// tiles of kBlocksPerTile neighbouring blocks and their tokens in chunks of kTokensPerChunk:
+// tiles of neighbouring blocks (blocks_per_tile) and their tokens in chunks of kTokensPerChunk:
 //   pass 1 (row by row, contiguous across the tile): dt = softplus(delta + bias), dt·x -> scratch;
 //   pass 2 (block by block, scratch only): the recurrence, y -> scratch;
 //   pass 3 (row by row): out = (y + x·D)·silu(z).
@@ -55,19 +55,25 @@ struct SelectiveScanKernel {
   using V = simd::vfloat<Arch>;
   static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   static constexpr Index kTokensPerChunk = 64;
-  static constexpr Index kBlocksPerTile = 16;
+  // A tile holds up to 256 KiB of per-block state (A·log2 e and h), L2-resident, and at most 256
+  // blocks (4096 channels: a whole row of most models, so each page of u/delta/z/out is visited once
+  // per chunk instead of once per chunk and tile).
+  static Index blocks_per_tile(const SelectiveScanProblem& p) {
+    return std::max<Index>(1, std::min<Index>(256, (Index(256) << 10) / (2 * p.state * W * Index(sizeof(float)))));
+  }
 
   static Index blocks_per_group(const SelectiveScanProblem& p) { return (p.channels / p.groups + W - 1) / W; }
   static Index num_items(const SelectiveScanProblem& p) { return p.batch * p.groups * blocks_per_group(p); }
   // Floats of scratch one thread needs (whatever its range of items).
   static Index scratch_floats(const SelectiveScanProblem& p) {
-    return kBlocksPerTile * 2 * p.state * W + (2 * p.state + 8) * W;
+    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + 8) * W;
   }
 
   // Runs items [first, last). scratch: scratch_floats(p) floats.
   static void run_items(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
-    for (Index tile_first = first; tile_first < last; tile_first += kBlocksPerTile)
-      run_tile(p, tile_first, std::min(last, tile_first + kBlocksPerTile), scratch);
+    const Index tile = blocks_per_tile(p);
+    for (Index tile_first = first; tile_first < last; tile_first += tile)
+      run_tile(p, tile_first, std::min(last, tile_first + tile), scratch);
   }
 
  private:
@@ -93,17 +99,16 @@ struct SelectiveScanKernel {
 
   static void run_tile(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
     const Index N = p.state, blocks = last - first;
-    Block blk[kBlocksPerTile];
-    for (Index i = 0; i < blocks; ++i) blk[i] = locate(p, first + i);
+    auto blk = [&](Index i) { return locate(p, first + i); };
     float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
-    float* h = A2 + kBlocksPerTile * N * W;  // [tile, N, W] each block's state between chunks
-    float* shared = h + kBlocksPerTile * N * W;  // [2N + 8, W] time-invariant B/C, padding
+    float* h = A2 + blocks * N * W;          // [tile, N, W] each block's state between chunks
+    float* shared = h + blocks * N * W;      // [2N + 8, W] time-invariant B/C, padding
 
     for (Index i = 0; i < blocks; ++i) {
-      transpose_in(p.A, blk[i].d0, blk[i].width, N, A2 + i * N * W);
+      transpose_in(p.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
       for (Index k = 0; k < N * W; ++k) A2[i * N * W + k] *= 1.44269504088896341f;  // exp(x) = exp2(x·log2(e))
       if (p.initial_state)
-        transpose_in(p.initial_state + blk[i].b * p.channels * N, blk[i].d0, blk[i].width, N, h + i * N * W);
+        transpose_in(p.initial_state + blk(i).b * p.channels * N, blk(i).d0, blk(i).width, N, h + i * N * W);
       else
         std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
     }
@@ -115,16 +120,16 @@ struct SelectiveScanKernel {
         RowPrefetch prefetch{};
         const bool next_in_chunk = i + 1 < blocks;
         if (next_in_chunk || t0 + kTokensPerChunk < p.length) {
-          const Block& nk = next_in_chunk ? blk[i + 1] : blk[0];
+          const Block nk = next_in_chunk ? blk(i + 1) : blk(0);
           const Index row0 = (nk.b * p.length + (next_in_chunk ? t0 : t0 + kTokensPerChunk)) * p.channels + nk.d0;
           prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr}, p.out + row0, p.channels};
         }
-        scan_chunk(p, blk[i], t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
+        scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
       }
     }
     if (p.last_state)
       for (Index i = 0; i < blocks; ++i)
-        transpose_out(h + i * N * W, blk[i].d0, blk[i].width, N, p.last_state + blk[i].b * p.channels * N);
+        transpose_out(h + i * N * W, blk(i).d0, blk(i).width, N, p.last_state + blk(i).b * p.channels * N);
   }
 
   static void scan_chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2,
@@ -152,21 +157,19 @@ struct SelectiveScanKernel {
     for (Index n = 0; n < N; ++n)
       for (Index lane = 0; lane < width; ++lane) dst[(d0 + lane) * N + n] = src[n * W + lane];
   }
+  // f(v_0, ..., v_{NC-1}) with NC zero vectors as separate arguments.
   template <int... I, class F>
-  static TOKENMIX_ALWAYS_INLINE void for_each_index(std::integer_sequence<int, I...>, F&& f) noexcept {
-    (f(std::integral_constant<int, I>{}), ...);
+  static TOKENMIX_ALWAYS_INLINE void with_registers(std::integer_sequence<int, I...>, F&& f) noexcept {
+    f(((void)I, V(0.0f))...);
   }
-  // Load `width` floats, zero-padded to W through `pad` when the block is partial.
+  // Load `width` floats, zero-padded to W when the block is partial (`pad`: W floats of scratch).
   static TOKENMIX_ALWAYS_INLINE V load_block(const float* src, Index width, float* pad) noexcept {
     if (width == W) return simd::load<Arch>(src);
-    std::memset(pad, 0, sizeof(float) * W);
-    std::memcpy(pad, src, sizeof(float) * static_cast<std::size_t>(width));
-    return simd::load<Arch>(pad);
+    return simd::load_partial<Arch>(src, static_cast<std::size_t>(width), pad);
   }
   static TOKENMIX_ALWAYS_INLINE void store_block(float* dst, V v, Index width, float* pad) noexcept {
     if (width == W) return simd::store<Arch>(dst, v);
-    simd::store<Arch>(pad, v);
-    std::memcpy(dst, pad, sizeof(float) * static_cast<std::size_t>(width));
+    simd::store_partial<Arch>(dst, v, static_cast<std::size_t>(width), pad);
   }
 
   // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
@@ -202,48 +205,54 @@ struct SelectiveScanKernel {
       dt_x = d * load_block(u + t * stride, width, pad + 3 * W);
     };
 
-    // Every access to h_reg uses a constant index (for_each_index, not a loop unrolled later), so
-    // the compiler can keep each h_reg[n] in a register.
-    V h_reg[NC > 0 ? NC : 1];
-    if constexpr (NC > 0)
-      for_each_index(std::make_integer_sequence<int, NC>{},
-                     [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { h_reg[n()] = simd::load<Arch>(h + n() * W); });
-
-    V dt, dt_x;
-    if (tokens > 0) inputs(0, dt, dt_x);
-    for (Index t = 0; t < tokens; ++t) {
-      pf(t);
-      const V gate = z ? simd::silu<Arch>(load_block(z + t * stride, width, pad + 4 * W)) : V(1.0f);
-      V dt_next = dt, dt_x_next = dt_x;
-      if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
-      const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
-      const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
-      // Two partial sums of y over even and odd n halve the dependency chain of the readout.
-      V y_even(0.0f), y_odd(0.0f);
-      auto update = [&](Index n, V state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-        const V decay = simd::exp2<Arch>(dt * simd::load<Arch>(A2 + n * W));
-        const V Bn = VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W);
-        const V Cn = VarC ? V(C_t[n]) : simd::load<Arch>(C_ti + n * W);
-        state = simd::fmadd<Arch>(decay, state, dt_x * Bn);
-        V& acc = (n & 1) ? y_odd : y_even;
-        acc = simd::fmadd<Arch>(state, Cn, acc);
-        return state;
-      };
-      if constexpr (NC > 0) {
-        for_each_index(std::make_integer_sequence<int, NC>{},
-                       [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { h_reg[n()] = update(n(), h_reg[n()]); });
-      } else {
-        for (Index n = 0; n < N; ++n) simd::store<Arch>(h + n * W, update(n, simd::load<Arch>(h + n * W)));
+    // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
+    auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      V dt, dt_x;
+      if (tokens > 0) inputs(0, dt, dt_x);
+      for (Index t = 0; t < tokens; ++t) {
+        pf(t);
+        const V gate = z ? simd::silu<Arch>(load_block(z + t * stride, width, pad + 4 * W)) : V(1.0f);
+        V dt_next = dt, dt_x_next = dt_x;
+        if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
+        const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
+        const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
+        // Two partial sums of y over even and odd n halve the dependency chain of the readout.
+        V y_even(0.0f), y_odd(0.0f);
+        update_state([&](Index n, V state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+          const V decay = simd::exp2<Arch>(dt * simd::load<Arch>(A2 + n * W));
+          const V Bn = VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W);
+          const V Cn = VarC ? V(C_t[n]) : simd::load<Arch>(C_ti + n * W);
+          state = simd::fmadd<Arch>(decay, state, dt_x * Bn);
+          V& acc = (n & 1) ? y_odd : y_even;
+          acc = simd::fmadd<Arch>(state, Cn, acc);
+          return state;
+        });
+        V y = y_even + y_odd;
+        if (p.D) y = simd::fmadd<Arch>(load_block(u + t * stride, width, pad + 5 * W), skip, y);
+        store_block(out + t * stride, y * gate, width, pad + 6 * W);
+        dt = dt_next, dt_x = dt_x_next;
       }
-      V y = y_even + y_odd;
-      if (p.D) y = simd::fmadd<Arch>(load_block(u + t * stride, width, pad + 5 * W), skip, y);
-      store_block(out + t * stride, y * gate, width, pad + 6 * W);
-      dt = dt_next, dt_x = dt_x_next;
-    }
+    };
 
-    if constexpr (NC > 0)
-      for_each_index(std::make_integer_sequence<int, NC>{},
-                     [&](auto n) TOKENMIX_ALWAYS_INLINE_LAMBDA { simd::store<Arch>(h + n() * W, h_reg[n()]); });
+    if constexpr (NC > 0) {
+      // The NC state vectors are NC separate local variables (a parameter pack), not an array: the
+      // compiler keeps them in registers, where an array stays in memory (and its stores can
+      // falsely alias the strided input loads, 4K aliasing, which costs up to 50%).
+      with_registers(std::make_integer_sequence<int, NC>{}, [&](auto... h_reg) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        Index n = 0;
+        ((h_reg = simd::load<Arch>(h + (n++) * W)), ...);
+        scan_tokens([&](auto&& update) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+          Index m = 0;
+          ((h_reg = update(m++, h_reg)), ...);
+        });
+        n = 0;
+        (simd::store<Arch>(h + (n++) * W, h_reg), ...);
+      });
+    } else {
+      scan_tokens([&](auto&& update) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        for (Index n = 0; n < N; ++n) simd::store<Arch>(h + n * W, update(n, simd::load<Arch>(h + n * W)));
+      });
+    }
   }
 };
 
