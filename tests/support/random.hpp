@@ -11,22 +11,24 @@ namespace tokenmix::testing {
 
 using Rng = std::mt19937_64;
 
+// A tensor of independent draws from `dist`.
+template <int R, class Distribution>
+Tensor<float, R> random_tensor(const std::array<Index, R>& dims, Distribution dist, Rng& rng) {
+  Tensor<float, R> t(dims);
+  for (Index i = 0; i < t.size(); ++i) t.data()[i] = dist(rng);
+  return t;
+}
+
 // Uniform values in [lo, hi).
 template <int R>
 Tensor<float, R> random_uniform(const std::array<Index, R>& dims, float lo, float hi, Rng& rng) {
-  Tensor<float, R> t(dims);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  for (Index i = 0; i < t.size(); ++i) t.data()[i] = dist(rng);
-  return t;
+  return random_tensor<R>(dims, std::uniform_real_distribution<float>(lo, hi), rng);
 }
 
 // Normal values N(mean, stddev^2).
 template <int R>
 Tensor<float, R> random_normal(const std::array<Index, R>& dims, float mean, float stddev, Rng& rng) {
-  Tensor<float, R> t(dims);
-  std::normal_distribution<float> dist(mean, stddev);
-  for (Index i = 0; i < t.size(); ++i) t.data()[i] = dist(rng);
-  return t;
+  return random_tensor<R>(dims, std::normal_distribution<float>(mean, stddev), rng);
 }
 
 inline Index random_index(Index lo, Index hi, Rng& rng) {  // inclusive range

@@ -295,10 +295,7 @@ template <int R>
 Tensor<float, R> npy_to_float_tensor(const NpyArray& a) {
   TOKENMIX_CHECK(a.shape.size() == static_cast<std::size_t>(R), "npy: '", a.source, "': array has shape ",
                  detail::format_dims(a.shape), " (rank ", a.shape.size(), "), expected rank ", R);
-  std::array<Index, R> dims{};
-  for (int i = 0; i < R; ++i) dims[static_cast<std::size_t>(i)] = a.shape[static_cast<std::size_t>(i)];
-  Tensor<float, R> out;
-  out.resize(dims);
+  Tensor<float, R> out = detail::tensor_of_shape<R>(a.shape);
   npy_to_float(a, out.data(), out.size());
   return out;
 }

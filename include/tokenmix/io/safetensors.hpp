@@ -136,6 +136,16 @@ inline std::string format_dims(const std::vector<Index>& dims) {
   return os.str();
 }
 
+// An uninitialised rank-R tensor with the given extents (the caller checked the rank).
+template <int R>
+Tensor<float, R> tensor_of_shape(const std::vector<Index>& shape) {
+  std::array<Index, R> dims{};
+  for (int i = 0; i < R; ++i) dims[static_cast<std::size_t>(i)] = shape[static_cast<std::size_t>(i)];
+  Tensor<float, R> out;
+  out.resize(dims);
+  return out;
+}
+
 inline std::uint16_t load_u16_le(const unsigned char* p) noexcept {
   return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
 }
@@ -373,10 +383,7 @@ class SafetensorsFile {
     const TensorInfo& t = info(name);
     TOKENMIX_CHECK(t.shape.size() == static_cast<std::size_t>(R), prefix(), "tensor '", name, "' has shape ",
                    detail::format_dims(t.shape), " (rank ", t.shape.size(), "), expected rank ", R);
-    std::array<Index, R> dims{};
-    for (int i = 0; i < R; ++i) dims[static_cast<std::size_t>(i)] = t.shape[static_cast<std::size_t>(i)];
-    Tensor<float, R> out;
-    out.resize(dims);
+    Tensor<float, R> out = detail::tensor_of_shape<R>(t.shape);
     read_float_into(name, out.data(), out.size());
     return out;
   }

@@ -74,13 +74,10 @@ template <class Acc = double>
 ssm::SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, const ConstTensorView<float, 3>& delta,
                                         const ConstTensorView<float, 2>& A, const ssm::ScanOperand& B,
                                         const ssm::ScanOperand& C, const ssm::SelectiveScanOptions& options = {}) {
-  ssm::detail::check_selective_scan_args("ref::selective_scan", u, delta, A, B, C, options, nullptr, nullptr);
-  ssm::SelectiveScanResult r{Tensor<float, 3>(u.dimension(0), u.dimension(1), u.dimension(2)),
-                             Tensor<float, 3>(u.dimension(0), u.dimension(2), A.dimension(1))};
-  TensorView<float, 3> out(r.out.data(), r.out.dimensions());
-  TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
-  ref::selective_scan<Acc>(u, delta, A, B, C, options, out, &last);
-  return r;
+  return ssm::detail::scan_into_new_result("ref::selective_scan", u, delta, A, B, C, options,
+                                           [&](TensorView<float, 3>& out, TensorView<float, 3>& last) {
+                                             ref::selective_scan<Acc>(u, delta, A, B, C, options, out, &last);
+                                           });
 }
 
 }  // namespace tokenmix::ref

@@ -59,13 +59,10 @@ template <class Arch = simd::default_arch>
 SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, const ConstTensorView<float, 3>& delta,
                                    const ConstTensorView<float, 2>& A, const ScanOperand& B, const ScanOperand& C,
                                    const SelectiveScanOptions& options = {}) {
-  detail::check_selective_scan_args("selective_scan", u, delta, A, B, C, options, nullptr, nullptr);
-  SelectiveScanResult r{Tensor<float, 3>(u.dimension(0), u.dimension(1), u.dimension(2)),
-                        Tensor<float, 3>(u.dimension(0), u.dimension(2), A.dimension(1))};
-  TensorView<float, 3> out(r.out.data(), r.out.dimensions());
-  TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
-  ssm::selective_scan<Arch>(u, delta, A, B, C, options, out, &last);
-  return r;
+  return detail::scan_into_new_result("selective_scan", u, delta, A, B, C, options,
+                                      [&](TensorView<float, 3>& out, TensorView<float, 3>& last) {
+                                        ssm::selective_scan<Arch>(u, delta, A, B, C, options, out, &last);
+                                      });
 }
 
 }  // namespace tokenmix::ssm

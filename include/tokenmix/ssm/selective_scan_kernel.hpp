@@ -8,23 +8,21 @@
 //  - while a block is scanned its state h[n] stays in registers (N specialised at compile time for
 //    4, 8, 16 and 32), and y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
 // Memory: u/delta/z/out are [B, L, D], so one channel block walks L rows D floats apart; walking all
-// of L for one block touches a new page per token and array. Instead a thread takes its blocks in
-// tiles of neighbouring blocks (blocks_per_tile) and their tokens in chunks of kTokensPerChunk:
-//   pass 1 (row by row, contiguous across the tile): dt = softplus(delta + bias), dt·x -> scratch;
-//   pass 2 (block by block, scratch only): the recurrence, y -> scratch;
-//   pass 3 (row by row): out = (y + x·D)·silu(z).
-// So the strided walks stay in L2-resident scratch, memory is streamed in row segments, and the
-// softplus (exp, log, divide) is off the recurrence's critical path. The state of each block is
-// saved to scratch between chunks.
+// of L for one block before the next touches a new page per token and array. Instead a thread
+// takes its blocks in tiles of up to a whole row (blocks_per_tile) and the tokens in chunks of
+// kTokensPerChunk: every block of the tile advances one chunk (its state saved in scratch between
+// chunks), then the next chunk. While a block's chunk runs, the rows of the next block are
+// prefetched (strided rows defeat the hardware prefetcher).
+// Per token, dt = softplus(delta + bias) and dt·x of the NEXT token are computed during this
+// token's recurrence (software pipelining), so their latency hides behind the N exps.
 // A block never straddles two groups (channels of one block share B and C). Blocks narrower than W
-// (the end of a group) go through zero-padded copies of their inputs, so every lane computes finite
-// values and only the valid lanes are written.
+// (the end of a group) use masked / zero-padded loads, so every lane computes finite values, and
+// only the valid lanes are written.
 //
 // Work item = (batch b, group g, channel block j). Each lane's arithmetic is the same whatever the
 // tiling, chunking or thread, so results are bitwise identical for any thread count.
 
 #include <algorithm>
-#include <cstring>
 #include <utility>  // std::integer_sequence
 
 #include "tokenmix/core/tensor.hpp"
@@ -80,15 +78,16 @@ struct SelectiveScanKernel {
   struct Block {
     Index b, g, d0, width;  // batch, group, first channel, valid lanes (<= W)
   };
-  // Rows to prefetch while the recurrence runs: row t of each stream at base + t·row_stride.
+  // Rows to prefetch (into L2) while a block's chunk runs: at token t, row t of each stream
+  // (delta, u, z, out of the next block) at base + t·row_stride, for t < rows.
   struct RowPrefetch {
-    const float* read[3];
-    float* write;
-    Index row_stride;
+    const float* base[4] = {};
+    Index rows = 0;
+    Index row_stride = 0;
     TOKENMIX_ALWAYS_INLINE void operator()(Index t) const noexcept {
-      for (const float* r : read)
+      if (t >= rows) return;
+      for (const float* r : base)
         if (r) __builtin_prefetch(r + t * row_stride, 0, 2);
-      if (write) __builtin_prefetch(write + t * row_stride, 0, 2);
     }
   };
   static Block locate(const SelectiveScanProblem& p, Index item) {
@@ -117,12 +116,14 @@ struct SelectiveScanKernel {
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
         // hardware prefetcher; a chunk is long enough to hide their latency).
-        RowPrefetch prefetch{};
+        RowPrefetch prefetch;
         const bool next_in_chunk = i + 1 < blocks;
-        if (next_in_chunk || t0 + kTokensPerChunk < p.length) {
+        const Index next_t0 = next_in_chunk ? t0 : t0 + kTokensPerChunk;
+        if (next_t0 < p.length) {
           const Block nk = next_in_chunk ? blk(i + 1) : blk(0);
-          const Index row0 = (nk.b * p.length + (next_in_chunk ? t0 : t0 + kTokensPerChunk)) * p.channels + nk.d0;
-          prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr}, p.out + row0, p.channels};
+          const Index row0 = (nk.b * p.length + next_t0) * p.channels + nk.d0;  // (b, next_t0, d0) in [B, L, D]
+          prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr, p.out + row0},
+                      std::min(kTokensPerChunk, p.length - next_t0), p.channels};
         }
         scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
       }

@@ -140,5 +140,21 @@ inline SelectiveScanShape check_selective_scan_args(const char* op, const ConstT
   return {batch, length, channels, state, B.time_invariant() ? C.groups() : B.groups()};
 }
 
+// The convenience overloads of the oracle and the fast op: validates, allocates out [B, L, D] and
+// last_state [B, D, N], and runs view_scan(out_view, last_state_view).
+template <class ViewScan>
+SelectiveScanResult scan_into_new_result(const char* op, const ConstTensorView<float, 3>& u,
+                                         const ConstTensorView<float, 3>& delta, const ConstTensorView<float, 2>& A,
+                                         const ScanOperand& B, const ScanOperand& C, const SelectiveScanOptions& o,
+                                         ViewScan&& view_scan) {
+  check_selective_scan_args(op, u, delta, A, B, C, o, nullptr, nullptr);  // before allocating
+  SelectiveScanResult r{Tensor<float, 3>(u.dimension(0), u.dimension(1), u.dimension(2)),
+                        Tensor<float, 3>(u.dimension(0), u.dimension(2), A.dimension(1))};
+  TensorView<float, 3> out(r.out.data(), r.out.dimensions());
+  TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
+  view_scan(out, last);
+  return r;
+}
+
 }  // namespace detail
 }  // namespace tokenmix::ssm
