@@ -16,6 +16,16 @@
 #include "tokenmix/io/npy.hpp"
 #include "tokenmix/io/safetensors.hpp"
 
+#include "tokenmix/reference/linear.hpp"
+#include "tokenmix/reference/rms_norm.hpp"
+#include "tokenmix/reference/causal_conv1d.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
+#include "tokenmix/reference/selective_state_update.hpp"
 
+#include "tokenmix/ssm/causal_conv1d.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
+#include "tokenmix/ssm/selective_state_update.hpp"
+
+#include "tokenmix/blocks/embedding.hpp"
+#include "tokenmix/blocks/linear.hpp"
+#include "tokenmix/blocks/rms_norm.hpp"

@@ -26,3 +26,33 @@ inline constexpr Tolerance oracle_vs_fixture{1e-6, 1e-6, 1e-12};
 
 }  // namespace tolerance
 }  // namespace tokenmix::testing
+
+namespace tokenmix::testing::tolerance {
+
+// Fast causal conv1d / its step (fp32 FMA chain over K <= 7 taps, simd::silu) vs the oracle in
+// double: K roundings of O(1) products (atol: cancellation can make the sum ~0) plus silu's exp and
+// divide (a few ulp, rtol): ~K * 6e-8 * sum|w·x| ~ 1e-7 absolute expected; the bounds leave >10x
+// headroom (the sweep over K <= 7, D <= 90, every arch passes).
+inline constexpr Tolerance causal_conv1d{2e-6, 1e-5, 1e-11};
+
+// One fast selective_state_update step vs the oracle in double (state starts from the same floats):
+// the same per-element arithmetic as the fast selective scan (vector exp2 of dt*A*log2(e), softplus,
+// an FMA sum over N <= 64 of O(1) terms), so the scan's bound applies.
+inline constexpr Tolerance selective_state_update{1e-5, 1e-4, 1e-10};
+
+}  // namespace tokenmix::testing::tolerance
+
+namespace tokenmix::testing::tolerance {
+
+// blocks::linear (fp32 FMA accumulation over K, in K order) vs the oracle accumulating in double.
+// GEMM error grows with K: ~sqrt(K)·eps·|x|·|w| for random signs (K·eps worst case). With x ~ N(0, 1)
+// and W ~ U(±1/sqrt(K)) (nn.Linear init, outputs O(1)), the measured worst is 3e-6 absolute at
+// K = 1536..2048 (the GEMV path, 16-lane partial sums, 4e-7). The bound leaves ~5x headroom for the
+// K <= 2049 of the tests; larger K or larger inputs need a bound scaled with sqrt(K)·|x|·|w|.
+inline constexpr Tolerance linear{1.5e-5, 1e-5, 1e-11};
+
+// blocks::rms_norm (fp32 sum of squares with 4 vector accumulators, fp32 rsqrt) vs the double
+// oracle: measured worst 2.4e-7 relative (a few ulp), D <= 4096; ~40x headroom on rtol.
+inline constexpr Tolerance rms_norm{1e-6, 1e-5, 1e-12};
+
+}  // namespace tokenmix::testing::tolerance

@@ -80,6 +80,12 @@ void check_numel_fits(const char* op, const char* arg, const Shape<R>& s) {
   }
 }
 
+// Whether the float ranges [a, a + na) and [b, b + nb) share memory (outputs must not alias inputs).
+inline bool ranges_overlap(const float* a, Index na, const float* b, Index nb) {
+  if (na == 0 || nb == 0 || !a || !b) return false;
+  return a < b + nb && b < a + na;
+}
+
 inline void check_finite(const char* op, const char* arg, double value) {
   TOKENMIX_CHECK(std::isfinite(value), op, ": ", arg, " must be finite, got ", value);
 }

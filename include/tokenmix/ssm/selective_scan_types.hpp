@@ -77,11 +77,6 @@ struct SelectiveScanShape {
 
 namespace detail {
 
-inline bool ranges_overlap(const float* a, Index na, const float* b, Index nb) {
-  if (na == 0 || nb == 0) return false;
-  return a < b + nb && b < a + na;
-}
-
 // Validates every argument of selective_scan (DESIGN §4) and returns the extents. `out` and
 // `last_state` (either may be null) are the outputs of the view-based call.
 inline SelectiveScanShape check_selective_scan_args(const char* op, const ConstTensorView<float, 3>& u,
@@ -131,7 +126,7 @@ inline SelectiveScanShape check_selective_scan_args(const char* op, const ConstT
   if (out) {
     check_shape(op, "out", *out, bld, " like u");
     const Index n = out->size();
-    auto overlaps = [&](const float* p, Index np) { return ranges_overlap(out->data(), n, p, np); };
+    auto overlaps = [&](const float* p, Index np) { return tokenmix::detail::ranges_overlap(out->data(), n, p, np); };
     TOKENMIX_CHECK(!overlaps(u.data(), u.size()) && !overlaps(delta.data(), delta.size()) &&
                        !(o.z && overlaps(o.z->data(), o.z->size())),
                    op, ": out must not overlap the inputs u, delta or z");

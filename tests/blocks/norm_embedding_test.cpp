@@ -1,0 +1,141 @@
+// blocks::rms_norm (every representative arch) against ref::rms_norm (double), in place, threads,
+// bad inputs; blocks::embedding against direct indexing, including out-of-range ids.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "support/archs.hpp"
+#include "support/compare.hpp"
+#include "support/random.hpp"
+#include "tokenmix/blocks/embedding.hpp"
+#include "tokenmix/blocks/rms_norm.hpp"
+#include "tokenmix/reference/rms_norm.hpp"
+
+namespace tokenmix {
+namespace {
+
+using testing::Rng;
+
+template <class F>
+void expect_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected tokenmix::Error containing \"" << fragment << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+template <class Arch>
+class RmsNormArchTest : public ::testing::Test {};
+TYPED_TEST_SUITE(RmsNormArchTest, testing::RepresentativeArchs, testing::ArchNames);
+
+TYPED_TEST(RmsNormArchTest, MatchesOracle) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  const Index W = static_cast<Index>(simd::lanes<TypeParam>);
+  std::uint64_t seed = 1;
+  for (Index D : {Index(1), W - 1, W, W + 1, 3 * W + 2, 4 * W, 4 * W + 1, Index(97), Index(768)})
+    for (Index M : {1, 3, 8}) {
+      if (D <= 0) continue;
+      Rng rng(seed);
+      const auto x = testing::random_normal<2>({M, D}, 0.5f, 2.f, rng);
+      const auto w = testing::random_uniform<1>({D}, 0.5f, 1.5f, rng);
+      for (double eps : {1e-5, 1e-6}) {
+        const std::string where = std::string(TypeParam::name()) + " M=" + std::to_string(M) +
+                                  " D=" + std::to_string(D) + " seed=" + std::to_string(seed);
+        const auto expected = ref::rms_norm<double>(x, w, eps);
+        EXPECT_TRUE(testing::all_close(blocks::rms_norm<TypeParam>(x, w, eps), expected, testing::tolerance::rms_norm,
+                                       where));
+      }
+      ++seed;
+    }
+}
+
+TYPED_TEST(RmsNormArchTest, InPlaceMisalignedAndThreads) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  Rng rng(7);
+  const Index M = 13, D = 45;
+  const auto x = testing::random_normal<2>({M, D}, 0.f, 1.f, rng);
+  const auto w = testing::random_uniform<1>({D}, 0.5f, 1.5f, rng);
+  const auto one = blocks::rms_norm<TypeParam>(x, w, 1e-5);
+  std::vector<float> buf(M * D + 1);
+  std::copy(x.data(), x.data() + M * D, buf.data() + 1);
+  TensorView<float, 2> inplace(buf.data() + 1, M, D);
+  blocks::rms_norm<TypeParam>(as_const(inplace), w, 1e-5, inplace);
+  EXPECT_TRUE(testing::bitwise_equal(inplace, one, "in place, misaligned"));
+  ThreadPool pool(3);
+  EXPECT_TRUE(testing::bitwise_equal(blocks::rms_norm<TypeParam>(x, w, 1e-5, pool.device()), one, "3 threads"));
+}
+
+TEST(RmsNorm, ZeroRowsAndNaN) {
+  Tensor<float, 2> x(3, 5);
+  x.setZero();
+  x(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  Tensor<float, 1> w(5);
+  w.setConstant(2.f);
+  const auto out = blocks::rms_norm(x, w, 1e-5);
+  for (Index d = 0; d < 5; ++d) {
+    EXPECT_EQ(out(0, d), 0.f);  // all-zero row: 0 * rsqrt(eps)
+    EXPECT_TRUE(std::isnan(out(1, d)));
+    EXPECT_EQ(out(2, d), 0.f);
+  }
+  EXPECT_EQ(blocks::rms_norm(ConstTensorView<float, 2>(x.data(), 0, 5), w).dimension(0), 0);
+}
+
+TEST(RmsNorm, RejectsBadInputs) {
+  Tensor<float, 2> x(3, 5), wrong(3, 4), empty(3, 0);
+  Tensor<float, 1> w(5), w4(4);
+  x.setConstant(1.f), w.setConstant(1.f);
+  expect_error([&] { blocks::rms_norm(x, w4); }, "rms_norm: weight has shape [4], expected [D=5]");
+  expect_error([&] { blocks::rms_norm(empty, w); }, "rms_norm: x has shape [3, 0], expected [M, D] with D > 0");
+  expect_error([&] { blocks::rms_norm(x, w, std::nan("")); }, "rms_norm: eps must be finite");
+  expect_error([&] { blocks::rms_norm(x, w, -1.0); }, "rms_norm: eps must be >= 0");
+  expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(wrong.data(), 3, 4)); },
+               "rms_norm: out has shape [3, 4], expected [M=3, D=5] like x");
+  expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(x.data() + 1, 2, 5)); }, "rms_norm: out has shape");
+  Tensor<float, 2> big(4, 5);
+  expect_error([&] { blocks::rms_norm(ConstTensorView<float, 2>(big.data(), 3, 5), w, 1e-5,
+                                      TensorView<float, 2>(big.data() + 1, 3, 5)); },
+               "out must be x itself");
+  expect_error([&] { ref::rms_norm(x, w4); }, "ref::rms_norm: weight has shape [4], expected [D=5]");
+}
+
+TEST(Embedding, GathersRows) {
+  Rng rng(3);
+  const auto table = testing::random_normal<2>({11, 6}, 0.f, 1.f, rng);
+  const std::vector<std::int64_t> ids = {0, 10, 3, 3, 7};
+  const auto out = blocks::embedding(ids, table);
+  ASSERT_EQ(out.dimension(0), 5);
+  ASSERT_EQ(out.dimension(1), 6);
+  for (Index m = 0; m < 5; ++m)
+    for (Index d = 0; d < 6; ++d) EXPECT_EQ(out(m, d), table(ids[m], d));
+  const auto out2 = blocks::embedding(ids.data() + 1, 2, table);
+  EXPECT_EQ(out2(1, 4), table(3, 4));
+  EXPECT_EQ(blocks::embedding(std::vector<std::int64_t>{}, table).dimension(0), 0);
+}
+
+TEST(Embedding, RejectsBadIds) {
+  Tensor<float, 2> table(11, 6), out(2, 6), wrong(2, 5), empty(0, 6);
+  table.setZero();
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{1, 11}, table); },
+               "embedding: ids[1] = 11 is out of range for a vocabulary of V=11 rows (table [11, 6])");
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{-1}, table); }, "embedding: ids[0] = -1 is out of range");
+  out.setConstant(5.f);
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 99}, table, TensorView<float, 2>(out.data(), 2, 6)); },
+               "ids[1] = 99");
+  EXPECT_EQ(out(0, 0), 5.f) << "nothing is written when an id is bad";
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 3}, table, TensorView<float, 2>(wrong.data(), 2, 5)); },
+               "embedding: out has shape [2, 5], expected [M=2, D=6]");
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, empty); }, "embedding: table has shape [0, 6]");
+  expect_error([&] { blocks::embedding(nullptr, 3, table); }, "embedding: ids must point at 3 ids");
+  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, table, TensorView<float, 2>(table.data(), 1, 6)); },
+               "out must not overlap table");
+}
+
+}  // namespace
+}  // namespace tokenmix
