@@ -12,6 +12,7 @@
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/reference/linear.hpp"
@@ -177,39 +178,29 @@ TEST(Linear, EmptyBatchIsValid) {
   EXPECT_EQ(blocks::linear(x, blocks::PackedLinear(in.w)).dimension(0), 0);
 }
 
-template <class F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected tokenmix::Error containing \"" << fragment << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-
 TEST(Linear, RejectsBadInputs) {
   const LinearInputs in(6, 8, 5, 1);
   Tensor<float, 2> out(6, 5), wrong_out(6, 4), bad_w(5, 7), empty_w(0, 8);
   Tensor<float, 1> bad_b(4);
   TensorView<float, 2> o(out.data(), 6, 5);
-  expect_error([&] { blocks::linear(in.x, bad_w); }, "linear: x has shape [6, 8], expected [M, K=7]");
-  expect_error([&] { blocks::linear(in.x, blocks::PackedLinear(bad_w)); }, "linear: x has shape [6, 8], expected [M, K=7]");
-  expect_error([&] { blocks::linear(in.x, empty_w); }, "linear: weight has shape [0, 8]");
-  expect_error([&] { blocks::PackedLinear p(empty_w); }, "PackedLinear: weight has shape [0, 8]");
-  expect_error([&] { blocks::linear(in.x, in.w, ConstTensorView<float, 1>(bad_b)); }, "linear: bias has shape [4], expected [N=5]");
-  expect_error([&] { blocks::linear(in.x, in.w, std::nullopt, TensorView<float, 2>(wrong_out.data(), 6, 4)); },
+  testing::expect_error([&] { blocks::linear(in.x, bad_w); }, "linear: x has shape [6, 8], expected [M, K=7]");
+  testing::expect_error([&] { blocks::linear(in.x, blocks::PackedLinear(bad_w)); }, "linear: x has shape [6, 8], expected [M, K=7]");
+  testing::expect_error([&] { blocks::linear(in.x, empty_w); }, "linear: weight has shape [0, 8]");
+  testing::expect_error([&] { blocks::PackedLinear p(empty_w); }, "PackedLinear: weight has shape [0, 8]");
+  testing::expect_error([&] { blocks::linear(in.x, in.w, ConstTensorView<float, 1>(bad_b)); }, "linear: bias has shape [4], expected [N=5]");
+  testing::expect_error([&] { blocks::linear(in.x, in.w, std::nullopt, TensorView<float, 2>(wrong_out.data(), 6, 4)); },
                "linear: out has shape [6, 4], expected [M=6, N=5]");
-  expect_error([&] { blocks::linear(in.x, blocks::PackedLinear(), std::nullopt); }, "PackedLinear weight is empty");
+  testing::expect_error([&] { blocks::linear(in.x, blocks::PackedLinear(), std::nullopt); }, "PackedLinear weight is empty");
   // out overlapping x.
   Tensor<float, 2> xo(6, 8);
-  expect_error([&] { blocks::linear(xo, Tensor<float, 2>(8, 8).setZero(), std::nullopt, TensorView<float, 2>(xo.data(), 6, 8)); },
+  testing::expect_error([&] { blocks::linear(xo, Tensor<float, 2>(8, 8).setZero(), std::nullopt, TensorView<float, 2>(xo.data(), 6, 8)); },
                "out must not overlap");
 #if XSIMD_WITH_SSE2 && XSIMD_WITH_AVX512BW
   // A weight packed for another arch's panel width.
-  expect_error([&] { blocks::linear<xsimd::sse2>(in.x, blocks::PackedLinear::pack<xsimd::avx512bw>(in.w), std::nullopt, o); },
+  testing::expect_error([&] { blocks::linear<xsimd::sse2>(in.x, blocks::PackedLinear::pack<xsimd::avx512bw>(in.w), std::nullopt, o); },
                "was packed for panels of");
 #endif
-  expect_error([&] { ref::linear(in.x, bad_w); }, "ref::linear: x has shape [6, 8], expected [M, K=7]");
+  testing::expect_error([&] { ref::linear(in.x, bad_w); }, "ref::linear: x has shape [6, 8], expected [M, K=7]");
   (void)o;
 }
 

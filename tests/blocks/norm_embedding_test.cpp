@@ -11,6 +11,7 @@
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/rms_norm.hpp"
@@ -20,16 +21,6 @@ namespace tokenmix {
 namespace {
 
 using testing::Rng;
-
-template <class F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected tokenmix::Error containing \"" << fragment << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 template <class Arch>
 class RmsNormArchTest : public ::testing::Test {};
@@ -91,18 +82,18 @@ TEST(RmsNorm, RejectsBadInputs) {
   Tensor<float, 2> x(3, 5), wrong(3, 4), empty(3, 0);
   Tensor<float, 1> w(5), w4(4);
   x.setConstant(1.f), w.setConstant(1.f);
-  expect_error([&] { blocks::rms_norm(x, w4); }, "rms_norm: weight has shape [4], expected [D=5]");
-  expect_error([&] { blocks::rms_norm(empty, w); }, "rms_norm: x has shape [3, 0], expected [M, D] with D > 0");
-  expect_error([&] { blocks::rms_norm(x, w, std::nan("")); }, "rms_norm: eps must be finite");
-  expect_error([&] { blocks::rms_norm(x, w, -1.0); }, "rms_norm: eps must be >= 0");
-  expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(wrong.data(), 3, 4)); },
+  testing::expect_error([&] { blocks::rms_norm(x, w4); }, "rms_norm: weight has shape [4], expected [D=5]");
+  testing::expect_error([&] { blocks::rms_norm(empty, w); }, "rms_norm: x has shape [3, 0], expected [M, D] with D > 0");
+  testing::expect_error([&] { blocks::rms_norm(x, w, std::nan("")); }, "rms_norm: eps must be finite");
+  testing::expect_error([&] { blocks::rms_norm(x, w, -1.0); }, "rms_norm: eps must be >= 0");
+  testing::expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(wrong.data(), 3, 4)); },
                "rms_norm: out has shape [3, 4], expected [M=3, D=5] like x");
-  expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(x.data() + 1, 2, 5)); }, "rms_norm: out has shape");
+  testing::expect_error([&] { blocks::rms_norm(x, w, 1e-5, TensorView<float, 2>(x.data() + 1, 2, 5)); }, "rms_norm: out has shape");
   Tensor<float, 2> big(4, 5);
-  expect_error([&] { blocks::rms_norm(ConstTensorView<float, 2>(big.data(), 3, 5), w, 1e-5,
+  testing::expect_error([&] { blocks::rms_norm(ConstTensorView<float, 2>(big.data(), 3, 5), w, 1e-5,
                                       TensorView<float, 2>(big.data() + 1, 3, 5)); },
                "out must be x itself");
-  expect_error([&] { ref::rms_norm(x, w4); }, "ref::rms_norm: weight has shape [4], expected [D=5]");
+  testing::expect_error([&] { ref::rms_norm(x, w4); }, "ref::rms_norm: weight has shape [4], expected [D=5]");
 }
 
 TEST(Embedding, GathersRows) {
@@ -122,18 +113,18 @@ TEST(Embedding, GathersRows) {
 TEST(Embedding, RejectsBadIds) {
   Tensor<float, 2> table(11, 6), out(2, 6), wrong(2, 5), empty(0, 6);
   table.setZero();
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{1, 11}, table); },
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{1, 11}, table); },
                "embedding: ids[1] = 11 is out of range for a vocabulary of V=11 rows (table [11, 6])");
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{-1}, table); }, "embedding: ids[0] = -1 is out of range");
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{-1}, table); }, "embedding: ids[0] = -1 is out of range");
   out.setConstant(5.f);
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 99}, table, TensorView<float, 2>(out.data(), 2, 6)); },
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 99}, table, TensorView<float, 2>(out.data(), 2, 6)); },
                "ids[1] = 99");
   EXPECT_EQ(out(0, 0), 5.f) << "nothing is written when an id is bad";
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 3}, table, TensorView<float, 2>(wrong.data(), 2, 5)); },
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{2, 3}, table, TensorView<float, 2>(wrong.data(), 2, 5)); },
                "embedding: out has shape [2, 5], expected [M=2, D=6]");
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, empty); }, "embedding: table has shape [0, 6]");
-  expect_error([&] { blocks::embedding(nullptr, 3, table); }, "embedding: ids must point at 3 ids");
-  expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, table, TensorView<float, 2>(table.data(), 1, 6)); },
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, empty); }, "embedding: table has shape [0, 6]");
+  testing::expect_error([&] { blocks::embedding(nullptr, 3, table); }, "embedding: ids must point at 3 ids");
+  testing::expect_error([&] { blocks::embedding(std::vector<std::int64_t>{0}, table, TensorView<float, 2>(table.data(), 1, 6)); },
                "out must not overlap table");
 }
 

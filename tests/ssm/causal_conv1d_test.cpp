@@ -11,6 +11,7 @@
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/reference/causal_conv1d.hpp"
 #include "tokenmix/ssm/causal_conv1d.hpp"
@@ -260,50 +261,36 @@ TEST(CausalConv1dTest, NanPropagatesOnlyToTheWindowItTouches) {
 
 // ---- bad input -------------------------------------------------------------------------------
 
-::testing::AssertionResult throws_error_mentioning(const std::function<void()>& call, const std::string& op,
-                                                   const std::string& fragment) {
-  try {
-    call();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind(op + ":", 0) == 0 && what.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << what << "\" lacks \"" << op << ": ... " << fragment << "\"";
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-tokenmix exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw (expected \"" << fragment << "\")";
-}
-
 TEST(CausalConv1dTest, RejectsBadInputWithClearErrors) {
   const ConvInputs in(mamba_case(6, 4, 17));
   const auto o = in.options();
   const std::string op = "causal_conv1d";
   auto conv = [&](auto&&... args) { return [&, args...] { ssm::causal_conv1d(args...); }; };
-  EXPECT_TRUE(throws_error_mentioning(conv(in.x, Tensor<float, 2>(36, 4), o), op, "weight has shape [36, 4], expected [D=37, K] with kernel size K > 0"));
-  EXPECT_TRUE(throws_error_mentioning(conv(in.x, Tensor<float, 2>(37, 0), o), op, "weight has shape [37, 0]"));
-  EXPECT_TRUE(throws_error_mentioning(conv(Tensor<float, 3>(0, 6, 37), in.w, o), op, "batch B must be > 0"));
-  EXPECT_TRUE(throws_error_mentioning(conv(Tensor<float, 3>(2, 6, 0), Tensor<float, 2>(0, 4), ssm::CausalConv1dOptions{}), op, "channels D must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(in.x, Tensor<float, 2>(36, 4), o), op, "weight has shape [36, 4], expected [D=37, K] with kernel size K > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(in.x, Tensor<float, 2>(37, 0), o), op, "weight has shape [37, 0]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(Tensor<float, 3>(0, 6, 37), in.w, o), op, "batch B must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(Tensor<float, 3>(2, 6, 0), Tensor<float, 2>(0, 4), ssm::CausalConv1dOptions{}), op, "channels D must be > 0"));
   auto with = [&](auto setter) { auto copy = o; setter(copy); return copy; };
   const Tensor<float, 1> wrong_bias(36);
-  EXPECT_TRUE(throws_error_mentioning(conv(in.x, in.w, with([&](auto& x) { x.bias.emplace(wrong_bias); })), op, "bias has shape [36], expected [D=37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(in.x, in.w, with([&](auto& x) { x.bias.emplace(wrong_bias); })), op, "bias has shape [36], expected [D=37]"));
   const Tensor<float, 3> wrong_state(2, 37, 4);
-  EXPECT_TRUE(throws_error_mentioning(conv(in.x, in.w, with([&](auto& x) { x.initial_state.emplace(wrong_state); })), op, "initial_state has shape [2, 37, 4], expected [B=2, D=37, K-1=3]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(conv(in.x, in.w, with([&](auto& x) { x.initial_state.emplace(wrong_state); })), op, "initial_state has shape [2, 37, 4], expected [B=2, D=37, K-1=3]"));
 
   Tensor<float, 3> out(2, 6, 37), bad_out(2, 5, 37), fin(2, 37, 3), bad_fin(2, 37, 2), x_copy = in.x;
   TensorView<float, 3> out_v(out.data(), out.dimensions()), bad_out_v(bad_out.data(), bad_out.dimensions());
   TensorView<float, 3> fin_v(fin.data(), fin.dimensions()), bad_fin_v(bad_fin.data(), bad_fin.dimensions());
   TensorView<float, 3> alias_x(x_copy.data(), x_copy.dimensions());
   TensorView<float, 3> alias_out_state(out.data() + 5, fin.dimensions());
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, bad_out_v, nullptr); }, op, "out has shape [2, 5, 37], expected [B=2, L=6, D=37]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, out_v, &bad_fin_v); }, op, "final_state has shape [2, 37, 2]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d(x_copy, in.w, o, alias_x, nullptr); }, op, "out must not overlap the input x"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, out_v, &alias_out_state); }, op, "final_state must not overlap x or out"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, bad_out_v, nullptr); }, op, "out has shape [2, 5, 37], expected [B=2, L=6, D=37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, out_v, &bad_fin_v); }, op, "final_state has shape [2, 37, 2]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d(x_copy, in.w, o, alias_x, nullptr); }, op, "out must not overlap the input x"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, o, out_v, &alias_out_state); }, op, "final_state must not overlap x or out"));
   Tensor<float, 3> big(2, 37, 4);
   auto partial = o;
   partial.initial_state.emplace(big.data(), Eigen::array<Index, 3>{2, 37, 3});
   TensorView<float, 3> shifted(big.data() + 1, fin.dimensions());
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, partial, out_v, &shifted); }, op, "same buffer as initial_state or not overlap it"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ref::causal_conv1d<double>(in.x, Tensor<float, 2>(36, 4), o); }, "ref::causal_conv1d", "weight has shape"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d(in.x, in.w, partial, out_v, &shifted); }, op, "same buffer as initial_state or not overlap it"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::causal_conv1d<double>(in.x, Tensor<float, 2>(36, 4), o); }, "ref::causal_conv1d", "weight has shape"));
 
   // The step.
   const std::string up = "causal_conv1d_update";
@@ -315,14 +302,14 @@ TEST(CausalConv1dTest, RejectsBadInputWithClearErrors) {
   TensorView<float, 3> state_v(state.data(), state.dimensions()), bad_state_v(bad_state.data(), bad_state.dimensions());
   TensorView<float, 2> yt_v(yt.data(), yt.dimensions()), bad_yt_v(bad_yt.data(), bad_yt.dimensions());
   TensorView<float, 2> y_on_state(state.data(), yt.dimensions());
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, o, yt_v); }, up, "options.initial_state must be empty"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, bad_state_v, in.w, so, yt_v); }, up, "conv_state has shape [2, 37, 4], expected [B=2, D=37, K-1=3]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(bad_xt, state_v, in.w, so, yt_v); }, up, "weight has shape [37, 4], expected [D=36, K]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, Tensor<float, 2>(37, 0), so, yt_v); }, up, "kernel size K > 0"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, so, bad_yt_v); }, up, "out has shape [3, 37], expected [B=2, D=37]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, so, y_on_state); }, up, "out must not overlap x or conv_state"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::causal_conv1d_update(Tensor<float, 2>(0, 37), state_v, in.w, so, yt_v); }, up, "batch B must be > 0"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ref::causal_conv1d_update<double>(xt, bad_state, in.w, so); }, "ref::causal_conv1d_update", "conv_state has shape"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, o, yt_v); }, up, "options.initial_state must be empty"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, bad_state_v, in.w, so, yt_v); }, up, "conv_state has shape [2, 37, 4], expected [B=2, D=37, K-1=3]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(bad_xt, state_v, in.w, so, yt_v); }, up, "weight has shape [37, 4], expected [D=36, K]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, Tensor<float, 2>(37, 0), so, yt_v); }, up, "kernel size K > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, so, bad_yt_v); }, up, "out has shape [3, 37], expected [B=2, D=37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(xt, state_v, in.w, so, y_on_state); }, up, "out must not overlap x or conv_state"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::causal_conv1d_update(Tensor<float, 2>(0, 37), state_v, in.w, so, yt_v); }, up, "batch B must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::causal_conv1d_update<double>(xt, bad_state, in.w, so); }, "ref::causal_conv1d_update", "conv_state has shape"));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
@@ -312,57 +313,43 @@ TEST_F(SelectiveScanTest, NanPropagatesOnlyToTheChannelItTouches) {
 
 // ---- bad input: every rule throws tokenmix::Error naming the op and the argument ----------------
 
-::testing::AssertionResult throws_error_mentioning(const std::function<void()>& call, const std::string& fragment) {
-  try {
-    call();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.find("selective_scan") != std::string::npos && what.find(fragment) != std::string::npos)
-      return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << what << "\" lacks \"" << fragment << "\"";
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-tokenmix exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw (expected \"" << fragment << "\")";
-}
-
 TEST_F(SelectiveScanTest, RejectsBadInputWithClearErrors) {
   const ScanInputs in(mamba_case(6, 17));
   const Index Bt = 2, L = 6, D = 37, N = 16;
   auto scan = [&](auto&&... args) { return [&, args...] { ssm::selective_scan(args...); }; };
   const auto o = in.options();
   const Tensor<float, 3> wrong3(Bt, L, D + 1);
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, wrong3, in.A, in.B(), in.C(), o), "delta has shape [2, 6, 38], expected [B=2, L=6, D=37]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, Tensor<float, 2>(D + 1, N), in.B(), in.C(), o), "A has shape [38, 16]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, Tensor<float, 2>(D, 0), in.B(), in.C(), o), "N > 0"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 1, N + 1), in.C(), o), "B has shape [2, 6, 1, 17]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), Tensor<float, 4>(Bt, L + 1, 1, N), o), "C has shape [2, 7, 1, 16]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 2, N), Tensor<float, 4>(Bt, L, 2, N), o), "G=2 groups, which does not divide D=37"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 2>(D, N + 1), in.C(), o), "B has shape [37, 17]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 0, N), in.C(), o), "G > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, wrong3, in.A, in.B(), in.C(), o), "selective_scan", "delta has shape [2, 6, 38], expected [B=2, L=6, D=37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, Tensor<float, 2>(D + 1, N), in.B(), in.C(), o), "selective_scan", "A has shape [38, 16]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, Tensor<float, 2>(D, 0), in.B(), in.C(), o), "selective_scan", "N > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 1, N + 1), in.C(), o), "selective_scan", "B has shape [2, 6, 1, 17]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), Tensor<float, 4>(Bt, L + 1, 1, N), o), "selective_scan", "C has shape [2, 7, 1, 16]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 2, N), Tensor<float, 4>(Bt, L, 2, N), o), "selective_scan", "G=2 groups, which does not divide D=37"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 2>(D, N + 1), in.C(), o), "selective_scan", "B has shape [37, 17]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 0, N), in.C(), o), "selective_scan", "G > 0"));
 
   const Tensor<float, 3> zero_d(Bt, L, 0);
-  EXPECT_TRUE(throws_error_mentioning(scan(zero_d, zero_d, Tensor<float, 2>(0, N), in.B(), in.C(), ssm::SelectiveScanOptions{}), "channels D must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(zero_d, zero_d, Tensor<float, 2>(0, N), in.B(), in.C(), ssm::SelectiveScanOptions{}), "selective_scan", "channels D must be > 0"));
   const Tensor<float, 3> zero_b(0, L, D);
-  EXPECT_TRUE(throws_error_mentioning(scan(zero_b, zero_b, in.A, in.B(), in.C(), o), "batch B must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(zero_b, zero_b, in.A, in.B(), in.C(), o), "selective_scan", "batch B must be > 0"));
 
   const Tensor<float, 1> wrong1(D - 1);
   auto with = [&](auto setter) { auto copy = o; setter(copy); return copy; };
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.D.emplace(wrong1); })), "D has shape [36], expected [D=37]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.delta_bias.emplace(wrong1); })), "delta_bias has shape [36]"));
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.z.emplace(wrong3); })), "z has shape [2, 6, 38]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.D.emplace(wrong1); })), "selective_scan", "D has shape [36], expected [D=37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.delta_bias.emplace(wrong1); })), "selective_scan", "delta_bias has shape [36]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.z.emplace(wrong3); })), "selective_scan", "z has shape [2, 6, 38]"));
   const Tensor<float, 3> wrong_state(Bt, D, N + 1);
-  EXPECT_TRUE(throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.initial_state.emplace(wrong_state); })), "initial_state has shape [2, 37, 17], expected [B=2, D=37, N=16]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(scan(in.u, in.delta, in.A, in.B(), in.C(), with([&](auto& x) { x.initial_state.emplace(wrong_state); })), "selective_scan", "initial_state has shape [2, 37, 17], expected [B=2, D=37, N=16]"));
 
   // View-based call: wrong output shapes and an output aliasing an input.
   Tensor<float, 3> out(Bt, L, D), bad_out(Bt, L + 1, D), last(Bt, D, N + 2), u_copy = in.u;
   TensorView<float, 3> bad_out_view(bad_out.data(), bad_out.dimensions()), last_view(last.data(), last.dimensions());
   TensorView<float, 3> out_view(out.data(), out.dimensions()), aliasing(u_copy.data(), u_copy.dimensions());
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::selective_scan(in.u, in.delta, in.A, in.B(), in.C(), o, bad_out_view, nullptr); }, "out has shape [2, 7, 37]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::selective_scan(in.u, in.delta, in.A, in.B(), in.C(), o, out_view, &last_view); }, "last_state has shape [2, 37, 18]"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::selective_scan(u_copy, in.delta, in.A, in.B(), in.C(), o, aliasing, nullptr); }, "must not overlap"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::selective_scan(in.u, in.delta, in.A, in.B(), in.C(), o, bad_out_view, nullptr); }, "selective_scan", "out has shape [2, 7, 37]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::selective_scan(in.u, in.delta, in.A, in.B(), in.C(), o, out_view, &last_view); }, "selective_scan", "last_state has shape [2, 37, 18]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::selective_scan(u_copy, in.delta, in.A, in.B(), in.C(), o, aliasing, nullptr); }, "selective_scan", "must not overlap"));
   // The oracle applies the same rules.
-  EXPECT_TRUE(throws_error_mentioning([&] { ref::selective_scan<double>(in.u, wrong3, in.A, in.B(), in.C(), o); }, "delta has shape"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::selective_scan<double>(in.u, wrong3, in.A, in.B(), in.C(), o); }, "selective_scan", "delta has shape"));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/reference/selective_state_update.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
@@ -241,20 +242,6 @@ TEST(SelectiveStateUpdateTest, NanPropagatesOnlyToTheChannelItTouches) {
     }
 }
 
-::testing::AssertionResult throws_error_mentioning(const std::function<void()>& call, const std::string& op,
-                                                   const std::string& fragment) {
-  try {
-    call();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    if (what.rfind(op + ":", 0) == 0 && what.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << what << "\" lacks \"" << op << ": ... " << fragment << "\"";
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-tokenmix exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw (expected \"" << fragment << "\")";
-}
-
 TEST(SelectiveStateUpdateTest, RejectsBadInputWithClearErrors) {
   const Index Bt = 2, D = 6, N = 4;
   const std::string op = "selective_state_update";
@@ -268,32 +255,32 @@ TEST(SelectiveStateUpdateTest, RejectsBadInputWithClearErrors) {
   auto call = [&](TensorView<float, 3> s, const Tensor<float, 2>& xx, const Tensor<float, 2>& dd, const Tensor<float, 2>& AA,
                   const ssm::StepOperand& B, const ssm::StepOperand& C, const ssm::SelectiveStateUpdateOptions& opt,
                   TensorView<float, 2> y) { return [=] { ssm::selective_state_update(s, xx, dd, AA, B, C, opt, y); }; };
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, Tensor<float, 2>(Bt, D + 1), A, Bg, Cg, o, ov), op, "dt has shape [2, 7], expected [B=2, D=6] like x"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, Tensor<float, 2>(D + 1, N), Bg, Cg, o, ov), op, "A has shape [7, 4]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, Tensor<float, 2>(D, 0), Bg, Cg, o, ov), op, "N > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, Tensor<float, 2>(Bt, D + 1), A, Bg, Cg, o, ov), op, "dt has shape [2, 7], expected [B=2, D=6] like x"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, Tensor<float, 2>(D + 1, N), Bg, Cg, o, ov), op, "A has shape [7, 4]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, Tensor<float, 2>(D, 0), Bg, Cg, o, ov), op, "N > 0"));
   Tensor<float, 3> bad_state(Bt, D, N + 1);
-  EXPECT_TRUE(throws_error_mentioning(call(TensorView<float, 3>(bad_state.data(), bad_state.dimensions()), x, dt, A, Bg, Cg, o, ov), op, "state has shape [2, 6, 5], expected [B=2, D=6, N=4]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 1, N + 1), Cg, o, ov), op, "B has shape [2, 1, 5]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Tensor<float, 3>(Bt + 1, 1, N), o, ov), op, "C has shape [3, 1, 4]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 4, N), Tensor<float, 3>(Bt, 4, N), o, ov), op, "G=4 groups, which does not divide D=6"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 2, N), Tensor<float, 3>(Bt, 3, N), o, ov), op, "B has G=2 groups but C has G=3"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 2>(D, N + 1), Cg, o, ov), op, "B has shape [6, 5], expected [D=6, N=4] (time-invariant)"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 0, N), Cg, o, ov), op, "G > 0"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, Tensor<float, 2>(0, D), dt, A, Bg, Cg, o, ov), op, "batch B must be > 0"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, Tensor<float, 2>(Bt, 0), dt, A, Bg, Cg, o, ov), op, "channels D must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(TensorView<float, 3>(bad_state.data(), bad_state.dimensions()), x, dt, A, Bg, Cg, o, ov), op, "state has shape [2, 6, 5], expected [B=2, D=6, N=4]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 1, N + 1), Cg, o, ov), op, "B has shape [2, 1, 5]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Tensor<float, 3>(Bt + 1, 1, N), o, ov), op, "C has shape [3, 1, 4]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 4, N), Tensor<float, 3>(Bt, 4, N), o, ov), op, "G=4 groups, which does not divide D=6"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 2, N), Tensor<float, 3>(Bt, 3, N), o, ov), op, "B has G=2 groups but C has G=3"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 2>(D, N + 1), Cg, o, ov), op, "B has shape [6, 5], expected [D=6, N=4] (time-invariant)"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Tensor<float, 3>(Bt, 0, N), Cg, o, ov), op, "G > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, Tensor<float, 2>(0, D), dt, A, Bg, Cg, o, ov), op, "batch B must be > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, Tensor<float, 2>(Bt, 0), dt, A, Bg, Cg, o, ov), op, "channels D must be > 0"));
   const Tensor<float, 1> wrong1(D - 1);
   const Tensor<float, 2> wrong_z(Bt, D - 1);
   auto with = [&](auto setter) { auto copy = o; setter(copy); return copy; };
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.D.emplace(wrong1); }), ov), op, "D has shape [5], expected [D=6]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.dt_bias.emplace(wrong1); }), ov), op, "dt_bias has shape [5]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.z.emplace(wrong_z); }), ov), op, "z has shape [2, 5]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.D.emplace(wrong1); }), ov), op, "D has shape [5], expected [D=6]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.dt_bias.emplace(wrong1); }), ov), op, "dt_bias has shape [5]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, with([&](auto& p) { p.z.emplace(wrong_z); }), ov), op, "z has shape [2, 5]"));
   Tensor<float, 2> bad_out(Bt, D + 1);
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, o, TensorView<float, 2>(bad_out.data(), bad_out.dimensions())), op, "out has shape [2, 7], expected [B=2, D=6]"));
-  EXPECT_TRUE(throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, o, TensorView<float, 2>(state.data(), out.dimensions())), op, "out must not overlap state"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, o, TensorView<float, 2>(bad_out.data(), bad_out.dimensions())), op, "out has shape [2, 7], expected [B=2, D=6]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(call(sv, x, dt, A, Bg, Cg, o, TensorView<float, 2>(state.data(), out.dimensions())), op, "out must not overlap state"));
   Tensor<float, 2> x_in_state(Bt, D);
   const ConstTensorView<float, 2> x_alias(state.data(), x_in_state.dimensions());
-  EXPECT_TRUE(throws_error_mentioning([&] { ssm::selective_state_update(sv, x_alias, dt, A, Bg, Cg, o, ov); }, op, "state must not overlap the inputs"));
-  EXPECT_TRUE(throws_error_mentioning([&] { ref::selective_state_update<double>(state, x, Tensor<float, 2>(Bt, D + 1), A, Bg, Cg, o); }, "ref::selective_state_update", "dt has shape"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::selective_state_update(sv, x_alias, dt, A, Bg, Cg, o, ov); }, op, "state must not overlap the inputs"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::selective_state_update<double>(state, x, Tensor<float, 2>(Bt, D + 1), A, Bg, Cg, o); }, "ref::selective_state_update", "dt has shape"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // Version shims: xsimd 8.1 (Debian 12) has `hadd`; later versions renamed it `reduce_add` and removed
 // `hadd`. xsimd 8.1's avx512f has no fma kernel (x*y+z, two roundings), fixed upstream later.
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -81,6 +82,19 @@ TOKENMIX_ALWAYS_INLINE void store_partial(float* p, vfloat<Arch> v, std::size_t 
     store<Arch>(pad, v);
     for (std::size_t i = 0; i < count; ++i) p[i] = pad[i];
   }
+}
+
+// `count` (1..lanes) floats at p, zeros beyond: a plain load for a full vector, else load_partial
+// (the channel blocks of the kernels: full except at the end of a group).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> load_upto(const float* p, std::ptrdiff_t count, float* pad) noexcept {
+  if (count == static_cast<std::ptrdiff_t>(lanes<Arch>)) return load<Arch>(p);
+  return load_partial<Arch>(p, static_cast<std::size_t>(count), pad);
+}
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void store_upto(float* p, vfloat<Arch> v, std::ptrdiff_t count, float* pad) noexcept {
+  if (count == static_cast<std::ptrdiff_t>(lanes<Arch>)) return store<Arch>(p, v);
+  store_partial<Arch>(p, v, static_cast<std::size_t>(count), pad);
 }
 
 // a * b + c, a single rounding wherever the arch has an FMA instruction.

@@ -76,15 +76,6 @@ struct CausalConv1dKernel {
     }
   }
 
-  // Loads `width` floats, zero-padded to W when the block is partial (pad: W floats).
-  static TOKENMIX_ALWAYS_INLINE V load_block(const float* src, Index width, float* pad) noexcept {
-    if (width == W) return simd::load<Arch>(src);
-    return simd::load_partial<Arch>(src, static_cast<std::size_t>(width), pad);
-  }
-  static TOKENMIX_ALWAYS_INLINE void store_block(float* dst, V v, Index width, float* pad) noexcept {
-    if (width == W) return simd::store<Arch>(dst, v);
-    simd::store_partial<Arch>(dst, v, static_cast<std::size_t>(width), pad);
-  }
 
   // The one per-vector formula, shared by the conv and the step: bias, fmadd over k in order, silu.
   // tap(k): the input vector of tap k; w: [K, stride] transposed weights at this block.
@@ -129,14 +120,14 @@ struct CausalConv1dKernel {
         if (t >= head) {
           const float* x0 = xc + (t - (K - 1)) * D;  // row of tap 0
           y = convolve<KC>(K, wT + c, T, simd::load<Arch>(bias + c), p.silu,
-                           [&](Index k) TOKENMIX_ALWAYS_INLINE_LAMBDA { return load_block(x0 + k * D, w, pad); });
+                           [&](Index k) TOKENMIX_ALWAYS_INLINE_LAMBDA { return simd::load_upto<Arch>(x0 + k * D, w, pad); });
         } else {
           y = convolve<KC>(K, wT + c, T, simd::load<Arch>(bias + c), p.silu, [&](Index k) TOKENMIX_ALWAYS_INLINE_LAMBDA {
             const Index s = t - (K - 1) + k;  // input time of tap k
-            return s < 0 ? simd::load<Arch>(hist + (K - 1 + s) * T + c) : load_block(xc + s * D, w, pad);
+            return s < 0 ? simd::load<Arch>(hist + (K - 1 + s) * T + c) : simd::load_upto<Arch>(xc + s * D, w, pad);
           });
         }
-        store_block(out + t * D + c, y, w, pad + W);
+        simd::store_upto<Arch>(out + t * D + c, y, w, pad + W);
       }
     }
     if (p.final_state) {  // the last K-1 raw inputs; hist already holds the initial state (aliasing is fine)
@@ -187,7 +178,7 @@ struct CausalConv1dUpdateKernel {
                                               [&](Index k) TOKENMIX_ALWAYS_INLINE_LAMBDA {
                                                 return simd::load<Arch>(window + k * W);
                                               });
-      Conv::store_block(p.out + b * D + d0, y, width, pad);
+      simd::store_upto<Arch>(p.out + b * D + d0, y, width, pad);
       for (Index c = 0; c < width; ++c)  // shift: drop the oldest, append x
         for (Index k = 0; k < K - 1; ++k) state[c * (K - 1) + k] = window[(k + 1) * W + c];
     }

@@ -163,15 +163,6 @@ struct SelectiveScanKernel {
   static TOKENMIX_ALWAYS_INLINE void with_registers(std::integer_sequence<int, I...>, F&& f) noexcept {
     f(((void)I, V(0.0f))...);
   }
-  // Load `width` floats, zero-padded to W when the block is partial (`pad`: W floats of scratch).
-  static TOKENMIX_ALWAYS_INLINE V load_block(const float* src, Index width, float* pad) noexcept {
-    if (width == W) return simd::load<Arch>(src);
-    return simd::load_partial<Arch>(src, static_cast<std::size_t>(width), pad);
-  }
-  static TOKENMIX_ALWAYS_INLINE void store_block(float* dst, V v, Index width, float* pad) noexcept {
-    if (width == W) return simd::store<Arch>(dst, v);
-    simd::store_partial<Arch>(dst, v, static_cast<std::size_t>(width), pad);
-  }
 
   // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
   // NC: N known at compile time (state in registers), or 0 (state stays in h).
@@ -193,17 +184,17 @@ struct SelectiveScanKernel {
     const Index bc_row = p.groups * N;  // B[b, t0 + t, g, :] at B_rows + t·G·N
     const float* B_rows = VarB ? p.B + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
     const float* C_rows = VarC ? p.C + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
-    const V bias = p.delta_bias ? load_block(p.delta_bias + blk.d0, width, pad) : V(0.0f);
-    const V skip = p.D ? load_block(p.D + blk.d0, width, pad + W) : V(0.0f);
+    const V bias = p.delta_bias ? simd::load_upto<Arch>(p.delta_bias + blk.d0, width, pad) : V(0.0f);
+    const V skip = p.D ? simd::load_upto<Arch>(p.D + blk.d0, width, pad + W) : V(0.0f);
 
     // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
     // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
     // (exp, log, divide) then hides behind the N exps instead of stalling them.
     auto inputs = [&](Index t, V& dt, V& dt_x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      V d = load_block(delta + t * stride, width, pad + 2 * W) + bias;
+      V d = simd::load_upto<Arch>(delta + t * stride, width, pad + 2 * W) + bias;
       if (p.delta_softplus) d = simd::softplus<Arch>(d);
       dt = d;
-      dt_x = d * load_block(u + t * stride, width, pad + 3 * W);
+      dt_x = d * simd::load_upto<Arch>(u + t * stride, width, pad + 3 * W);
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
@@ -212,7 +203,7 @@ struct SelectiveScanKernel {
       if (tokens > 0) inputs(0, dt, dt_x);
       for (Index t = 0; t < tokens; ++t) {
         pf(t);
-        const V gate = z ? simd::silu<Arch>(load_block(z + t * stride, width, pad + 4 * W)) : V(1.0f);
+        const V gate = z ? simd::silu<Arch>(simd::load_upto<Arch>(z + t * stride, width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x;
         if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
         const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
@@ -229,8 +220,8 @@ struct SelectiveScanKernel {
           return state;
         });
         V y = y_even + y_odd;
-        if (p.D) y = simd::fmadd<Arch>(load_block(u + t * stride, width, pad + 5 * W), skip, y);
-        store_block(out + t * stride, y * gate, width, pad + 6 * W);
+        if (p.D) y = simd::fmadd<Arch>(simd::load_upto<Arch>(u + t * stride, width, pad + 5 * W), skip, y);
+        simd::store_upto<Arch>(out + t * stride, y * gate, width, pad + 6 * W);
         dt = dt_next, dt_x = dt_x_next;
       }
     };

@@ -80,10 +80,6 @@ struct SelectiveStateUpdateKernel {
   }
 
  private:
-  static TOKENMIX_ALWAYS_INLINE V load_block(const float* src, Index width, float* pad) noexcept {
-    if (width == W) return simd::load<Arch>(src);
-    return simd::load_partial<Arch>(src, static_cast<std::size_t>(width), pad);
-  }
   static TOKENMIX_ALWAYS_INLINE float scalar_fmadd(float a, float b, float c) noexcept {
     if constexpr (kFusedFma) return std::fma(a, b, c);
     else return a * b + c;
@@ -125,10 +121,10 @@ struct SelectiveStateUpdateKernel {
     float* pad = y_s + W;       // [8, W]
     const Index row = b * D + d0;
     // dt and dt·x for the W channels, vectorized over channels exactly as the scan computes them.
-    const V bias = p.dt_bias ? load_block(p.dt_bias + d0, width, pad) : V(0.0f);
-    V dt = load_block(p.dt + row, width, pad + W) + bias;
+    const V bias = p.dt_bias ? simd::load_upto<Arch>(p.dt_bias + d0, width, pad) : V(0.0f);
+    V dt = simd::load_upto<Arch>(p.dt + row, width, pad + W) + bias;
     if (p.dt_softplus) dt = simd::softplus<Arch>(dt);
-    const V xv = load_block(p.x + row, width, pad + 2 * W);
+    const V xv = simd::load_upto<Arch>(p.x + row, width, pad + 2 * W);
     simd::store<Arch>(dt_s, dt);
     simd::store<Arch>(dtx_s, dt * xv);
     const float* B_t = VarB ? p.B + (b * p.groups + g) * N : nullptr;  // [N] B[b, g, :]
@@ -140,8 +136,8 @@ struct SelectiveStateUpdateKernel {
     }
     for (Index c = width; c < W; ++c) y_s[c] = 0.0f;
     V y = simd::load<Arch>(y_s);
-    if (p.D) y = simd::fmadd<Arch>(xv, load_block(p.D + d0, width, pad + 7 * W), y);
-    const V gate = p.z ? simd::silu<Arch>(load_block(p.z + row, width, pad + 7 * W)) : V(1.0f);
+    if (p.D) y = simd::fmadd<Arch>(xv, simd::load_upto<Arch>(p.D + d0, width, pad + 7 * W), y);
+    const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(p.z + row, width, pad + 7 * W)) : V(1.0f);
     y = y * gate;
     if (width == W) simd::store<Arch>(p.out + row, y);
     else simd::store_partial<Arch>(p.out + row, y, static_cast<std::size_t>(width), pad + 7 * W);
