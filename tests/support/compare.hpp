@@ -77,7 +77,7 @@ template <class TA, class TE>
 
 // Bitwise equality (thread-count invariance, causality of recurrent kernels).
 template <class TA, class TE>
-::testing::AssertionResult bitwise_equal(const TA& actual, const TE& expected, const std::string& context) {
+::testing::AssertionResult bitwise_equal(const TA& actual, const TE& expected, const std::string& context = "bitwise_equal") {
   constexpr int R = TA::NumIndices;
   const Shape<R> shape = shape_of(actual);
   if (shape != shape_of(expected))

@@ -47,6 +47,7 @@ class PackedLinear {
   Index in_features() const { return in_features_; }    // K
   Index panel_width() const { return panel_width_; }    // NR of the kernel it was packed for
   const float* data() const { return data_.data(); }    // [ceil(N / NR), K, NR]
+  std::size_t packed_floats() const { return data_.size(); }
   bool empty() const { return data_.empty(); }
 
  private:

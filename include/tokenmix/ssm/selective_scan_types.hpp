@@ -59,7 +59,10 @@ struct SelectiveScanOptions {
   std::optional<ConstTensorView<float, 3>> z;              // [B, L, D] gate: out *= silu(z)
   std::optional<ConstTensorView<float, 1>> delta_bias;     // [D] added to delta before softplus
   bool delta_softplus = false;                             // dt = softplus(delta + delta_bias), threshold 20
-  std::optional<ConstTensorView<float, 3>> initial_state;  // [B, D, N] state before t = 0; zeros if absent
+  // [B, D, N] state before t = 0; zeros if absent. May be the very same buffer as the view-based
+  // call's last_state (in-place carry between chunks: each block of channels reads its initial state
+  // before it writes its last state).
+  std::optional<ConstTensorView<float, 3>> initial_state;
   // Threads over batch x channel blocks; nullptr runs on the calling thread. Results are bitwise
   // identical for any thread count. Ignored by the oracle.
   const Eigen::ThreadPoolDevice* device = nullptr;
