@@ -41,6 +41,13 @@ itself). Run with Debian's python3 (the `python3` on PATH may be another interpr
 Both thread counts take about 2-3 minutes on a 2-core machine (the Python scan loop dominates).
 --json FILE writes {"<name>/threads:<T>": seconds} (per token for the decode entries).
 
+Threads: torch's OpenMP pool and OpenBLAS's pthread pool are separate. With libgomp's default wait
+policy an idle OpenMP worker spins for a while after each parallel region, which on a 2-core machine
+takes the core an OpenBLAS thread needs: with 2 threads here that made mixer_decode ~20 ms instead
+of ~1.6 ms and model_decode ~400 ms instead of ~65 ms per token. By default (--omp-wait passive) each
+child therefore runs with OMP_WAIT_POLICY=passive (no effect at 1 thread); --omp-wait default
+leaves the variable alone.
+
 Memory: slow_forward allocates several [1, 1536, L, 16] fp32 temporaries (50 MB each at L = 512) per
 layer. glibc serves allocations that large with fresh mmaps and unmaps them on free, so every call
 page-faults them in again; in this VM a page fault costs ~15 us and that alone made mixer_prefill
@@ -74,6 +81,9 @@ def parse_args():
                    help='reuse: keep freed memory in the process (mallopt M_MMAP_MAX=0, '
                         'M_TRIM_THRESHOLD=2^31-1) so large temporaries do not page-fault anew on '
                         'every call; default: glibc as it comes')
+    p.add_argument('--omp-wait', choices=('passive', 'default'), default='passive',
+                   help='passive: run with OMP_WAIT_POLICY=passive, so idle OpenMP workers sleep '
+                        'instead of spinning against the OpenBLAS threads; default: leave it unset')
     p.add_argument('--json', metavar='FILE', help='also write the results as JSON')
     p.add_argument('--check', action='store_true',
                    help='check decode against prefill instead of timing (first thread count only)')
@@ -84,12 +94,19 @@ def child_argv(a, threads, json_path):
     argv = [sys.executable, os.path.abspath(__file__), '--threads', str(threads),
             '--length', str(a.length), '--repeats', str(a.repeats),
             '--model-repeats', str(a.model_repeats), '--decode-tokens', str(a.decode_tokens),
-            '--decode-repeats', str(a.decode_repeats), '--malloc', a.malloc]
+            '--decode-repeats', str(a.decode_repeats), '--malloc', a.malloc, '--omp-wait', a.omp_wait]
     if json_path:
         argv += ['--json', json_path]
     if a.check:
         argv.append('--check')
     return argv
+
+
+def child_env(a, threads):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    if a.omp_wait == 'passive':
+        env['OMP_WAIT_POLICY'] = 'passive'
+    return env
 
 
 def run_all_thread_counts(a):
@@ -99,7 +116,7 @@ def run_all_thread_counts(a):
     with tempfile.TemporaryDirectory() as tmp:
         for threads in a.threads:
             path = os.path.join(tmp, f'threads{threads}.json')
-            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+            env = child_env(a, threads)
             sys.stdout.flush()
             rc = subprocess.run(child_argv(a, threads, path), env=env).returncode
             if rc != 0:
@@ -121,10 +138,10 @@ if __name__ == '__main__':
     if len(a.threads) > 1:
         run_all_thread_counts(a)
         sys.exit(0)
-    if os.environ.get('OPENBLAS_NUM_THREADS') != str(a.threads[0]):
+    _env = child_env(a, a.threads[0])
+    if any(os.environ.get(k) != _env[k] for k in ('OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY') if k in _env):
         sys.stdout.flush()
-        os.execve(sys.executable, child_argv(a, a.threads[0], a.json),
-                  dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads[0])))
+        os.execve(sys.executable, child_argv(a, a.threads[0], a.json), _env)
 
 import ctypes  # noqa: E402
 import math  # noqa: E402
@@ -427,8 +444,8 @@ def run_timings(a, threads, config):
             print(f'threads={threads} {name}: {seconds * 1e3:.2f} ms/token ({1.0 / seconds:.1f} tokens/s)',
                   flush=True)
         else:
-            print(f'threads={threads} {name}: {seconds * 1e3:.1f} ms ({tokens_per_run / seconds:.0f} tokens/s)',
-                  flush=True)
+            print(f'threads={threads} {name}: {seconds * 1e3:.1f} ms '
+                  f'({tokens_per_run / seconds:.0f} tokens/s)', flush=True)
 
     model = build_model(config)
     L, total_decode = a.length, 2 + a.decode_tokens * a.decode_repeats
@@ -477,7 +494,8 @@ def run_timings(a, threads, config):
 
 def mixer_ref(m, hidden):
     """mamba_ssm's Mamba.forward (reference path): conv1d, then selective_scan_ref's einsums."""
-    I, N, R, K, L = m.intermediate_size, m.ssm_state_size, m.time_step_rank, m.conv_kernel_size, hidden.shape[1]
+    I, N, R = m.intermediate_size, m.ssm_state_size, m.time_step_rank
+    K, L = m.conv_kernel_size, hidden.shape[1]
     xz = torch.einsum('bld,ed->bel', hidden, m.in_proj.weight)
     x, z = xz[:, :I], xz[:, I:]
     x = F.pad(x, (K - 1, 0))
@@ -559,7 +577,8 @@ def main():
     torch.set_num_threads(threads)
     config = Config()
     print(f'torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, '
-          f'OPENBLAS_NUM_THREADS={os.environ.get("OPENBLAS_NUM_THREADS")}')
+          f'OPENBLAS_NUM_THREADS={os.environ.get("OPENBLAS_NUM_THREADS")}, '
+          f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}')
     print('malloc: ' + ('reuse (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)' if a.malloc == 'reuse'
                         else 'glibc default (large temporaries are fresh mmaps, page-faulted on every call)'))
     for line in blas_report():
