@@ -38,7 +38,7 @@ its own process with OPENBLAS_NUM_THREADS=T set before torch is imported (the sc
 itself). Run with Debian's python3 (the `python3` on PATH may be another interpreter without torch):
     /usr/bin/python3 bench/blocks/mamba_torch.py [--threads 1 2] [--length 512] [--json FILE]
     /usr/bin/python3 bench/blocks/mamba_torch.py --check
-Both thread counts take about 2-3 minutes on a 2-core machine (the Python scan loop dominates).
+Both thread counts take about 45 s on a 2-core machine (model prefill, 24 Python scan loops, dominates).
 --json FILE writes {"<name>/threads:<T>": seconds} (per token for the decode entries).
 
 Threads: torch's OpenMP pool and OpenBLAS's pthread pool are separate. With libgomp's default wait

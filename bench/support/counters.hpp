@@ -13,6 +13,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <chrono>
+#include <initializer_list>
+#include <utility>
+
 namespace tokenmix::bench {
 
 // items, flops, bytes: work of ONE iteration of the benchmark loop.
@@ -41,6 +45,30 @@ inline void set_rates(benchmark::State& state, double items, double flops, doubl
 // tiny values get SI prefixes, "500u/s" = 0.0005. JSON output has the plain number.)
 inline void set_bound_fraction(benchmark::State& state, const char* name, double bound_seconds_per_iteration) {
   state.counters[name] = benchmark::Counter(bound_seconds_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Wall-clock counterparts, for benchmarks whose work runs on a thread pool (the calling thread's
+// CPU time, which Google Benchmark's rates use, misses the pool threads and the time spent waiting
+// for them). Start a WallTimer just before the benchmark loop, then, after it:
+//   bench::set_wall_counters(state, timer.seconds(), items, flops, bytes, {{"bw_bound", bound_s}});
+// Counters are plain numbers over the wall time of all iterations: "items/s", "GFLOP/s", "GB/s",
+// and each bound fraction = bound seconds per iteration / measured wall seconds per iteration.
+class WallTimer {
+ public:
+  WallTimer() : start_(std::chrono::steady_clock::now()) {}
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+inline void set_wall_counters(benchmark::State& state, double wall_seconds, double items, double flops, double bytes,
+                              std::initializer_list<std::pair<const char*, double>> bounds = {}) {
+  const double it = static_cast<double>(state.iterations()), per_iteration = wall_seconds / it;
+  if (items > 0) state.counters["items/s"] = items / per_iteration;
+  if (flops > 0) state.counters["GFLOP/s"] = flops / per_iteration * 1e-9;
+  if (bytes > 0) state.counters["GB/s"] = bytes / per_iteration * 1e-9;
+  for (const auto& [name, bound_seconds] : bounds) state.counters[name] = bound_seconds / per_iteration;
 }
 
 }  // namespace tokenmix::bench

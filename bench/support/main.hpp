@@ -3,7 +3,7 @@
 // BENCHMARK_MAIN(), plus: this machine's limits (bench/support/limits.hpp) are measured once BEFORE
 // any benchmark runs (~1-2 s, single-threaded, nothing else running) and recorded in the output's
 // context (console header, JSON "context") as fma_gflops, exp2_ns_per_element, exp_ns_per_element,
-// read_gbps, triad_gbps, with simd_arch (the arch they were measured with).
+// read_gbps, read2_gbps, triad_gbps, with simd_arch (the arch they were measured with).
 //
 //   #include "support/main.hpp"
 //   BENCHMARK(BM_SelectiveScan_Simd)->...;
@@ -33,6 +33,7 @@ inline void add_machine_limits_context() {
   benchmark::AddCustomContext("exp2_ns_per_element", format_limit(m.exp2_ns_per_element));
   benchmark::AddCustomContext("exp_ns_per_element", format_limit(m.exp_ns_per_element));
   benchmark::AddCustomContext("read_gbps", format_limit(m.read_gbps));
+  benchmark::AddCustomContext("read2_gbps", format_limit(m.read2_gbps));
   benchmark::AddCustomContext("triad_gbps", format_limit(m.triad_gbps));
 }
 
