@@ -4,6 +4,7 @@
 #include "tokenmix/config.hpp"
 #include "tokenmix/version.hpp"
 
+#include "tokenmix/core/random.hpp"
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/tensor.hpp"
 #include "tokenmix/core/threading.hpp"
@@ -17,6 +18,7 @@
 #include "tokenmix/io/safetensors.hpp"
 
 #include "tokenmix/reference/linear.hpp"
+#include "tokenmix/reference/mamba_mixer.hpp"
 #include "tokenmix/reference/rms_norm.hpp"
 #include "tokenmix/reference/causal_conv1d.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
@@ -28,4 +30,6 @@
 
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/linear.hpp"
+#include "tokenmix/blocks/mamba_lm.hpp"
+#include "tokenmix/blocks/mamba_mixer.hpp"
 #include "tokenmix/blocks/rms_norm.hpp"
