@@ -1,0 +1,279 @@
+// The 2-D scan family: every scan path is what its paper says (bijections and inverses, the atrous
+// sub-grids tile the padded grid, snakes move to neighbours), every composite equals its oracle
+// (written from the paper with explicit index formulas), the engine's bad-input rules, and thread
+// invariance.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "support/compare.hpp"
+#include "support/errors.hpp"
+#include "support/random.hpp"
+#include "tokenmix/core/threading.hpp"
+#include "tokenmix/reference/selective_scan_2d.hpp"
+#include "tokenmix/ssm/selective_scan_2d.hpp"
+
+namespace tokenmix {
+namespace {
+
+using ssm::ScanOrder;
+using testing::Rng;
+
+const std::vector<ScanOrder> kBijectiveOrders = {
+    ScanOrder::row_major, ScanOrder::col_major, ScanOrder::row_major_reversed, ScanOrder::col_major_reversed,
+    ScanOrder::row_snake, ScanOrder::row_snake_reversed, ScanOrder::col_snake, ScanOrder::col_snake_reversed};
+
+TEST(ScanPath, EveryOrderIsABijectionWithItsInverse) {
+  for (Index H = 1; H <= 7; ++H)
+    for (Index W = 1; W <= 7; ++W)
+      for (const ScanOrder o : kBijectiveOrders) {
+        const auto path = ssm::scan_path(o, H, W);
+        ASSERT_TRUE(path->is_bijection()) << ssm::scan_order_name(o) << " " << H << "x" << W;
+        const std::vector<Index> inv = path->inverse();
+        for (Index t = 0; t < path->length(); ++t) ASSERT_EQ(inv[path->index[t]], t);
+      }
+}
+
+TEST(ScanPath, FollowsThePapersFormulas) {
+  const Index H = 3, W = 4;
+  EXPECT_EQ(ssm::scan_path(ScanOrder::col_major, H, W)->index, (std::vector<Index>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}));
+  EXPECT_EQ(ssm::scan_path(ScanOrder::row_snake, H, W)->index, (std::vector<Index>{0, 1, 2, 3, 7, 6, 5, 4, 8, 9, 10, 11}));
+  EXPECT_EQ(ssm::scan_path(ScanOrder::col_snake, H, W)->index, (std::vector<Index>{0, 4, 8, 9, 5, 1, 2, 6, 10, 11, 7, 3}));
+  const auto rm = ssm::scan_path(ScanOrder::row_major, H, W), rev = ssm::scan_path(ScanOrder::row_major_reversed, H, W);
+  EXPECT_TRUE(std::equal(rm->index.begin(), rm->index.end(), rev->index.rbegin()));
+  // Snakes move to a 4-neighbour at every step: labels 1-4 only (0 at the start).
+  for (const ScanOrder o : {ScanOrder::row_snake, ScanOrder::row_snake_reversed, ScanOrder::col_snake,
+                            ScanOrder::col_snake_reversed}) {
+    const auto p = ssm::scan_path(o, 5, 6);
+    EXPECT_EQ(p->moves[0], 0);
+    for (Index t = 1; t < p->length(); ++t) ASSERT_GE(p->moves[t], 1) << ssm::scan_order_name(o) << " t=" << t;
+  }
+  EXPECT_EQ(ssm::scan_path(ScanOrder::row_snake, 2, 3)->moves, (std::vector<std::uint8_t>{0, 1, 1, 4, 2, 2}));
+  // Built once per (order, H, W).
+  EXPECT_EQ(ssm::scan_path(ScanOrder::col_snake, 5, 6), ssm::scan_path(ScanOrder::col_snake, 5, 6));
+}
+
+// The four stride-2 sub-grids cover each cell of the grid once; padding cells of odd sizes are -1.
+TEST(ScanPath, AtrousSubGridsTileThePaddedGrid) {
+  for (Index H = 1; H <= 7; ++H)
+    for (Index W = 1; W <= 7; ++W) {
+      std::vector<int> seen(static_cast<std::size_t>(H * W), 0);
+      Index padding = 0;
+      for (const ScanOrder o : {ScanOrder::atrous0, ScanOrder::atrous1, ScanOrder::atrous2, ScanOrder::atrous3}) {
+        const auto p = ssm::scan_path(o, H, W);
+        EXPECT_EQ(p->length(), ((H + 1) / 2) * ((W + 1) / 2));
+        for (const Index c : p->index) c < 0 ? ++padding : ++seen[static_cast<std::size_t>(c)];
+      }
+      EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; })) << H << "x" << W;
+      EXPECT_EQ(padding, ((H + 1) / 2 * 2) * ((W + 1) / 2 * 2) - H * W);
+    }
+  // Sub-grid 1 is (2a+1, 2b) in column-major order.
+  EXPECT_EQ(ssm::scan_path(ScanOrder::atrous1, 4, 4)->index, (std::vector<Index>{4, 12, 6, 14}));
+}
+
+// Inputs of a 2-D scan: P parameter blocks of D channels, G groups of B/C.
+struct Inputs2d {
+  Tensor<float, 4> u, delta, z;
+  Tensor<float, 2> A, theta;
+  Tensor<float, 5> B, C;
+  Tensor<float, 1> D, bias;
+  Inputs2d(Index Bt, Index H, Index W, Index Du, Index Dd, Index Dp, Index G, Index N, Index Do, std::uint64_t seed) {
+    Rng rng(seed);
+    u = testing::random_normal<4>({Bt, H, W, Du}, 0.f, 1.f, rng);
+    delta = testing::random_uniform<4>({Bt, H, W, Dd}, -3.f, 1.f, rng);
+    z = testing::random_normal<4>({Bt, H, W, Do}, 0.f, 1.f, rng);
+    A = testing::random_uniform<2>({Dp, N}, -2.f, -0.1f, rng);
+    B = testing::random_normal<5>({Bt, H, W, G, N}, 0.f, 1.f, rng);
+    C = testing::random_normal<5>({Bt, H, W, G, N}, 0.f, 1.f, rng);
+    D = testing::random_normal<1>({Dp}, 0.f, 1.f, rng);
+    bias = testing::random_uniform<1>({Dp}, -2.f, 0.5f, rng);
+    theta = testing::random_normal<2>({5, N}, 0.f, 0.3f, rng);
+  }
+  ssm::SelectiveScan2dOptions options(bool gate = true) const {
+    ssm::SelectiveScan2dOptions o;
+    o.D = ConstTensorView<float, 1>(D);
+    o.delta_bias = ConstTensorView<float, 1>(bias);
+    o.delta_softplus = true;
+    if (gate) o.z = ConstTensorView<float, 4>(z);
+    return o;
+  }
+};
+
+const testing::Tolerance kTol = testing::tolerance::selective_scan_2d;
+
+struct Grid {
+  Index Bt, H, W, D, N;
+};
+const std::vector<Grid> kGrids = {{1, 5, 7, 19, 4}, {2, 4, 4, 16, 16}, {1, 1, 9, 5, 1}, {1, 6, 3, 33, 3}};
+
+std::string name(const Grid& g) {
+  return "B=" + std::to_string(g.Bt) + " H=" + std::to_string(g.H) + " W=" + std::to_string(g.W) + " D=" +
+         std::to_string(g.D) + " N=" + std::to_string(g.N);
+}
+
+TEST(CrossScan2d, MatchesVMambaOracle) {
+  for (const Grid& g : kGrids) {
+    const Inputs2d in(g.Bt, g.H, g.W, g.D, 4 * g.D, 4 * g.D, 4, g.N, g.D, 1);
+    for (const bool gate : {false, true}) {
+      const auto o = in.options(gate);
+      EXPECT_TRUE(testing::all_close(ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
+                                     ref::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), kTol, name(g)));
+    }
+  }
+}
+
+TEST(AtrousScan2d, MatchesEfficientVMambaOracleEvenAndOdd) {
+  for (const Grid& g : kGrids) {
+    const Inputs2d in(g.Bt, g.H, g.W, g.D, 4 * g.D, 4 * g.D, 4, g.N, g.D, 2);
+    const auto o = in.options();
+    EXPECT_TRUE(testing::all_close(ssm::atrous_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
+                                   ref::atrous_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), kTol, name(g)));
+  }
+}
+
+TEST(SnakeScan2d, MatchesPlainMambaOracleWithAndWithoutTheReleasedQuirk) {
+  for (const Grid& g : kGrids) {
+    const Inputs2d in(g.Bt, g.H, g.W, g.D, g.D, g.D, 1, g.N, g.D, 3);
+    for (const bool permute : {true, false})
+      for (const bool offsets : {false, true}) {
+        auto o = in.options();
+        o.permute_params = permute;
+        if (offsets) o.B_offset = ConstTensorView<float, 2>(in.theta);
+        const std::string what = name(g) + (permute ? " permute_params" : " released (u only)") + (offsets ? " Θ" : "");
+        EXPECT_TRUE(testing::all_close(ssm::snake_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
+                                       ref::snake_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), kTol, what));
+      }
+  }
+  // The quirk matters: reordering only u is a different function when H, W > 1.
+  const Inputs2d in(1, 4, 5, 8, 8, 8, 1, 4, 8, 4);
+  auto o = in.options();
+  const Tensor<float, 4> paper = ssm::snake_scan_2d(in.u, in.delta, in.A, in.B, in.C, o);
+  o.permute_params = false;
+  EXPECT_FALSE(testing::all_close(ssm::snake_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), paper, kTol, "quirk"));
+}
+
+TEST(GroupScan2d, MatchesGroupMambaOracle) {
+  for (const Grid& g : {Grid{1, 5, 7, 20, 1}, Grid{2, 4, 6, 64, 16}}) {
+    const Inputs2d in(g.Bt, g.H, g.W, g.D, g.D, g.D, 4, g.N, g.D, 5);
+    const auto o = in.options();
+    EXPECT_TRUE(testing::all_close(ssm::group_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
+                                   ref::group_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), kTol, name(g)));
+  }
+}
+
+TEST(BidirectionalScan, MatchesVimOracleV1AndV2) {
+  for (const auto& [Bt, L, D, N] : std::vector<std::array<Index, 4>>{{1, 13, 19, 16}, {2, 40, 8, 4}, {1, 1, 3, 2}}) {
+    Rng rng(6);
+    for (const ssm::VimVariant v : {ssm::VimVariant::v1, ssm::VimVariant::v2}) {
+      const bool v2 = v == ssm::VimVariant::v2;
+      const Index Dc = v2 ? 2 * D : D, G = v2 ? 2 : 1;
+      const Tensor<float, 3> u = testing::random_normal<3>({Bt, L, Dc}, 0.f, 1.f, rng);
+      const Tensor<float, 3> dt = testing::random_uniform<3>({Bt, L, Dc}, -3.f, 1.f, rng);
+      const Tensor<float, 3> z = testing::random_normal<3>({Bt, L, D}, 0.f, 1.f, rng);
+      const Tensor<float, 2> A = testing::random_uniform<2>({2 * D, N}, -2.f, -0.1f, rng);
+      const Tensor<float, 4> B = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
+      const Tensor<float, 4> C = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
+      const Tensor<float, 1> Dv = testing::random_normal<1>({Dc}, 0.f, 1.f, rng);
+      const Tensor<float, 1> bias = testing::random_uniform<1>({Dc}, -2.f, 0.5f, rng);
+      ssm::SelectiveScan2dOptions o;
+      o.D = ConstTensorView<float, 1>(Dv);
+      o.delta_bias = ConstTensorView<float, 1>(bias);
+      o.delta_softplus = true;
+      const std::optional<ConstTensorView<float, 3>> zv = ConstTensorView<float, 3>(z);
+      EXPECT_TRUE(testing::all_close(ssm::bidirectional_scan(u, dt, A, B, C, v, zv, o),
+                                     ref::bidirectional_scan(u, dt, A, B, C, v, zv, o), kTol,
+                                     std::string(v2 ? "v2" : "v1") + " L=" + std::to_string(L)));
+    }
+  }
+}
+
+TEST(MultiscaleScan2d, MatchesMSVMambaOracle) {
+  for (const auto& [H, W, D, N] : std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}}) {
+    const Index h = (H + 1) / 2, w = (W + 1) / 2;
+    const Inputs2d full(2, H, W, D, D, 2 * D, 1, N, D, 7), low(2, h, w, D, D, 2 * D, 1, N, D, 8);
+    const auto o = full.options();  // A, D, delta_bias [2D] and z [B, H, W, D] from the full-resolution set
+    EXPECT_TRUE(testing::all_close(
+        ssm::multiscale_scan_2d(full.u, full.delta, full.B, full.C, low.u, low.delta, low.B, low.C, full.A, o),
+        ref::multiscale_scan_2d(full.u, full.delta, full.B, full.C, low.u, low.delta, low.B, low.C, full.A, o), kTol,
+        "H=" + std::to_string(H) + " W=" + std::to_string(W)));
+  }
+  // The resize alone against PyTorch's formula (align_corners = False), up and down.
+  Rng rng(9);
+  const Tensor<float, 4> x = testing::random_normal<4>({1, 3, 5, 2}, 0.f, 1.f, rng);
+  for (const auto& [H, W] : std::vector<std::pair<Index, Index>>{{6, 10}, {5, 9}, {2, 3}, {3, 5}})
+    EXPECT_TRUE(testing::all_close(ssm::bilinear_resize(x, H, W), ref::bilinear_resize(x, H, W),
+                                   testing::tolerance::rms_norm, "resize"));
+}
+
+// One row-major direction over the whole image is the plain 1-D scan of the flattened image.
+TEST(SelectiveScan2d, OneRowMajorDirectionIsThePlainScan) {
+  const Inputs2d in(2, 6, 7, 24, 24, 24, 1, 16, 24, 10);
+  auto o = in.options(false);
+  const Tensor<float, 4> got = ssm::selective_scan_2d(
+      in.u, in.delta, in.A, in.B, in.C, {ssm::ScanDirection{ssm::scan_path(ScanOrder::row_major, 6, 7), 24}}, o, 24);
+  ssm::SelectiveScanOptions so;
+  so.D = ConstTensorView<float, 1>(in.D);
+  so.delta_bias = ConstTensorView<float, 1>(in.bias);
+  so.delta_softplus = true;
+  const auto flat = [](const Tensor<float, 4>& t) {
+    return ConstTensorView<float, 3>(t.data(), t.dimension(0), t.dimension(1) * t.dimension(2), t.dimension(3));
+  };
+  const ssm::SelectiveScanResult plain = ssm::selective_scan(
+      flat(in.u), flat(in.delta), in.A, ConstTensorView<float, 4>(in.B.data(), 2, 42, 1, 16),
+      ConstTensorView<float, 4>(in.C.data(), 2, 42, 1, 16), so);
+  EXPECT_TRUE(testing::bitwise_equal(Tensor<float, 3>(flat(got)), plain.out));
+}
+
+TEST(SelectiveScan2d, BitwiseIdenticalForAnyThreadCount) {
+  const Inputs2d in(2, 9, 11, 40, 160, 160, 4, 8, 40, 11);
+  ThreadPool pool(2);
+  auto o = in.options();
+  const Tensor<float, 4> one = ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o);
+  o.device = pool.device();
+  EXPECT_TRUE(testing::bitwise_equal(ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), one));
+}
+
+TEST(SelectiveScan2d, RejectsBadArguments) {
+  const Inputs2d in(1, 4, 5, 8, 16, 16, 2, 4, 8, 12);
+  const auto rm = ssm::scan_path(ScanOrder::row_major, 4, 5);
+  auto run = [&](const std::vector<ssm::ScanDirection>& dirs, const ssm::SelectiveScan2dOptions& o = {}, Index Do = 8) {
+    return [&, dirs, o, Do] { ssm::selective_scan_2d(in.u, in.delta, in.A, in.B, in.C, dirs, o, Do); };
+  };
+  const char* op = "selective_scan_2d";
+  EXPECT_TRUE(testing::throws_error_mentioning(run({}), op, "no scan directions"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{nullptr, 8}}), op, "direction 0 has no path"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{ssm::scan_path(ScanOrder::row_major, 5, 4), 8}}), op,
+                                               "direction 0's path is over a 5x4 grid, but u is 4x5"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{rm, 8, 1}}), op,
+                                               "direction 0 reads u channels [1, 9), outside the 8 channels there"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{rm, 8, 0, 9}}), op,
+                                               "reads delta channels [9, 17), outside the 16 channels there"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{rm, 8, 0, 0, 0, 0, 2}}), op,
+                                               "reads B/C group 2, but there are G=2"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{rm, 0}}), op, "scans 0 channels, expected > 0"));
+  ssm::SelectiveScan2dOptions quirk;
+  quirk.permute_params = false;
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{ssm::scan_path(ScanOrder::atrous0, 4, 5), 8}}, quirk),
+                                               op, "permute_params = false reads delta, B and C in raster order"));
+  ssm::SelectiveScan2dOptions bad_z;
+  const Tensor<float, 4> z(1, 4, 5, 7);
+  bad_z.z = ConstTensorView<float, 4>(z);
+  EXPECT_TRUE(testing::throws_error_mentioning(run({ssm::ScanDirection{rm, 8}}, bad_z), op,
+                                               "z has shape [1, 4, 5, 7], expected [B=1, H=4, W=5, Do=8]"));
+  const Tensor<float, 5> bad_B(1, 4, 5, 2, 3);
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { ssm::cross_scan_2d(in.u, in.delta, in.A, bad_B, in.C); }, op,
+      "B has shape [1, 4, 5, 2, 3], expected [B=1, H=4, W=5, G=2, N=4]"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::cross_scan_2d(in.u, in.delta, in.A, bad_B, in.C); },
+                                               "ref::cross_scan_2d", "B has shape [1, 4, 5, 2, 3]"));
+  const Tensor<float, 4> u6 = in.u.slice(std::array<Index, 4>{0, 0, 0, 0}, std::array<Index, 4>{1, 4, 5, 6});
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::group_scan_2d(u6, in.delta, in.A, in.B, in.C); },
+                                               "group_scan_2d", "with D divisible by 4"));
+}
+
+}  // namespace
+}  // namespace tokenmix
