@@ -144,7 +144,10 @@ void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   out.setZero();
   if (s.batch == 0) return;
-  detail::DirectionBuffers buf;
+  // Reused across calls on this thread: fresh multi-MB buffers per call would page-fault on every
+  // call (~15 µs per 4 KiB page in this VM, more than the scan itself at 56×56×192). They hold the
+  // largest direction seen so far: B·T·(3·Dk + 2·N) floats.
+  thread_local detail::DirectionBuffers buf;
   for (const ScanDirection& d : directions) {
     const Index T = d.path->length(), Dk = d.channels, N = s.state;
     const auto seq = static_cast<std::size_t>(s.batch * T * Dk);
@@ -199,30 +202,22 @@ inline std::vector<ScanDirection> grouped_directions(const std::vector<ScanOrder
   return dirs;
 }
 
+// The directions of each vision layout over an H×W image with D channels (what the wrappers below
+// pass to selective_scan_2d; use them directly to write into your own `out`).
+//
 // VMamba SS2D (CrossScan → 4 × S6 → CrossMerge, a plain sum):
 //   u [B, H, W, D]; delta [B, H, W, 4·D] (direction k's dt in channels [kD, (k+1)D), computed from
 //   the same cells, so it can be projected in grid order); A [4·D, N]; B, C [B, H, W, 4, N];
 //   D, delta_bias [4·D]; out [B, H, W, D].
-template <class Arch = simd::default_arch>
-Tensor<float, 4> cross_scan_2d(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
-                               const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
-                               const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options = {}) {
-  const Index D = u.dimension(3);
-  return selective_scan_2d<Arch>(u, delta, A, Bm, Cm,
-                                 grouped_directions(cross_scan_orders(), u.dimension(1), u.dimension(2), D), options, D);
+inline std::vector<ScanDirection> cross_scan_directions(Index H, Index W, Index D) {
+  return grouped_directions(cross_scan_orders(), H, W, D);
 }
 
 // EfficientVMamba ES2D: the four stride-2 sub-grids (ScanOrder::atrous0..3), each scanned once with
 // its own parameter block; the merge writes each cell once. Odd H or W are padded (bottom / right)
-// with zero inputs, as the released code pads x before its projections. Shapes as cross_scan_2d.
-template <class Arch = simd::default_arch>
-Tensor<float, 4> atrous_scan_2d(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
-                                const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
-                                const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options = {}) {
-  const Index D = u.dimension(3);
-  const std::vector<ScanOrder> orders = {ScanOrder::atrous0, ScanOrder::atrous1, ScanOrder::atrous2, ScanOrder::atrous3};
-  return selective_scan_2d<Arch>(u, delta, A, Bm, Cm, grouped_directions(orders, u.dimension(1), u.dimension(2), D),
-                                 options, D);
+// with zero inputs, as the released code pads x before its projections. Shapes as cross scan.
+inline std::vector<ScanDirection> atrous_directions(Index H, Index W, Index D) {
+  return grouped_directions({ScanOrder::atrous0, ScanOrder::atrous1, ScanOrder::atrous2, ScanOrder::atrous3}, H, W, D);
 }
 
 // PlainMamba: the four continuous snake orders (row snake, its reverse, column snake, its reverse)
@@ -230,36 +225,51 @@ Tensor<float, 4> atrous_scan_2d(const ConstTensorView<float, 4>& u, const ConstT
 // D, delta_bias [D]. options.B_offset (Θ, [5, N]) adds the direction-aware offset;
 // options.permute_params = false reproduces the released checkpoints (only u is reordered).
 // out = Σ_k y_k (4 D-terms), then the gate.
-template <class Arch = simd::default_arch>
-Tensor<float, 4> snake_scan_2d(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
-                               const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
-                               const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options = {}) {
-  const Index H = u.dimension(1), W = u.dimension(2), D = u.dimension(3);
+inline std::vector<ScanDirection> snake_directions(Index H, Index W, Index D) {
   std::vector<ScanDirection> dirs;
   for (const ScanOrder o : {ScanOrder::row_snake, ScanOrder::row_snake_reversed, ScanOrder::col_snake,
                             ScanOrder::col_snake_reversed})
     dirs.push_back(ScanDirection{scan_path(o, H, W), D, 0, 0, 0, 0, 0});
-  return selective_scan_2d<Arch>(u, delta, A, Bm, Cm, dirs, options, D);
+  return dirs;
 }
 
 // GroupMamba: channels split into 4 groups of D/4, group k scanned in direction k of
 // cross_scan_orders() with its own parameters (rows of A, D, delta_bias) and B/C group k:
 // u, delta [B, H, W, D]; A [D, N]; B, C [B, H, W, 4, N]; out [B, H, W, D]. D must be divisible by 4.
-template <class Arch = simd::default_arch>
-Tensor<float, 4> group_scan_2d(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
-                               const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
-                               const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options = {}) {
-  const Index H = u.dimension(1), W = u.dimension(2), D = u.dimension(3);
-  TOKENMIX_CHECK(D % 4 == 0 && D > 0, "group_scan_2d: u has shape ", shape_of(u),
-                 ", expected [B, H, W, D] with D divisible by 4 (four channel groups)");
+inline std::vector<ScanDirection> group_directions(Index H, Index W, Index D) {
+  TOKENMIX_CHECK(D % 4 == 0 && D > 0, "group_scan_2d: u has ", D,
+                 " channels, expected [B, H, W, D] with D divisible by 4 (four channel groups)");
   const Index Dg = D / 4;
   const std::vector<ScanOrder> orders = cross_scan_orders();
   std::vector<ScanDirection> dirs;
   for (Index k = 0; k < 4; ++k)
     dirs.push_back(ScanDirection{scan_path(orders[static_cast<std::size_t>(k)], H, W), Dg, k * Dg, k * Dg, k * Dg,
                                  k * Dg, k});
-  return selective_scan_2d<Arch>(u, delta, A, Bm, Cm, dirs, options, D);
+  return dirs;
 }
+
+// The wrappers: view-based (out [B, H, W, D]) and allocating.
+#define TOKENMIX_SCAN_2D_LAYOUT(name, directions)                                                                   \
+  template <class Arch = simd::default_arch>                                                                        \
+  void name(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,                             \
+            const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,                                \
+            const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options, TensorView<float, 4> out) { \
+    selective_scan_2d<Arch>(u, delta, A, Bm, Cm, directions(u.dimension(1), u.dimension(2), u.dimension(3)),        \
+                            options, out);                                                                          \
+  }                                                                                                                 \
+  template <class Arch = simd::default_arch>                                                                        \
+  Tensor<float, 4> name(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,                 \
+                        const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,                    \
+                        const ConstTensorView<float, 5>& Cm, const SelectiveScan2dOptions& options = {}) {          \
+    return selective_scan_2d<Arch>(u, delta, A, Bm, Cm, directions(u.dimension(1), u.dimension(2), u.dimension(3)), \
+                                   options, u.dimension(3));                                                        \
+  }
+
+TOKENMIX_SCAN_2D_LAYOUT(cross_scan_2d, cross_scan_directions)
+TOKENMIX_SCAN_2D_LAYOUT(atrous_scan_2d, atrous_directions)
+TOKENMIX_SCAN_2D_LAYOUT(snake_scan_2d, snake_directions)
+TOKENMIX_SCAN_2D_LAYOUT(group_scan_2d, group_directions)
+#undef TOKENMIX_SCAN_2D_LAYOUT
 
 // Vision Mamba (Vim) bidirectional scan over sequences, as a 1 × L grid (forward = RM, backward =
 // rev RM). Every input is in the original token order.
@@ -317,14 +327,14 @@ Tensor<float, 3> bidirectional_scan(const ConstTensorView<float, 3>& u, const Co
   return Tensor<float, 3>(out.reshape(std::array<Index, 3>{Bt, L, D}));
 }
 
-// Bilinear resize of [B, h, w, D] to [B, H, W, D] with align_corners = False (PyTorch's
+// out [B, H, W, D] += bilinear resize of x [B, h, w, D], align_corners = False (PyTorch's
 // F.interpolate(mode="bilinear") and MSVMamba's upsample): source coordinate (dst + 0.5)·in/out −
 // 0.5, clamped at 0, neighbours clamped at the border.
-inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Index H, Index W) {
-  TOKENMIX_CHECK(x.dimension(1) > 0 && x.dimension(2) > 0 && H > 0 && W > 0, "bilinear_resize: cannot resize ",
-                 shape_of(x), " to ", H, "x", W);
+inline void bilinear_resize_add(const ConstTensorView<float, 4>& x, TensorView<float, 4> out) {
   const Index Bt = x.dimension(0), h = x.dimension(1), w = x.dimension(2), D = x.dimension(3);
-  Tensor<float, 4> out(Bt, H, W, D);
+  const Index H = out.dimension(1), W = out.dimension(2);
+  TOKENMIX_CHECK(h > 0 && w > 0 && H > 0 && W > 0 && out.dimension(0) == Bt && out.dimension(3) == D,
+                 "bilinear_resize: cannot resize ", shape_of(x), " into ", shape_of(out));
   auto source = [](Index dst, Index in, Index outn, Index& i0, Index& i1, float& frac) {
     const float scale = static_cast<float>(in) / static_cast<float>(outn);
     float src = (static_cast<float>(dst) + 0.5f) * scale - 0.5f;
@@ -342,15 +352,22 @@ inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Inde
         Index j0, j1;
         float fj;
         source(j, w, W, j0, j1, fj);
-        const float* p00 = &x(b, i0, j0, 0);
-        const float* p01 = &x(b, i0, j1, 0);
-        const float* p10 = &x(b, i1, j0, 0);
-        const float* p11 = &x(b, i1, j1, 0);
-        float* o = &out(b, i, j, 0);
+        const float* p00 = x.data() + ((b * h + i0) * w + j0) * D;
+        const float* p01 = x.data() + ((b * h + i0) * w + j1) * D;
+        const float* p10 = x.data() + ((b * h + i1) * w + j0) * D;
+        const float* p11 = x.data() + ((b * h + i1) * w + j1) * D;
+        float* o = out.data() + ((b * H + i) * W + j) * D;
         for (Index c = 0; c < D; ++c)
-          o[c] = (1 - fi) * ((1 - fj) * p00[c] + fj * p01[c]) + fi * ((1 - fj) * p10[c] + fj * p11[c]);
+          o[c] += (1 - fi) * ((1 - fj) * p00[c] + fj * p01[c]) + fi * ((1 - fj) * p10[c] + fj * p11[c]);
       }
     }
+}
+
+inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Index H, Index W) {
+  TOKENMIX_CHECK(H > 0 && W > 0, "bilinear_resize: cannot resize ", shape_of(x), " to ", H, "x", W);
+  Tensor<float, 4> out(x.dimension(0), H, W, x.dimension(3));
+  out.setZero();
+  bilinear_resize_add(x, TensorView<float, 4>(out.data(), out.dimensions()));
   return out;
 }
 
@@ -361,34 +378,55 @@ inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Inde
 //   full:  u_full [B, H, W, D], delta_full [B, H, W, D], B_full, C_full [B, H, W, 1, N]
 //   low:   u_low [B, h, w, D], delta_low [B, h, w, D], B_low, C_low [B, h, w, 1, N]
 //   A [2·D, N], D, delta_bias [2·D]: rows [0, D) the low-resolution group, [D, 2D) the full one.
-// Returns y_full + upsample(y_low) [B, H, W, D]. (The released block applies a LayerNorm to each
-// branch before the sum: call selective_scan_2d per branch to do that.)
+// out [B, H, W, D] = (y_full + upsample(y_low)) · merge_scale ⊙ silu(z). (The released block
+// applies a LayerNorm to each branch before the sum: run selective_scan_2d per branch for that.)
+inline std::vector<ScanDirection> multiscale_full_directions(Index H, Index W, Index D) {
+  return {ScanDirection{scan_path(ScanOrder::row_major, H, W), D, 0, 0, D, 0, 0}};
+}
+inline std::vector<ScanDirection> multiscale_low_directions(Index h, Index w, Index D) {
+  return {ScanDirection{joined_scan_path({scan_path(ScanOrder::row_major_reversed, h, w),
+                                          scan_path(ScanOrder::col_major, h, w),
+                                          scan_path(ScanOrder::col_major_reversed, h, w)}),
+                        D, 0, 0, 0, 0, 0}};
+}
+
+template <class Arch = simd::default_arch>
+void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTensorView<float, 4>& delta_full,
+                        const ConstTensorView<float, 5>& B_full, const ConstTensorView<float, 5>& C_full,
+                        const ConstTensorView<float, 4>& u_low, const ConstTensorView<float, 4>& delta_low,
+                        const ConstTensorView<float, 5>& B_low, const ConstTensorView<float, 5>& C_low,
+                        const ConstTensorView<float, 2>& A, const SelectiveScan2dOptions& options,
+                        TensorView<float, 4> out) {
+  const Index D = u_full.dimension(3), h = u_low.dimension(1), w = u_low.dimension(2);
+  SelectiveScan2dOptions branch = options;
+  branch.z.reset();
+  branch.merge_scale = 1.0f;
+  selective_scan_2d<Arch>(u_full, delta_full, A, B_full, C_full,
+                          multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D), branch, out);
+  thread_local Tensor<float, 4> y_low;  // reused: see selective_scan_2d's buffers
+  if (y_low.dimension(0) != u_low.dimension(0) || y_low.dimension(1) != h || y_low.dimension(2) != w ||
+      y_low.dimension(3) != D)
+    y_low = Tensor<float, 4>(u_low.dimension(0), h, w, D);
+  selective_scan_2d<Arch>(u_low, delta_low, A, B_low, C_low, multiscale_low_directions(h, w, D), branch,
+                          TensorView<float, 4>(y_low.data(), y_low.dimensions()));
+  bilinear_resize_add(y_low, out);
+  SelectiveScan2dOptions finish;
+  finish.merge_scale = options.merge_scale;
+  finish.z = options.z;
+  finish.device = options.device;
+  detail::finish_merge<Arch>(out.data(), out.size(), finish);  // z was checked by the full branch
+}
+
 template <class Arch = simd::default_arch>
 Tensor<float, 4> multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTensorView<float, 4>& delta_full,
                                     const ConstTensorView<float, 5>& B_full, const ConstTensorView<float, 5>& C_full,
                                     const ConstTensorView<float, 4>& u_low, const ConstTensorView<float, 4>& delta_low,
                                     const ConstTensorView<float, 5>& B_low, const ConstTensorView<float, 5>& C_low,
                                     const ConstTensorView<float, 2>& A, const SelectiveScan2dOptions& options = {}) {
-  const Index D = u_full.dimension(3), h = u_low.dimension(1), w = u_low.dimension(2);
-  SelectiveScan2dOptions branch = options;
-  branch.z.reset();
-  branch.merge_scale = 1.0f;
-  const std::vector<ScanDirection> full = {
-      ScanDirection{scan_path(ScanOrder::row_major, u_full.dimension(1), u_full.dimension(2)), D, 0, 0, D, 0, 0}};
-  const std::vector<ScanDirection> low = {
-      ScanDirection{joined_scan_path({scan_path(ScanOrder::row_major_reversed, h, w), scan_path(ScanOrder::col_major, h, w),
-                                      scan_path(ScanOrder::col_major_reversed, h, w)}),
-                    D, 0, 0, 0, 0, 0}};
-  Tensor<float, 4> y = selective_scan_2d<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, D);
-  const Tensor<float, 4> y_low = selective_scan_2d<Arch>(u_low, delta_low, A, B_low, C_low, low, branch, D);
-  y += bilinear_resize(y_low, y.dimension(1), y.dimension(2));
-  SelectiveScan2dOptions finish;
-  finish.merge_scale = options.merge_scale;
-  finish.z = options.z;
-  if (finish.z) tokenmix::detail::check_shape("multiscale_scan_2d", "z", *finish.z, NamedShape<4>{{"B", "H", "W", "D"},
-                                              {{y.dimension(0), y.dimension(1), y.dimension(2), D}}});
-  detail::finish_merge<Arch>(y.data(), y.size(), finish);
-  return y;
+  Tensor<float, 4> out(u_full.dimension(0), u_full.dimension(1), u_full.dimension(2), u_full.dimension(3));
+  multiscale_scan_2d<Arch>(u_full, delta_full, B_full, C_full, u_low, delta_low, B_low, C_low, A, options,
+                           TensorView<float, 4>(out.data(), out.dimensions()));
+  return out;
 }
 
 }  // namespace tokenmix::ssm

@@ -1,0 +1,172 @@
+// Benchmarks of the 2-D scan family (ssm/selective_scan_2d.hpp) against the plain 1-D selective scan
+// on the same number of scanned elements, in the same run.
+//
+//   BM_SelectiveScan_Simd/B:1/L:3136/D:192/N:16          the 1-D baseline (56·56 tokens, 192 channels)
+//   BM_SelectiveScan2d_<Order>/B:1/H:56/W:56/C:192/N:16  each layout over a 56×56×192 image:
+//       RowMajor, ColMajor   one direction                        (L·C scanned elements)
+//       CrossScan4           VMamba, 4 directions × C channels    (4·L·C)
+//       Snake                PlainMamba, 4 snakes, shared params  (4·L·C)
+//       Atrous               EfficientVMamba, 4 sub-grids of L/4  (L·C)
+//       MultiScale           MSVMamba: RM + joined 3 × L/4        (1.75·L·C, + the upsample)
+//       Group                GroupMamba, 4 × C/4 channels         (L·C)
+//   also at 14×14×384 and with N = 1 (VMamba v2 / MSVMamba / GroupMamba use d_state 1).
+// Options as in the vision blocks: delta_bias + softplus, D skip, no gate (SS2D applies it after its
+// out_norm). Counters: ns_per_element = time / scanned elements (token·channel·direction);
+// vs_1d = that / the baseline's ns_per_element at the same (L, D, N) measured earlier in this run
+// (1.0 = the reordering is free; the bound is 1.15).
+
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <random>
+#include <tuple>
+
+#include "support/counters.hpp"
+#include "support/main.hpp"
+#include "tokenmix/ssm/selective_scan.hpp"
+#include "tokenmix/ssm/selective_scan_2d.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+// The baseline's ns per element, keyed by (tokens, channels, N), filled by BM_SelectiveScan_Simd.
+std::map<std::tuple<Index, Index, Index>, double>& baseline_ns() {
+  static std::map<std::tuple<Index, Index, Index>, double> m;
+  return m;
+}
+
+void fill(float* p, Index n, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (Index i = 0; i < n; ++i) p[i] = d(rng);
+}
+
+// Image inputs: u [1, H, W, C], delta [1, H, W, Pd·C], P parameter blocks of C channels (A, D,
+// delta_bias), G B/C groups.
+struct Image {
+  Tensor<float, 4> u, delta;
+  Tensor<float, 2> A;
+  Tensor<float, 5> B, C;
+  Tensor<float, 1> D, bias;
+  Image(Index H, Index W, Index Cc, Index P, Index Pd, Index G, Index N)
+      : u(1, H, W, Cc), delta(1, H, W, Pd * Cc), A(P * Cc, N), B(1, H, W, G, N), C(1, H, W, G, N), D(P * Cc),
+        bias(P * Cc) {
+    std::mt19937 rng(3);
+    fill(u.data(), u.size(), -1.f, 1.f, rng);
+    fill(delta.data(), delta.size(), -3.f, 0.f, rng);
+    fill(B.data(), B.size(), -1.f, 1.f, rng);
+    fill(C.data(), C.size(), -1.f, 1.f, rng);
+    fill(D.data(), D.size(), 0.5f, 1.5f, rng);
+    bias.setConstant(-2.f);
+    for (Index d = 0; d < P * Cc; ++d)
+      for (Index n = 0; n < N; ++n) A(d, n) = -float(n + 1);
+  }
+  ssm::SelectiveScan2dOptions options() const {
+    ssm::SelectiveScan2dOptions o;
+    o.D = ConstTensorView<float, 1>(D);
+    o.delta_bias = ConstTensorView<float, 1>(bias);
+    o.delta_softplus = true;
+    return o;
+  }
+};
+
+// Sets the counters; returns ns per element. compare: add vs_1d against the baseline.
+double report(benchmark::State& state, const bench::WallTimer& timer, double elements, Index tokens, Index channels,
+              Index N, bool compare = true) {
+  const double ns = timer.seconds() / double(state.iterations()) / elements * 1e9;
+  state.counters["ns_per_element"] = ns;
+  const auto it = baseline_ns().find({tokens, channels, N});
+  if (compare && it != baseline_ns().end()) state.counters["vs_1d"] = ns / it->second;
+  state.SetItemsProcessed(static_cast<int64_t>(elements * double(state.iterations())));
+  return ns;
+}
+
+void BM_SelectiveScan_Simd(benchmark::State& state) {
+  const Index L = state.range(1), Dc = state.range(2), N = state.range(3);
+  const Image img(1, L, Dc, 1, 1, 1, N);
+  const auto flat3 = [](const Tensor<float, 4>& t) {
+    return ConstTensorView<float, 3>(t.data(), 1, t.dimension(1) * t.dimension(2), t.dimension(3));
+  };
+  ssm::SelectiveScanOptions o;
+  o.D = ConstTensorView<float, 1>(img.D);
+  o.delta_bias = ConstTensorView<float, 1>(img.bias);
+  o.delta_softplus = true;
+  Tensor<float, 3> out(1, L, Dc);
+  const bench::WallTimer timer;
+  for (auto _ : state) {
+    ssm::selective_scan(flat3(img.u), flat3(img.delta), img.A, ConstTensorView<float, 3>(img.B.data(), 1, L, N),
+                        ConstTensorView<float, 3>(img.C.data(), 1, L, N), o, TensorView<float, 3>(out.data(), out.dimensions()),
+                        nullptr);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double elements = double(L * Dc);
+  baseline_ns()[{L, Dc, N}] = report(state, timer, elements, L, Dc, N, /*compare=*/false);
+}
+
+enum class Layout { RowMajor, ColMajor, CrossScan4, Snake, Atrous, MultiScale, Group };
+
+template <Layout layout>
+void BM_SelectiveScan2d(benchmark::State& state) {
+  const Index H = state.range(1), W = state.range(2), Cc = state.range(3), N = state.range(4);
+  const bool grouped = layout == Layout::CrossScan4 || layout == Layout::Atrous;  // delta per direction
+  const Index P = grouped ? 4 : layout == Layout::MultiScale ? 2 : 1;
+  const Index G = grouped || layout == Layout::Group ? 4 : 1;
+  const Image img(H, W, Cc, P, grouped ? 4 : 1, G, N);
+  const Image low((H + 1) / 2, (W + 1) / 2, Cc, P, 1, G, N);  // MSVMamba's half-resolution input
+  const auto o = img.options();
+  double elements = double(H * W * Cc);
+  if (layout == Layout::CrossScan4 || layout == Layout::Snake) elements *= 4;
+  if (layout == Layout::MultiScale) elements += 3.0 * double(low.u.dimension(1) * low.u.dimension(2) * Cc);
+  Tensor<float, 4> y(1, H, W, Cc);  // written in place, as the 1-D baseline writes its out
+  const TensorView<float, 4> out(y.data(), y.dimensions());
+  const bench::WallTimer timer;
+  for (auto _ : state) {
+    switch (layout) {
+      case Layout::RowMajor:
+      case Layout::ColMajor: {
+        const auto order = layout == Layout::RowMajor ? ssm::ScanOrder::row_major : ssm::ScanOrder::col_major;
+        ssm::selective_scan_2d(img.u, img.delta, img.A, img.B, img.C,
+                               {ssm::ScanDirection{ssm::scan_path(order, H, W), Cc}}, o, out);
+        break;
+      }
+      case Layout::CrossScan4: ssm::cross_scan_2d(img.u, img.delta, img.A, img.B, img.C, o, out); break;
+      case Layout::Snake: ssm::snake_scan_2d(img.u, img.delta, img.A, img.B, img.C, o, out); break;
+      case Layout::Atrous: ssm::atrous_scan_2d(img.u, img.delta, img.A, img.B, img.C, o, out); break;
+      case Layout::Group: ssm::group_scan_2d(img.u, img.delta, img.A, img.B, img.C, o, out); break;
+      case Layout::MultiScale:
+        ssm::multiscale_scan_2d(img.u, img.delta, img.B, img.C, low.u, low.delta, low.B, low.C, img.A, o, out);
+        break;
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, timer, elements, H * W, Cc, N);
+}
+
+void image_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "H", "W", "C", "N"});
+  for (const long n : {16, 1}) {
+    b->Args({1, 56, 56, 192, n});
+    b->Args({1, 14, 14, 384, n});
+  }
+  b->Unit(benchmark::kMillisecond);
+}
+
+// Registered first: the 2-D rows compare against it.
+BENCHMARK(BM_SelectiveScan_Simd)
+    ->ArgNames({"B", "L", "D", "N"})
+    ->Args({1, 3136, 192, 16})
+    ->Args({1, 196, 384, 16})
+    ->Args({1, 3136, 192, 1})
+    ->Args({1, 196, 384, 1})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SelectiveScan2d<Layout::RowMajor>)->Name("BM_SelectiveScan2d_RowMajor")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::ColMajor>)->Name("BM_SelectiveScan2d_ColMajor")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::CrossScan4>)->Name("BM_SelectiveScan2d_CrossScan4")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::Snake>)->Name("BM_SelectiveScan2d_Snake")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::Atrous>)->Name("BM_SelectiveScan2d_Atrous")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::MultiScale>)->Name("BM_SelectiveScan2d_MultiScale")->Apply(image_shapes);
+BENCHMARK(BM_SelectiveScan2d<Layout::Group>)->Name("BM_SelectiveScan2d_Group")->Apply(image_shapes);
+
+}  // namespace
+
+TOKENMIX_BENCHMARK_MAIN();
