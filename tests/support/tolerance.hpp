@@ -77,3 +77,11 @@ namespace tokenmix::testing::tolerance {
 inline constexpr Tolerance selective_scan_2d{2e-5, 2e-4, 1e-10};
 
 }  // namespace tokenmix::testing::tolerance
+
+namespace tokenmix::testing::tolerance {
+
+// ssm::spatial_state_fusion (fp32 FMA chain over 9·k ≤ 27 taps, then an N-term readout) vs its
+// double oracle, O(1) inputs: a few dozen roundings of O(1) terms, ~1e-6 expected; ~10x headroom.
+inline constexpr Tolerance spatial_state_fusion{1e-5, 1e-5, 1e-11};
+
+}  // namespace tokenmix::testing::tolerance
