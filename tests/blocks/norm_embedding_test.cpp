@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -94,6 +95,38 @@ TEST(RmsNorm, RejectsBadInputs) {
                                       TensorView<float, 2>(big.data() + 1, 3, 5)); },
                "out must be x itself");
   testing::expect_error([&] { ref::rms_norm(x, w4); }, "ref::rms_norm: weight has shape [4], expected [D=5]");
+}
+
+// Mamba-2's gated RMSNorm: whole-row (transformers) and grouped (mamba_ssm) normalisation, in place.
+TYPED_TEST(RmsNormArchTest, GatedMatchesOracle) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  Rng rng(31);
+  for (const auto& [M, D, group] : std::vector<std::array<Index, 3>>{{3, 64, 64}, {5, 48, 24}, {2, 37, 37}, {4, 96, 12}}) {
+    const Tensor<float, 2> x = testing::random_normal<2>({M, D}, 0.f, 1.f, rng);
+    const Tensor<float, 2> z = testing::random_normal<2>({M, D}, 0.f, 2.f, rng);
+    const Tensor<float, 1> w = testing::random_uniform<1>({D}, 0.5f, 1.5f, rng);
+    Tensor<float, 2> out(M, D);
+    blocks::gated_rms_norm<TypeParam>(x, z, w, 1e-5, group, TensorView<float, 2>(out.data(), out.dimensions()));
+    const Tensor<float, 2> expected = ref::gated_rms_norm(x, z, w, 1e-5, group);
+    EXPECT_TRUE(testing::all_close(out, expected, testing::tolerance::gated_rms_norm,
+                                   "D=" + std::to_string(D) + " group=" + std::to_string(group)));
+    Tensor<float, 2> in_place = x;
+    blocks::gated_rms_norm<TypeParam>(in_place, z, w, 1e-5, group, TensorView<float, 2>(in_place.data(), in_place.dimensions()));
+    EXPECT_TRUE(testing::bitwise_equal(in_place, out));
+  }
+}
+
+TEST(GatedRmsNorm, RejectsBadInputs) {
+  Tensor<float, 2> x(3, 6), z(3, 5), z6(3, 6), out(3, 6);
+  Tensor<float, 1> w(6);
+  x.setConstant(1.f), z6.setConstant(1.f), w.setConstant(1.f);
+  const TensorView<float, 2> ov(out.data(), out.dimensions());
+  testing::expect_error([&] { blocks::gated_rms_norm(x, z, w, 1e-5, 6, ov); },
+                        "gated_rms_norm: gate has shape [3, 5], expected [M=3, D=6] like x");
+  testing::expect_error([&] { blocks::gated_rms_norm(x, z6, w, 1e-5, 4, ov); },
+                        "gated_rms_norm: group_size 4 must be positive and divide D=6");
+  testing::expect_error([&] { ref::gated_rms_norm(x, z6, w, 1e-5, 0); },
+                        "ref::gated_rms_norm: group_size 0 must be positive and divide D=6");
 }
 
 TEST(Embedding, GathersRows) {

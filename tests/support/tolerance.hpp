@@ -85,3 +85,11 @@ namespace tokenmix::testing::tolerance {
 inline constexpr Tolerance spatial_state_fusion{1e-5, 1e-5, 1e-11};
 
 }  // namespace tokenmix::testing::tolerance
+
+namespace tokenmix::testing::tolerance {
+
+// blocks::gated_rms_norm (fp32 silu, a float sum of squares over the group, fp32 rsqrt) vs the double
+// oracle: silu's few ulp plus the rms_norm bound; outputs O(1).
+inline constexpr Tolerance gated_rms_norm{1e-6, 2e-5, 1e-12};
+
+}  // namespace tokenmix::testing::tolerance

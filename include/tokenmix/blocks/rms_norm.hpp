@@ -16,6 +16,7 @@
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/tensor.hpp"
 #include "tokenmix/core/threading.hpp"
+#include "tokenmix/simd/activations.hpp"
 #include "tokenmix/simd/arch.hpp"
 
 namespace tokenmix::blocks {
@@ -107,6 +108,52 @@ Tensor<float, 2> rms_norm(const ConstTensorView<float, 2>& x, const ConstTensorV
   Tensor<float, 2> out(x.dimension(0), x.dimension(1));
   blocks::rms_norm<Arch>(x, weight, eps, TensorView<float, 2>(out.data(), out.dimensions()), device);
   return out;
+}
+
+// ---- gated RMSNorm (Mamba-2) -----------------------------------------------------------------------
+//
+// blocks::gated_rms_norm: Mamba-2's RMSNormGated with norm_before_gate = False, in fp32:
+//   g         = x ⊙ silu(gate)
+//   out[m, d] = weight[d] · g[m, d] · rsqrt(mean over d's group of g[m, :]² + eps)
+// Groups are consecutive runs of group_size channels (D must be a multiple). transformers'
+// MambaRMSNormGated (5.17) normalises over the whole row: group_size = D, whatever n_groups is;
+// mamba_ssm's RMSNormGated uses group_size = D / ngroups. The two agree when ngroups = 1.
+// x, gate, out [M, D]; weight [D]; out may be x itself. Oracle: ref::gated_rms_norm.
+template <class Arch = simd::default_arch>
+void gated_rms_norm(const ConstTensorView<float, 2>& x,       // [M, D]
+                    const ConstTensorView<float, 2>& gate,    // [M, D]
+                    const ConstTensorView<float, 1>& weight,  // [D]
+                    double eps, Index group_size,
+                    TensorView<float, 2> out,                 // [M, D]
+                    const Eigen::ThreadPoolDevice* device = nullptr) {
+  const char* op = "gated_rms_norm";
+  detail::check_rms_norm_args(op, x, weight, eps, &out);
+  const Index D = x.dimension(1);
+  tokenmix::detail::check_shape(op, "gate", gate, NamedShape<2>{{"M", "D"}, {{x.dimension(0), D}}}, " like x");
+  TOKENMIX_CHECK(group_size > 0 && D % group_size == 0, op, ": group_size ", group_size,
+                 " must be positive and divide D=", D);
+  using V = simd::vfloat<Arch>;
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const float e = static_cast<float>(eps);
+  tokenmix::detail::parallel_for(device, x.dimension(0), [&](Index first, Index last) {
+    alignas(64) float pad[64];
+    for (Index m = first; m < last; ++m) {
+      const float* xr = x.data() + m * D;
+      const float* zr = gate.data() + m * D;
+      float* orow = out.data() + m * D;
+      for (Index d = 0; d < D; d += W) {  // g = x · silu(gate), into out
+        const Index count = std::min(W, D - d);
+        const V g = simd::load_upto<Arch>(xr + d, count, pad) * simd::silu<Arch>(simd::load_upto<Arch>(zr + d, count, pad));
+        simd::store_upto<Arch>(orow + d, g, count, pad);
+      }
+      for (Index g0 = 0; g0 < D; g0 += group_size) {
+        float sum = 0.0f;
+        for (Index d = g0; d < g0 + group_size; ++d) sum += orow[d] * orow[d];
+        const float r = 1.0f / std::sqrt(sum / static_cast<float>(group_size) + e);
+        for (Index d = g0; d < g0 + group_size; ++d) orow[d] = weight(d) * (orow[d] * r);
+      }
+    }
+  });
 }
 
 }  // namespace tokenmix::blocks
