@@ -52,6 +52,40 @@ class MambaMixerScratch {
   std::vector<float, xsimd::aligned_allocator<float, 64>> buffer_;
 };
 
+namespace detail {
+
+// The prefill driver shared by the Mamba mixers: runs chunk(x_chunk, B, n, out_chunk, scratch) over
+// chunks of n <= kMambaPrefillChunk / B tokens of all B sequences of x [B, L, Dm] -> out [B, L, Dm],
+// in order (the mixer's cache carries the state from one chunk to the next). chunk_floats(M) is the
+// scratch one chunk of M = B·n rows needs; it is reserved once for the largest chunk, so chunk()
+// may carve scratch from its start without reallocating. When B > 1 and L is split, the rows of a
+// chunk are not contiguous in x: they are gathered into (and scattered back from) scratch behind
+// the chunk's own buffers.
+template <class ChunkFloats, class Chunk>
+void run_prefill_chunks(const ConstTensorView<float, 3>& x, TensorView<float, 3>& out, MambaMixerScratch& scratch,
+                        ChunkFloats&& chunk_floats, Chunk&& chunk) {
+  const Index B = x.dimension(0), L = x.dimension(1), Dm = x.dimension(2);
+  const Index Lc = std::max<Index>(1, std::min(L, kMambaPrefillChunk / std::max<Index>(B, 1)));
+  const bool gather = B > 1 && Lc < L;
+  const std::size_t own = chunk_floats(B * Lc);
+  float* base = scratch.floats(own + (gather ? 2 * static_cast<std::size_t>(B * Lc * Dm) : 0));
+  float* x_chunk = base + own;       // [B, Lc, Dm] when gathering
+  float* out_chunk = x_chunk + B * Lc * Dm;
+  const auto row_bytes = [&](Index n) { return sizeof(float) * static_cast<std::size_t>(n * Dm); };
+  for (Index l0 = 0; l0 < L; l0 += Lc) {
+    const Index n = std::min(Lc, L - l0);
+    if (!gather) {  // B == 1 or a single chunk: x[:, l0:l0+n] is contiguous
+      chunk(x.data() + l0 * Dm, B, n, out.data() + l0 * Dm, scratch);
+      continue;
+    }
+    for (Index b = 0; b < B; ++b) std::memcpy(x_chunk + b * n * Dm, x.data() + (b * L + l0) * Dm, row_bytes(n));
+    chunk(x_chunk, B, n, out_chunk, scratch);
+    for (Index b = 0; b < B; ++b) std::memcpy(out.data() + (b * L + l0) * Dm, out_chunk + b * n * Dm, row_bytes(n));
+  }
+}
+
+}  // namespace detail
+
 class MambaMixer {
  public:
   MambaMixer() = default;
@@ -117,31 +151,11 @@ class MambaMixer {
       cache = &local;
     }
     MambaMixerScratch local_scratch;
-    if (!scratch) scratch = &local_scratch;
-    const Index Dm = config_.d_model;
-    // Chunks along L with every sequence of the batch in each: Lc tokens of B sequences.
-    const Index Lc = std::max<Index>(1, std::min(L, kMambaPrefillChunk / std::max<Index>(B, 1)));
-    const bool gather = B > 1 && Lc < L;  // rows of a chunk are not contiguous in x: copy them
-    float* x_chunk = nullptr;
-    float* out_chunk = nullptr;
-    scratch->floats(chunk_floats(B * Lc));  // the largest chunk: later chunks do not reallocate
-    if (gather) {
-      float* base = scratch->floats(chunk_floats(B * Lc) + 2 * static_cast<std::size_t>(B * Lc * Dm));
-      x_chunk = base + chunk_floats(B * Lc);
-      out_chunk = x_chunk + B * Lc * Dm;
-    }
-    for (Index l0 = 0; l0 < L; l0 += Lc) {
-      const Index n = std::min(Lc, L - l0);
-      if (!gather) {  // B == 1 or a single chunk: x[:, l0:l0+n] is contiguous
-        forward_chunk(x.data() + l0 * Dm, B, n, out.data() + l0 * Dm, *cache, device, *scratch);
-        continue;
-      }
-      for (Index b = 0; b < B; ++b)
-        std::memcpy(x_chunk + b * n * Dm, x.data() + (b * L + l0) * Dm, sizeof(float) * static_cast<std::size_t>(n * Dm));
-      forward_chunk(x_chunk, B, n, out_chunk, *cache, device, *scratch);
-      for (Index b = 0; b < B; ++b)
-        std::memcpy(out.data() + (b * L + l0) * Dm, out_chunk + b * n * Dm, sizeof(float) * static_cast<std::size_t>(n * Dm));
-    }
+    detail::run_prefill_chunks(
+        x, out, scratch ? *scratch : local_scratch, [&](Index M) { return chunk_floats(M); },
+        [&](const float* xc, Index Bc, Index n, float* oc, MambaMixerScratch& s) {
+          forward_chunk(xc, Bc, n, oc, *cache, device, s);
+        });
   }
 
   Tensor<float, 3> forward(const ConstTensorView<float, 3>& x, MambaMixerCache* cache = nullptr,
