@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -30,7 +31,9 @@ using blocks::MambaLM;
 using blocks::MambaLMCache;
 
 const std::string kFixtures = std::string(TOKENMIX_TEST_DATA_DIR) + "/mamba/";
-const std::vector<std::string> kCases = {"tied_auto_rank", "bias_untied_k3", "original_names"};
+// Mamba-1 checkpoints (tests/data/mamba) and Mamba-2 ones (tests/data/mamba2: "mamba2/<case>").
+const std::vector<std::string> kCases = {"tied_auto_rank", "bias_untied_k3", "original_names", "../mamba2/tied_g1",
+                                         "../mamba2/groups2_bias_untied"};
 
 std::vector<std::int64_t> read_ids(const std::string& path) {
   const Tensor<float, 1> f = io::read_npy_float<1>(path);  // int64 ids < 2^24: exact as float
@@ -133,8 +136,24 @@ TEST_P(MambaLMFixture, GreedyDecodeMatchesTransformers) {
   EXPECT_TRUE(logits_match(seen.data(), expected_logits, GetParam() + " decode logits"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Checkpoints, MambaLMFixture, ::testing::ValuesIn(kCases),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Checkpoints, MambaLMFixture, ::testing::ValuesIn(kCases), [](const auto& info) {
+  std::string name = info.param;
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return name;
+});
+
+TEST(MambaLM, Mamba2ConfigKeys) {
+  const MambaLM lm = MambaLM::load(kFixtures + "../mamba2/groups2_bias_untied");
+  const blocks::MambaLMConfig& c = lm.config();
+  EXPECT_TRUE(c.is_mamba2());
+  EXPECT_EQ(c.num_heads, 6);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.n_groups, 2);
+  EXPECT_EQ(c.chunk_size, 4);
+  EXPECT_FLOAT_EQ(c.time_step_max_limit, 0.5f);
+  EXPECT_TRUE(std::isinf(MambaLM::load(kFixtures + "../mamba2/tied_g1").config().time_step_max_limit));  // {"__float__": "Infinity"}
+}
 
 TEST(MambaLM, ConfigKeysAreHonoured) {
   const MambaLM tied = MambaLM::load(kFixtures + "tied_auto_rank");
@@ -270,8 +289,8 @@ TEST(MambaLM, RejectsBadCheckpoints) {
     std::string from, to, op, fragment;
   };
   const std::vector<Case> cases = {
-      {"\"model_type\": \"mamba\"", "\"model_type\": \"mamba2\"", "MambaLMConfig",
-       "model_type is \"mamba2\", expected \"mamba\""},
+      {"\"model_type\": \"mamba\"", "\"model_type\": \"mamba3\"", "MambaLMConfig",
+       "model_type is \"mamba3\", expected \"mamba\" (MambaForCausalLM) or \"mamba2\""},
       {"\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", "MambaLMConfig", "only \"silu\" is supported"},
       {"\"state_size\": 7", "\"state_size\": 0", "MambaLMConfig", "must be positive"},
       {"\"hidden_size\": 20", "\"hidden_size\": 21", "MambaLM::load",

@@ -23,15 +23,18 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/linear.hpp"
+#include "tokenmix/blocks/mamba2_mixer.hpp"
 #include "tokenmix/blocks/mamba_mixer.hpp"
 #include "tokenmix/blocks/rms_norm.hpp"
 #include "tokenmix/io/json.hpp"
@@ -54,8 +57,10 @@ inline void release_loader_memory() {
 }
 }  // namespace detail
 
-// transformers' MambaConfig keys that change the math, with its defaults.
+// transformers' MambaConfig / Mamba2Config keys that change the math, with MambaConfig's defaults
+// (from_json applies Mamba2Config's for model_type "mamba2").
 struct MambaLMConfig {
+  std::string model_type = "mamba";  // "mamba" (MambaForCausalLM) or "mamba2" (Mamba2ForCausalLM)
   Index vocab_size = 50280;
   Index hidden_size = 768;
   Index num_hidden_layers = 32;
@@ -69,6 +74,23 @@ struct MambaLMConfig {
   bool residual_in_fp32 = true;    // no effect in fp32 (see above)
   bool tie_word_embeddings = true;
   std::optional<std::int64_t> eos_token_id;  // generate_greedy stops after emitting it
+  // Mamba-2 only (state_size, conv_kernel, use_bias, use_conv_bias, layer_norm_epsilon shared):
+  Index num_heads = 0, head_dim = 64, n_groups = 1, chunk_size = 256;
+  float time_step_min_limit = 0.0f, time_step_max_limit = std::numeric_limits<float>::infinity();  // time_step_limit
+  // The gated norm's groups: 0 = all intermediate_size channels (transformers' MambaRMSNormGated),
+  // intermediate_size / n_groups reproduces mamba_ssm's RMSNormGated (not a transformers key).
+  Index norm_group_size = 0;
+
+  bool is_mamba2() const { return model_type == "mamba2"; }
+
+  Mamba2MixerConfig mamba2_mixer() const {
+    Mamba2MixerConfig c;
+    c.d_model = hidden_size, c.heads = num_heads, c.head_dim = head_dim, c.d_state = state_size, c.n_groups = n_groups;
+    c.d_conv = conv_kernel, c.use_bias = use_bias, c.use_conv_bias = use_conv_bias;
+    c.dt_min = time_step_min_limit, c.dt_max = time_step_max_limit, c.norm_eps = layer_norm_epsilon;
+    c.norm_group_size = norm_group_size, c.chunk_size = chunk_size;
+    return c;
+  }
 
   MambaMixerConfig mixer() const {
     return MambaMixerConfig{hidden_size, intermediate_size, state_size, conv_kernel, time_step_rank, use_bias,
@@ -89,11 +111,16 @@ struct MambaLMConfig {
     const char* op = "MambaLMConfig";
     TOKENMIX_CHECK(j.is_object(), op, ": config.json must hold a JSON object");
     const std::string model_type = j.get_or("model_type", "mamba");
-    TOKENMIX_CHECK(model_type == "mamba", op, ": model_type is \"", model_type,
-                   "\", expected \"mamba\" (MambaForCausalLM; Mamba-2 checkpoints are model_type \"mamba2\")");
+    TOKENMIX_CHECK(model_type == "mamba" || model_type == "mamba2", op, ": model_type is \"", model_type,
+                   "\", expected \"mamba\" (MambaForCausalLM) or \"mamba2\" (Mamba2ForCausalLM)");
     const std::string act = j.get_or("hidden_act", "silu");
     TOKENMIX_CHECK(act == "silu", op, ": hidden_act is \"", act, "\", only \"silu\" is supported");
     MambaLMConfig c;
+    c.model_type = model_type;
+    if (c.is_mamba2()) {  // Mamba2Config's defaults
+      c.vocab_size = 32768, c.hidden_size = 4096, c.num_hidden_layers = 64, c.state_size = 128;
+      c.tie_word_embeddings = false, c.num_heads = 128, c.n_groups = 8;
+    }
     c.vocab_size = j.get_or<Index>("vocab_size", c.vocab_size);
     c.hidden_size = j.get_or<Index>("hidden_size", c.hidden_size);
     c.num_hidden_layers = j.get_or<Index>("num_hidden_layers", c.num_hidden_layers);
@@ -112,8 +139,37 @@ struct MambaLMConfig {
     c.residual_in_fp32 = j.get_or<bool>("residual_in_fp32", c.residual_in_fp32);
     c.tie_word_embeddings = j.get_or<bool>("tie_word_embeddings", c.tie_word_embeddings);
     if (j.contains("eos_token_id") && j.at("eos_token_id").is_int()) c.eos_token_id = j.at("eos_token_id").as_int();
+    if (c.is_mamba2()) {
+      c.num_heads = j.get_or<Index>("num_heads", c.num_heads);
+      c.head_dim = j.get_or<Index>("head_dim", c.head_dim);
+      c.n_groups = j.get_or<Index>("n_groups", c.n_groups);
+      c.chunk_size = j.get_or<Index>("chunk_size", c.chunk_size);
+      c.intermediate_size = static_cast<Index>(expand * static_cast<double>(c.hidden_size));  // Mamba2Mixer's rule
+      TOKENMIX_CHECK(c.num_heads * c.head_dim == c.intermediate_size, op, ": num_heads=", c.num_heads, " x head_dim=",
+                     c.head_dim, " must equal expand x hidden_size = ", c.intermediate_size);
+      if (j.contains("time_step_limit")) {
+        const io::JsonValue& limit = j.at("time_step_limit");
+        TOKENMIX_CHECK(limit.is_array() && limit.size() == 2, op, ": time_step_limit must be [min, max], got ",
+                       limit.dump());
+        c.time_step_min_limit = static_cast<float>(json_float(limit.at(std::size_t{0})));
+        c.time_step_max_limit = static_cast<float>(json_float(limit.at(std::size_t{1})));
+      }
+    }
     c.check(op);
     return c;
+  }
+
+  // A float that transformers may write as a number or, for non-finite values, as
+  // {"__float__": "Infinity"} (its JSON encoder's convention).
+  static double json_float(const io::JsonValue& v) {
+    if (v.is_number()) return v.as_double();
+    TOKENMIX_CHECK(v.is_object() && v.contains("__float__") && v.at("__float__").is_string(), "MambaLMConfig: ",
+                   v.dump(), " is not a number");
+    const std::string& text = v.at("__float__").as_string();
+    if (text == "Infinity" || text == "inf") return std::numeric_limits<double>::infinity();
+    if (text == "-Infinity" || text == "-inf") return -std::numeric_limits<double>::infinity();
+    TOKENMIX_CHECK(false, "MambaLMConfig: unsupported float \"", text, "\"");
+    return 0;
   }
 
   static MambaLMConfig from_file(const std::string& path) { return from_json(io::parse_json_file(path)); }
@@ -128,6 +184,7 @@ struct MambaLMConfig {
                    " time_step_rank=", time_step_rank);
     tokenmix::detail::check_finite(op, "layer_norm_epsilon", layer_norm_epsilon);
     TOKENMIX_CHECK(layer_norm_epsilon >= 0, op, ": layer_norm_epsilon must be >= 0, got ", layer_norm_epsilon);
+    if (is_mamba2()) detail::check_mamba2_mixer_config(op, mamba2_mixer());
   }
 };
 
@@ -257,6 +314,11 @@ class MambaLM {
     lm.embeddings_ = ckpt.read<2>(emb, Shape<2>{{V, Dm}});
     for (Index i = 0; i < config.num_hidden_layers; ++i) {
       const std::string p = "backbone.layers." + std::to_string(i) + ".";
+      Tensor<float, 1> norm = ckpt.read<1>(p + "norm.weight", Shape<1>{{Dm}});
+      if (config.is_mamba2()) {
+        lm.layers_.push_back(Layer{std::move(norm), read_mamba2_mixer(ckpt, p + "mixer.", config, device)});
+        continue;
+      }
       MambaMixerWeights w;
       w.in_proj_weight = ckpt.read<2>(p + "mixer.in_proj.weight", Shape<2>{{2 * I, Dm}});
       w.conv1d_weight = ckpt.read<3>(p + "mixer.conv1d.weight", Shape<3>{{I, 1, K}});
@@ -271,7 +333,7 @@ class MambaLM {
         w.in_proj_bias = ckpt.read<1>(p + "mixer.in_proj.bias", Shape<1>{{2 * I}});
         w.out_proj_bias = ckpt.read<1>(p + "mixer.out_proj.bias", Shape<1>{{Dm}});
       }
-      lm.layers_.push_back(Layer{ckpt.read<1>(p + "norm.weight", Shape<1>{{Dm}}), MambaMixer(w, device)});
+      lm.layers_.push_back(Layer{std::move(norm), MambaMixer(w, device)});
     }
     lm.norm_f_ = ckpt.read<1>("backbone.norm_f.weight", Shape<1>{{Dm}});
     if (!config.tie_word_embeddings) lm.lm_head_ = ckpt.read<2>("lm_head.weight", Shape<2>{{V, Dm}});
@@ -293,7 +355,12 @@ class MambaLM {
     for (Index i = 0; i < config.num_hidden_layers; ++i) {
       Tensor<float, 1> norm(Dm);
       norm.setConstant(1.0f);
-      lm.layers_.push_back(Layer{std::move(norm), MambaMixer(random_mamba_mixer_weights(config.mixer(), rng.next()), device)});
+      if (config.is_mamba2())
+        lm.layers_.push_back(Layer{std::move(norm), Mamba2Mixer(config.mamba2_mixer(),
+                                                                random_mamba2_mixer_weights(config.mamba2_mixer(), rng.next()),
+                                                                device)});
+      else
+        lm.layers_.push_back(Layer{std::move(norm), MambaMixer(random_mamba_mixer_weights(config.mixer(), rng.next()), device)});
     }
     lm.norm_f_ = Tensor<float, 1>(Dm);
     lm.norm_f_.setConstant(1.0f);
@@ -311,7 +378,9 @@ class MambaLM {
   std::size_t parameter_bytes() const {
     std::size_t bytes = sizeof(float) * static_cast<std::size_t>(embeddings_.size() + norm_f_.size());
     if (lm_head_) bytes += sizeof(float) * static_cast<std::size_t>(lm_head_->size());
-    for (const Layer& l : layers_) bytes += l.mixer.parameter_bytes() + sizeof(float) * static_cast<std::size_t>(l.norm.size());
+    for (const Layer& l : layers_)
+      bytes += std::visit([](const auto& m) { return m.parameter_bytes(); }, l.mixer) +
+               sizeof(float) * static_cast<std::size_t>(l.norm.size());
     return bytes;
   }
 
@@ -325,7 +394,8 @@ class MambaLM {
 
   MambaLMCache new_cache(Index batch) const {
     MambaLMCache cache;
-    for (const Layer& l : layers_) cache.layers.push_back(l.mixer.new_cache(batch));
+    for (const Layer& l : layers_)
+      cache.layers.push_back(std::visit([batch](const auto& m) { return m.new_cache(batch); }, l.mixer));
     return cache;
   }
 
@@ -350,8 +420,10 @@ class MambaLM {
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       rms_norm(ConstTensorView<float, 2>(hidden), ConstTensorView<float, 1>(layers_[i].norm), config_.layer_norm_epsilon,
                TensorView<float, 2>(normed.data(), normed.dimensions()), device);
-      layers_[i].mixer.forward(ConstTensorView<float, 3>(normed.data(), B, L, Dm), TensorView<float, 3>(mixed.data(), B, L, Dm),
-                               &cache->layers[i], device, &scratch);
+      std::visit([&](const auto& m) {
+        m.forward(ConstTensorView<float, 3>(normed.data(), B, L, Dm), TensorView<float, 3>(mixed.data(), B, L, Dm),
+                  &cache->layers[i], device, &scratch);
+      }, layers_[i].mixer);
       hidden += mixed;  // residual (fp32)
     }
     cache->seen_tokens += L;
@@ -387,8 +459,10 @@ class MambaLM {
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       rms_norm(ConstTensorView<float, 2>(hidden), ConstTensorView<float, 1>(layers_[i].norm), config_.layer_norm_epsilon,
                TensorView<float, 2>(normed.data(), normed.dimensions()), device);
-      layers_[i].mixer.step(ConstTensorView<float, 2>(normed), cache.layers[i],
-                            TensorView<float, 2>(mixed.data(), mixed.dimensions()), device, &scratch);
+      std::visit([&](const auto& m) {
+        m.step(ConstTensorView<float, 2>(normed), cache.layers[i], TensorView<float, 2>(mixed.data(), mixed.dimensions()),
+               device, &scratch);
+      }, layers_[i].mixer);
       hidden += mixed;
     }
     cache.seen_tokens += 1;
@@ -437,8 +511,29 @@ class MambaLM {
  private:
   struct Layer {
     Tensor<float, 1> norm;  // [d_model] RMSNorm weight (backbone.layers.{i}.norm.weight)
-    MambaMixer mixer;
+    std::variant<MambaMixer, Mamba2Mixer> mixer;  // by config().model_type
   };
+
+  // backbone.layers.{i}.mixer.* of a Mamba2ForCausalLM, shapes from config.json.
+  static Mamba2Mixer read_mamba2_mixer(const CheckpointReader& ckpt, const std::string& p, const MambaLMConfig& config,
+                                       const Eigen::ThreadPoolDevice* device) {
+    const Mamba2MixerConfig c = config.mamba2_mixer();
+    const Index I = c.d_inner(), CD = c.conv_dim(), H = c.heads, Dm = c.d_model, R = c.in_proj_rows();
+    Mamba2MixerWeights w;
+    w.in_proj_weight = ckpt.read<2>(p + "in_proj.weight", Shape<2>{{R, Dm}});
+    w.conv1d_weight = ckpt.read<3>(p + "conv1d.weight", Shape<3>{{CD, 1, c.d_conv}});
+    w.dt_bias = ckpt.read<1>(p + "dt_bias", Shape<1>{{H}});
+    w.A_log = ckpt.read<1>(p + "A_log", Shape<1>{{H}});
+    w.D = ckpt.read<1>(p + "D", Shape<1>{{H}});
+    w.norm_weight = ckpt.read<1>(p + "norm.weight", Shape<1>{{I}});
+    w.out_proj_weight = ckpt.read<2>(p + "out_proj.weight", Shape<2>{{Dm, I}});
+    if (c.use_conv_bias) w.conv1d_bias = ckpt.read<1>(p + "conv1d.bias", Shape<1>{{CD}});
+    if (c.use_bias) {
+      w.in_proj_bias = ckpt.read<1>(p + "in_proj.bias", Shape<1>{{R}});
+      w.out_proj_bias = ckpt.read<1>(p + "out_proj.bias", Shape<1>{{Dm}});
+    }
+    return Mamba2Mixer(c, w, device);
+  }
 
   ConstTensorView<float, 2> head() const {  // [V, d_model]
     return lm_head_ ? ConstTensorView<float, 2>(*lm_head_) : ConstTensorView<float, 2>(embeddings_);
@@ -447,8 +542,12 @@ class MambaLM {
   void check_cache(const char* op, const MambaLMCache& cache, Index batch) const {
     TOKENMIX_CHECK(cache.layers.size() == layers_.size(), op, ": the cache has ", cache.layers.size(),
                    " layers, the model ", layers_.size(), " (make it with new_cache)");
-    for (std::size_t i = 0; i < layers_.size(); ++i)
-      detail::check_mamba_mixer_cache(op, layers_[i].mixer.config(), cache.layers[i], batch);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (const auto* m1 = std::get_if<MambaMixer>(&layers_[i].mixer))
+        detail::check_mamba_mixer_cache(op, m1->config(), cache.layers[i], batch);
+      else
+        detail::check_mamba2_mixer_cache(op, std::get<Mamba2Mixer>(layers_[i].mixer).config(), cache.layers[i], batch);
+    }
   }
 
   MambaLMConfig config_;
