@@ -4,8 +4,9 @@
 //                  [--dump-logits FILE.npy]
 //   mamba_generate [--prompt-length L] [--layers n] ...       random mamba-130m-sized model
 //
-// DIR is a transformers save_pretrained directory of a MambaForCausalLM (config.json +
-// model.safetensors, e.g. state-spaces/mamba-130m-hf). Without --model the program builds a randomly
+// DIR is a transformers save_pretrained directory of a MambaForCausalLM or Mamba2ForCausalLM
+// (config.json + model.safetensors, e.g. state-spaces/mamba-130m-hf; the model type is read from
+// config.json). Without --model the program builds a randomly
 // initialised model with mamba-130m's shapes (d_model 768, 24 layers, vocab 50280; --layers changes
 // the depth), so the speed can be seen with nothing downloaded; without --prompt-ids the prompt is
 // --prompt-length (default 512) deterministic ids. Prints the new ids, then prefill and decode
@@ -120,8 +121,8 @@ int run(const Options& o) {
                                                   : blocks::MambaLM::load(o.model_dir, device);
   const blocks::MambaLMConfig& c = lm.config();
   const double weights_mib = double(lm.parameter_bytes()) / double(1 << 20);
-  std::printf("model: %s (d_model %ld, %ld layers, vocab %ld), weights %.1f MiB, loaded in %.2f s, %d thread%s\n",
-              o.model_dir.empty() ? "random mamba-130m-sized" : o.model_dir.c_str(), long(c.hidden_size),
+  std::printf("model: %s (%s, d_model %ld, %ld layers, vocab %ld), weights %.1f MiB, loaded in %.2f s, %d thread%s\n",
+              o.model_dir.empty() ? "random mamba-130m-sized" : o.model_dir.c_str(), c.model_type.c_str(), long(c.hidden_size),
               long(c.num_hidden_layers), long(c.vocab_size), weights_mib, seconds_since(load_start), o.threads,
               o.threads > 1 ? "s" : "");
 
