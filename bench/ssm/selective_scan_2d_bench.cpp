@@ -10,6 +10,7 @@
 //       MultiScale           MSVMamba: RM + joined 3 × L/4        (1.75·L·C, + the upsample)
 //       Group                GroupMamba, 4 × C/4 channels         (L·C)
 //   also at 14×14×384 and with N = 1 (VMamba v2 / MSVMamba / GroupMamba use d_state 1).
+//   BM_BidirectionalScan_Simd/B:1/L:2048/D:384/N:16     Vim v2 (2·L·D elements)
 // Options as in the vision blocks: delta_bias + softplus, D skip, no gate (SS2D applies it after its
 // out_norm). Counters: ns_per_element = time / scanned elements (token·channel·direction);
 // vs_1d = that / the baseline's ns_per_element at the same (L, D, N) measured earlier in this run
@@ -142,6 +143,23 @@ void BM_SelectiveScan2d(benchmark::State& state) {
   report(state, timer, elements, H * W, Cc, N);
 }
 
+// Vim's bidirectional scan (v2: separate parameters per direction) over a sequence, against the
+// 1-D baseline on the same 2·L·D elements.
+void BM_BidirectionalScan_Simd(benchmark::State& state) {
+  const Index L = state.range(1), Dc = state.range(2), N = state.range(3);
+  const Image img(1, L, 2 * Dc, 2, 2, 2, N);  // u, delta [1, 1, L, 2D]; A [2D, N]; B, C [1, 1, L, 2, N]
+  const auto seq3 = [&](const Tensor<float, 4>& t) { return ConstTensorView<float, 3>(t.data(), 1, L, t.dimension(3)); };
+  const auto seq4 = [&](const Tensor<float, 5>& t) { return ConstTensorView<float, 4>(t.data(), 1, L, 2, N); };
+  ssm::SelectiveScan2dOptions o = img.options();
+  const bench::WallTimer timer;
+  for (auto _ : state) {
+    Tensor<float, 3> y = ssm::bidirectional_scan(seq3(img.u), seq3(img.delta), img.A, seq4(img.B), seq4(img.C),
+                                                 ssm::VimVariant::v2, std::nullopt, o);
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, timer, 2.0 * double(L * Dc), L, Dc, N);
+}
+
 void image_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "H", "W", "C", "N"});
   for (const long n : {16, 1}) {
@@ -158,7 +176,9 @@ BENCHMARK(BM_SelectiveScan_Simd)
     ->Args({1, 196, 384, 16})
     ->Args({1, 3136, 192, 1})
     ->Args({1, 196, 384, 1})
+    ->Args({1, 2048, 384, 16})
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BidirectionalScan_Simd)->ArgNames({"B", "L", "D", "N"})->Args({1, 2048, 384, 16})->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SelectiveScan2d<Layout::RowMajor>)->Name("BM_SelectiveScan2d_RowMajor")->Apply(image_shapes);
 BENCHMARK(BM_SelectiveScan2d<Layout::ColMajor>)->Name("BM_SelectiveScan2d_ColMajor")->Apply(image_shapes);
 BENCHMARK(BM_SelectiveScan2d<Layout::CrossScan4>)->Name("BM_SelectiveScan2d_CrossScan4")->Apply(image_shapes);
