@@ -147,7 +147,7 @@ void BM_SelectiveScan2d(benchmark::State& state) {
 // 1-D baseline on the same 2·L·D elements.
 void BM_BidirectionalScan_Simd(benchmark::State& state) {
   const Index L = state.range(1), Dc = state.range(2), N = state.range(3);
-  const Image img(1, L, 2 * Dc, 2, 2, 2, N);  // u, delta [1, 1, L, 2D]; A [2D, N]; B, C [1, 1, L, 2, N]
+  const Image img(1, L, 2 * Dc, 1, 1, 2, N);  // u, delta [1, 1, L, 2D]; A [2D, N]; B, C [1, 1, L, 2, N]
   const auto seq3 = [&](const Tensor<float, 4>& t) { return ConstTensorView<float, 3>(t.data(), 1, L, t.dimension(3)); };
   const auto seq4 = [&](const Tensor<float, 5>& t) { return ConstTensorView<float, 4>(t.data(), 1, L, 2, N); };
   ssm::SelectiveScan2dOptions o = img.options();
