@@ -3,6 +3,10 @@
 //   BM_SelectiveScan_Simd/B:1/L:2048/D:1536/N:16       the SIMD kernel, calling thread only
 //   BM_SelectiveScan_SimdPool2/B:1/L:2048/D:1536/N:16  the same op given a 2-thread tokenmix::ThreadPool
 //   BM_SelectiveScan_Reference/B:1/L:512/D:1536/N:16   the oracle (plain loops, float accumulation)
+//   BM_SelectiveScanStates_Simd/B:1/L:3136/D:192/N:16  ssm::selective_scan_states (also writes every
+//                                                      state, [B, L, D, N]; Spatial-Mamba stage 1 at
+//                                                      56x56, d_inner 192; N = 16 and its N = 1)
+//   BM_SelectiveScan_Simd/B:1/L:3136/D:192/N:16        the plain scan on those shapes, for the ratio
 //
 // items_per_second = B·L·D (token-channels per second). Counters:
 //   exp_bound   the time of the exponentials the math requires, at this machine's measured
@@ -12,7 +16,8 @@
 //   exp2_bound  the same with the N decays at simd::exp2 throughput (the kernel computes them as
 //               exp2(dt·A·log2 e), one multiply cheaper than exp): the stricter bound.
 //   GFLOP/s     7 flops per (t, d, n) (dt·A, decay·h, dt·x·B, h·C accumulate), exps not counted.
-//   GB/s        u, delta, z read and out written once, B and C per token.
+//   GB/s        u, delta, z read and out written once, B and C per token (+ the states written,
+//               B·L·D·N floats, for the states benchmark).
 
 #include <benchmark/benchmark.h>
 
@@ -58,9 +63,11 @@ struct ScanInputs {
   }
 };
 
-void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state) {
+void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state,
+                  bool with_states = false) {
   const double token_channels = double(batch) * double(length) * double(channels);
-  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float);
+  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float) +
+                       (with_states ? token_channels * double(n_state) * sizeof(float) : 0.0);
   bench::set_rates(state, token_channels, 7.0 * token_channels * double(n_state), bytes);
   const auto& limits = bench::machine_limits();
   const double decays = token_channels * double(n_state), activations = 2 * token_channels;
@@ -102,6 +109,27 @@ void BM_SelectiveScan_Reference(benchmark::State& state) {
   });
 }
 
+void BM_SelectiveScanStates_Simd(benchmark::State& state) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const ScanInputs in(batch, length, channels, n_state);
+  Tensor<float, 3> out(batch, length, channels), last(batch, channels, n_state);
+  Tensor<float, 4> states(batch, length, channels, n_state);
+  TensorView<float, 3> out_view(out.data(), out.dimensions()), last_view(last.data(), last.dimensions());
+  TensorView<float, 4> states_view(states.data(), states.dimensions());
+  for (auto _ : state) {
+    ssm::selective_scan_states(in.u, in.delta, in.A, in.B, in.C, in.options(), out_view, states_view, &last_view);
+    benchmark::DoNotOptimize(states.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, batch, length, channels, n_state, /*with_states=*/true);
+}
+
+void states_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "L", "D", "N"});
+  for (long n : {16, 1}) b->Args({1, 3136, 192, n});
+  b->Unit(benchmark::kMillisecond);
+}
+
 void scan_shapes(benchmark::internal::Benchmark* b, std::initializer_list<long> lengths) {
   b->ArgNames({"B", "L", "D", "N"});
   for (long length : lengths) b->Args({1, length, 1536, 16});
@@ -114,6 +142,8 @@ void scan_shapes(benchmark::internal::Benchmark* b, std::initializer_list<long> 
 BENCHMARK(BM_SelectiveScan_Simd)->Apply([](auto* b) { scan_shapes(b, {512, 2048, 8192}); });
 BENCHMARK(BM_SelectiveScan_SimdPool2)->Apply([](auto* b) { scan_shapes(b, {512, 2048, 8192}); });
 BENCHMARK(BM_SelectiveScan_Reference)->Apply([](auto* b) { scan_shapes(b, {512, 2048}); });
+BENCHMARK(BM_SelectiveScanStates_Simd)->Apply(states_shapes);
+BENCHMARK(BM_SelectiveScan_Simd)->Apply(states_shapes);
 
 }  // namespace
 

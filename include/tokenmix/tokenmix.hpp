@@ -18,6 +18,7 @@
 #include "tokenmix/io/safetensors.hpp"
 
 #include "tokenmix/reference/linear.hpp"
+#include "tokenmix/reference/local_bidirectional_scan.hpp"
 #include "tokenmix/reference/mamba_mixer.hpp"
 #include "tokenmix/reference/rms_norm.hpp"
 #include "tokenmix/reference/causal_conv1d.hpp"
@@ -29,6 +30,7 @@
 
 #include "tokenmix/ssm/causal_conv1d.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
+#include "tokenmix/ssm/local_bidirectional_scan.hpp"
 #include "tokenmix/ssm/scan_path.hpp"
 #include "tokenmix/ssm/selective_scan_2d.hpp"
 #include "tokenmix/ssm/selective_state_update.hpp"

@@ -14,6 +14,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "tokenmix/simd/arch.hpp"
+
 namespace tokenmix::testing {
 
 
@@ -149,6 +151,16 @@ using RepresentativeArchs = typename to_gtest_types<typename drop_sentinel<type_
                                                                            xsimd::neon64,
 #endif
                                                                            end_of_list>::type>::type;
+
+// The arch list of the heaviest kernel tests (the states and local-bidirectional modes of the
+// scan): RepresentativeArchs, except in the sanitizer build, where four archs of those kernels
+// take over 15 minutes to compile under ASan + UBSan; there tests/CMakeLists.txt defines
+// TOKENMIX_TEST_NATIVE_ARCH_ONLY and they run on the native arch (the release pass runs all four).
+#if defined(TOKENMIX_TEST_NATIVE_ARCH_ONLY)
+using HeavyKernelArchs = ::testing::Types<::tokenmix::simd::default_arch>;
+#else
+using HeavyKernelArchs = RepresentativeArchs;
+#endif
 
 inline std::string arch_name(const char* name) {
   std::string s(name);

@@ -12,6 +12,7 @@
 //   y          = sum_n h[n] * C[b,t,g,n]
 //   out[b,t,d] = (y + u[b,t,d] * D[d]) * silu(z[b,t,d])         (skip and gate optional; skip before gate)
 // Time-invariant B or C ([D, N]) use B[d,n] at every t. last_state[b,d,n] = h[n] after the last token.
+// selective_scan_states also writes states[b,t,d,n] = h[n] after token t's update ([B, L, D, N]).
 
 #include <cmath>
 #include <vector>
@@ -20,17 +21,15 @@
 
 namespace tokenmix::ref {
 
-template <class Acc = double>
-void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
-                    const ConstTensorView<float, 3>& delta,  // [B, L, D]
-                    const ConstTensorView<float, 2>& A,      // [D, N]
-                    const ssm::ScanOperand& B,               // [B, L, G, N] or [D, N]
-                    const ssm::ScanOperand& C,               // [B, L, G, N] or [D, N]
-                    const ssm::SelectiveScanOptions& options,
-                    TensorView<float, 3> out,                // [B, L, D]
-                    TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
-  const ssm::SelectiveScanShape s = ssm::detail::check_selective_scan_args(
-      "ref::selective_scan", u, delta, A, B, C, options, &out, last_state);
+namespace detail {
+
+// The loops of both oracles; states (nullable) [B, L, D, N]. Arguments validated by the caller.
+template <class Acc>
+void selective_scan_loops(const ssm::SelectiveScanShape& s, const ConstTensorView<float, 3>& u,
+                          const ConstTensorView<float, 3>& delta, const ConstTensorView<float, 2>& A,
+                          const ssm::ScanOperand& B, const ssm::ScanOperand& C,
+                          const ssm::SelectiveScanOptions& options, TensorView<float, 3>& out,
+                          TensorView<float, 4>* states, TensorView<float, 3>* last_state) {
   const Index L = s.length, D = s.channels, N = s.state;
 
   // B or C value at (b, t, d, n) for either operand form.
@@ -56,6 +55,8 @@ void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
           h[n] = dA * h[n] + dt * operand_at(B, b, t, d, n) * x;
           y += h[n] * operand_at(C, b, t, d, n);
         }
+        if (states)
+          for (Index n = 0; n < N; ++n) (*states)(b, t, d, n) = static_cast<float>(h[n]);
         if (options.D) y += x * Acc((*options.D)(d));
         if (options.z) {
           const Acc zv = (*options.z)(b, t, d);
@@ -69,6 +70,22 @@ void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
   }
 }
 
+}  // namespace detail
+
+template <class Acc = double>
+void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
+                    const ConstTensorView<float, 3>& delta,  // [B, L, D]
+                    const ConstTensorView<float, 2>& A,      // [D, N]
+                    const ssm::ScanOperand& B,               // [B, L, G, N] or [D, N]
+                    const ssm::ScanOperand& C,               // [B, L, G, N] or [D, N]
+                    const ssm::SelectiveScanOptions& options,
+                    TensorView<float, 3> out,                // [B, L, D]
+                    TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
+  const ssm::SelectiveScanShape s = ssm::detail::check_selective_scan_args(
+      "ref::selective_scan", u, delta, A, B, C, options, &out, last_state);
+  detail::selective_scan_loops<Acc>(s, u, delta, A, B, C, options, out, nullptr, last_state);
+}
+
 // Convenience overload returning the output and the last state.
 template <class Acc = double>
 ssm::SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, const ConstTensorView<float, 3>& delta,
@@ -78,6 +95,37 @@ ssm::SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, cons
                                            [&](TensorView<float, 3>& out, TensorView<float, 3>& last) {
                                              ref::selective_scan<Acc>(u, delta, A, B, C, options, out, &last);
                                            });
+}
+
+// Oracle of ssm::selective_scan_states: selective_scan that also writes every state h_t.
+template <class Acc = double>
+void selective_scan_states(const ConstTensorView<float, 3>& u,      // [B, L, D]
+                           const ConstTensorView<float, 3>& delta,  // [B, L, D]
+                           const ConstTensorView<float, 2>& A,      // [D, N]
+                           const ssm::ScanOperand& B,               // [B, L, G, N] or [D, N]
+                           const ssm::ScanOperand& C,               // [B, L, G, N] or [D, N]
+                           const ssm::SelectiveScanOptions& options,
+                           TensorView<float, 3> out,                // [B, L, D]
+                           TensorView<float, 4> states,             // [B, L, D, N]
+                           TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
+  constexpr const char* op = "ref::selective_scan_states";
+  const ssm::SelectiveScanShape s =
+      ssm::detail::check_selective_scan_args(op, u, delta, A, B, C, options, &out, last_state);
+  ssm::detail::check_states_arg(op, s, u, delta, A, B, C, options, out, states, last_state);
+  detail::selective_scan_loops<Acc>(s, u, delta, A, B, C, options, out, &states, last_state);
+}
+
+template <class Acc = double>
+ssm::SelectiveScanStatesResult selective_scan_states(const ConstTensorView<float, 3>& u,
+                                                     const ConstTensorView<float, 3>& delta,
+                                                     const ConstTensorView<float, 2>& A, const ssm::ScanOperand& B,
+                                                     const ssm::ScanOperand& C,
+                                                     const ssm::SelectiveScanOptions& options = {}) {
+  return ssm::detail::scan_states_into_new_result(
+      "ref::selective_scan_states", u, delta, A, B, C, options,
+      [&](TensorView<float, 3>& out, TensorView<float, 4>& states, TensorView<float, 3>& last) {
+        ref::selective_scan_states<Acc>(u, delta, A, B, C, options, out, states, &last);
+      });
 }
 
 }  // namespace tokenmix::ref

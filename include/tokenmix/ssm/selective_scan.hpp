@@ -12,6 +12,10 @@
 // NaN or inf in the inputs propagates to the outputs of the channels it touches; nothing else.
 // Complex A (legacy S4D mode of selective_scan_fn) is not supported.
 //
+// ssm::selective_scan_states (below) also returns every state h_t, [B, L, D, N];
+// ssm::local_bidirectional_scan (ssm/local_bidirectional_scan.hpp) is LBMamba's scan. All three run
+// the one kernel of ssm/selective_scan_kernel.hpp (compile-time modes).
+//
 // Speed: see README (B=1, L=2048, D=1536, N=16). The architecture is the one the including TU is
 // compiled for (simd::default_arch); build with -march=native or at least -mavx2 -mfma.
 
@@ -22,6 +26,39 @@
 #include "tokenmix/ssm/selective_scan_types.hpp"
 
 namespace tokenmix::ssm {
+
+namespace detail {
+
+// The kernel's view of one validated call (states / window set by the callers that use them).
+inline SelectiveScanProblem make_scan_problem(const SelectiveScanShape& s, const ConstTensorView<float, 3>& u,
+                                              const ConstTensorView<float, 3>& delta,
+                                              const ConstTensorView<float, 2>& A, const ScanOperand& B,
+                                              const ScanOperand& C, const SelectiveScanOptions& options,
+                                              TensorView<float, 3>& out, TensorView<float, 3>* last_state) {
+  return SelectiveScanProblem{
+      s.batch, s.length, s.channels, s.state, s.groups,
+      u.data(), delta.data(), A.data(), B.data(), C.data(), B.time_invariant(), C.time_invariant(),
+      options.D ? options.D->data() : nullptr,
+      options.z ? options.z->data() : nullptr,
+      options.delta_bias ? options.delta_bias->data() : nullptr,
+      options.delta_softplus,
+      options.initial_state ? options.initial_state->data() : nullptr,
+      out.data(), last_state ? last_state->data() : nullptr};
+}
+
+// Runs SelectiveScanKernel<Arch, Mode> over every work item, split across the device's threads.
+template <class Arch, ScanMode Mode>
+void run_scan_kernel(const SelectiveScanProblem& problem, const Eigen::ThreadPoolDevice* device) {
+  using Kernel = SelectiveScanKernel<Arch, Mode>;
+  tokenmix::detail::parallel_for(device, Kernel::num_items(problem), [&](Index first, Index last) {
+    // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines.
+    std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(
+        static_cast<std::size_t>(Kernel::scratch_floats(problem)));
+    Kernel::run_items(problem, first, last, scratch.data());
+  });
+}
+
+}  // namespace detail
 
 // View-based core: writes out [B, L, D] and, if last_state is not null, last_state [B, D, N].
 // `out` must not overlap u, delta or z. Arch selects the kernel instantiation (tests run every arch).
@@ -36,22 +73,8 @@ void selective_scan(const ConstTensorView<float, 3>& u,      // [B, L, D]
                     TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
   const SelectiveScanShape s =
       detail::check_selective_scan_args("selective_scan", u, delta, A, B, C, options, &out, last_state);
-  const detail::SelectiveScanProblem problem{
-      s.batch, s.length, s.channels, s.state, s.groups,
-      u.data(), delta.data(), A.data(), B.data(), C.data(), B.time_invariant(), C.time_invariant(),
-      options.D ? options.D->data() : nullptr,
-      options.z ? options.z->data() : nullptr,
-      options.delta_bias ? options.delta_bias->data() : nullptr,
-      options.delta_softplus,
-      options.initial_state ? options.initial_state->data() : nullptr,
-      out.data(), last_state ? last_state->data() : nullptr};
-  using Kernel = detail::SelectiveScanKernel<Arch>;
-  tokenmix::detail::parallel_for(options.device, Kernel::num_items(problem), [&](Index first, Index last) {
-    // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines.
-    std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(
-        static_cast<std::size_t>(Kernel::scratch_floats(problem)));
-    Kernel::run_items(problem, first, last, scratch.data());
-  });
+  detail::run_scan_kernel<Arch, detail::ScanMode::forward>(
+      detail::make_scan_problem(s, u, delta, A, B, C, options, out, last_state), options.device);
 }
 
 // Convenience overload: allocates and returns the output and the last state.
@@ -63,6 +86,53 @@ SelectiveScanResult selective_scan(const ConstTensorView<float, 3>& u, const Con
                                       [&](TensorView<float, 3>& out, TensorView<float, 3>& last) {
                                         ssm::selective_scan<Arch>(u, delta, A, B, C, options, out, &last);
                                       });
+}
+
+// ---- selective_scan_states: the same scan, also returning every state --------------------------
+//
+//   auto r = tokenmix::ssm::selective_scan_states(u, delta, A, B, C, options);
+//   // r.out [B, L, D] (bitwise selective_scan's), r.states [B, L, D, N], r.last_state [B, D, N]
+//
+// states[b, t, d, n] = h_t[n] of channel d, the state after token t (after the update, before the C
+// readout): states[:, L - 1] == last_state. For A2SSM and Spatial-Mamba (spec/vision_ssm.md §8),
+// which need the states rather than the outputs: Spatial-Mamba scans "without C and D", i.e. pass any
+// C (e.g. a time-invariant [D, N] of ones) and ignore out, or leave D out of the options. C, D, z,
+// delta_bias and initial_state mean exactly what they mean for selective_scan.
+// Memory: states holds N·L floats per channel (B·L·D·N in all: 38.5 MB for L = 3136, D = 192,
+// N = 16), written once; the scan becomes store-bandwidth bound for large N. The layout is
+// token-major like everything else (Spatial-Mamba's code uses [B, D, N, L]).
+// states must not overlap any input or the other outputs.
+
+// View-based core: writes out [B, L, D], states [B, L, D, N] and, if not null, last_state [B, D, N].
+template <class Arch = simd::default_arch>
+void selective_scan_states(const ConstTensorView<float, 3>& u,      // [B, L, D]
+                           const ConstTensorView<float, 3>& delta,  // [B, L, D]
+                           const ConstTensorView<float, 2>& A,      // [D, N]
+                           const ScanOperand& B,                    // [B, L, G, N], [B, L, N] or [D, N]
+                           const ScanOperand& C,                    // [B, L, G, N], [B, L, N] or [D, N]
+                           const SelectiveScanOptions& options,
+                           TensorView<float, 3> out,                // [B, L, D]
+                           TensorView<float, 4> states,             // [B, L, D, N]
+                           TensorView<float, 3>* last_state) {      // [B, D, N] or nullptr
+  constexpr const char* op = "selective_scan_states";
+  const SelectiveScanShape s = detail::check_selective_scan_args(op, u, delta, A, B, C, options, &out, last_state);
+  detail::check_states_arg(op, s, u, delta, A, B, C, options, out, states, last_state);
+  detail::SelectiveScanProblem problem = detail::make_scan_problem(s, u, delta, A, B, C, options, out, last_state);
+  problem.states = states.data();
+  detail::run_scan_kernel<Arch, detail::ScanMode::states>(problem, options.device);
+}
+
+// Convenience overload: allocates and returns out, states and the last state.
+template <class Arch = simd::default_arch>
+SelectiveScanStatesResult selective_scan_states(const ConstTensorView<float, 3>& u,
+                                                const ConstTensorView<float, 3>& delta,
+                                                const ConstTensorView<float, 2>& A, const ScanOperand& B,
+                                                const ScanOperand& C, const SelectiveScanOptions& options = {}) {
+  return detail::scan_states_into_new_result(
+      "selective_scan_states", u, delta, A, B, C, options,
+      [&](TensorView<float, 3>& out, TensorView<float, 4>& states, TensorView<float, 3>& last) {
+        ssm::selective_scan_states<Arch>(u, delta, A, B, C, options, out, states, &last);
+      });
 }
 
 }  // namespace tokenmix::ssm

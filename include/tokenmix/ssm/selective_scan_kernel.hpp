@@ -21,6 +21,21 @@
 //
 // Work item = (batch b, group g, channel block j). Each lane's arithmetic is the same whatever the
 // tiling, chunking or thread, so results are bitwise identical for any thread count.
+//
+// Modes (compile-time, ScanMode; the recurrence and the y readout are the same code in all three):
+//  - forward: out only (ssm::selective_scan).
+//  - states: also every state h_t into states [B, L, D, N] (ssm::selective_scan_states). Per token
+//    the N state vectors ([N, W]: lane = channel) are staged in L1 and written as the [W, N] block
+//    states[b, t, d0 : d0 + W, :] (contiguous): a direct store for N = 1, an in-register W x W
+//    transpose per W state indices when W divides N (x86), a scalar transpose otherwise.
+//  - local_bidirectional: LBMamba (ssm::local_bidirectional_scan). The forward pass keeps, for the
+//    tokens of the current window of M, the decays a_t [N, W], dt·u, the forward readout
+//    y_t = <C_t, hL_t> + D·u_t and the gate ((N + 3)·W floats per token, for a group of whole
+//    windows of ~16 tokens: L1); after the group's last token a reverse pass over those slots
+//    computes, per window, excl_t = a_t·r_{t+1}, r_t = excl_t + b_t (r in registers, 0 after the
+//    window's last token) and writes out_t = (y_t + <C_t, excl_t>)·gate_t. Chunks are a multiple
+//    of M tokens long (M when M > 64), so windows never straddle chunks. No second pass over memory
+//    and no second exp: about 3 FMA-pipe operations per (t, n) on top of the forward scan's ~14.
 
 #include <algorithm>
 #include <utility>  // std::integer_sequence
@@ -46,13 +61,40 @@ struct SelectiveScanProblem {
   const float* initial_state;  // [B, D, N] or nullptr
   float* out;                  // [B, L, D]
   float* last_state;           // [B, D, N] or nullptr
+  float* states = nullptr;     // [B, L, D, N]: every state h_t (ScanMode::states)
+  Index window = 1;            // M >= 1: LBMamba window (ScanMode::local_bidirectional)
 };
 
-template <class Arch>
+enum class ScanMode { forward, states, local_bidirectional };
+
+template <class Arch, ScanMode Mode = ScanMode::forward>
 struct SelectiveScanKernel {
   using V = simd::vfloat<Arch>;
   static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   static constexpr Index kTokensPerChunk = 64;
+  static constexpr bool kStates = Mode == ScanMode::states;
+  static constexpr bool kLocalBidirectional = Mode == ScanMode::local_bidirectional;
+  // Tokens per chunk: kTokensPerChunk, or for the local-bidirectional mode the largest multiple of
+  // the window M that fits (M itself when M > kTokensPerChunk), so that chunks start at window starts.
+  static Index tokens_per_chunk(const SelectiveScanProblem& p) {
+    if constexpr (kLocalBidirectional)
+      return p.window <= kTokensPerChunk ? p.window * (kTokensPerChunk / p.window) : p.window;
+    else
+      return kTokensPerChunk;
+  }
+  // Floats of the local-bidirectional window buffer: one slot per token of a window (a window never
+  // holds more than L tokens), each a_t [N, W], dt·u [W], y [W], gate [W]; plus r [N, W] when N
+  // is not specialised. Zero for the other modes; states mode stages one [N, W] block.
+  static Index slot_floats(const SelectiveScanProblem& p) { return (p.state + 3) * W; }
+  static Index mode_floats(const SelectiveScanProblem& p) {
+    if constexpr (kLocalBidirectional)
+      return std::min(window_groups(p.window) * p.window, std::max<Index>(p.length, 1)) * slot_floats(p) +
+             p.state * W;
+    else if constexpr (kStates)
+      return p.state * W;
+    else
+      return 0;
+  }
   // A tile holds up to 256 KiB of per-block state (A·log2 e and h), L2-resident, and at most 256
   // blocks (4096 channels: a whole row of most models, so each page of u/delta/z/out is visited once
   // per chunk instead of once per chunk and tile).
@@ -64,7 +106,7 @@ struct SelectiveScanKernel {
   static Index num_items(const SelectiveScanProblem& p) { return p.batch * p.groups * blocks_per_group(p); }
   // Floats of scratch one thread needs (whatever its range of items).
   static Index scratch_floats(const SelectiveScanProblem& p) {
-    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + 8) * W;
+    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + 8) * W + mode_floats(p);
   }
 
   // Runs items [first, last). scratch: scratch_floats(p) floats.
@@ -101,7 +143,7 @@ struct SelectiveScanKernel {
     auto blk = [&](Index i) { return locate(p, first + i); };
     float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
     float* h = A2 + blocks * N * W;          // [tile, N, W] each block's state between chunks
-    float* shared = h + blocks * N * W;      // [2N + 8, W] time-invariant B/C, padding
+    float* shared = h + blocks * N * W;      // [2N + 8, W] time-invariant B/C, padding, then mode_floats(p)
 
     for (Index i = 0; i < blocks; ++i) {
       transpose_in(p.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
@@ -111,19 +153,20 @@ struct SelectiveScanKernel {
       else
         std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
     }
-    for (Index t0 = 0; t0 < p.length; t0 += kTokensPerChunk) {
-      const Index tokens = std::min(p.length - t0, kTokensPerChunk);
+    const Index chunk_len = tokens_per_chunk(p);
+    for (Index t0 = 0; t0 < p.length; t0 += chunk_len) {
+      const Index tokens = std::min(p.length - t0, chunk_len);
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
         // hardware prefetcher; a chunk is long enough to hide their latency).
         RowPrefetch prefetch;
         const bool next_in_chunk = i + 1 < blocks;
-        const Index next_t0 = next_in_chunk ? t0 : t0 + kTokensPerChunk;
+        const Index next_t0 = next_in_chunk ? t0 : t0 + chunk_len;
         if (next_t0 < p.length) {
           const Block nk = next_in_chunk ? blk(i + 1) : blk(0);
           const Index row0 = (nk.b * p.length + next_t0) * p.channels + nk.d0;  // (b, next_t0, d0) in [B, L, D]
           prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr, p.out + row0},
-                      std::min(kTokensPerChunk, p.length - next_t0), p.channels};
+                      std::min(chunk_len, p.length - next_t0), p.channels};
         }
         scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
       }
@@ -164,6 +207,108 @@ struct SelectiveScanKernel {
     f(((void)I, V(0.0f))...);
   }
 
+  // Writes the staged states stage [N, W] (lane = channel) as dst[lane·N + n] for lane < width:
+  // states[b, t, d0 + lane, n], a [width, N] block, contiguous.
+  static TOKENMIX_ALWAYS_INLINE void write_states(const float* stage, Index N, Index width, float* dst,
+                                                  float* pad) noexcept {
+    if (N == 1) return simd::store_upto<Arch>(dst, simd::load<Arch>(stage), width, pad);
+    if constexpr (kHasSquareTranspose) {
+      if (N % W == 0) {
+        for (Index j = 0; j < N; j += W) transpose_square(stage + j * W, dst + j, N, width);
+        return;
+      }
+    }
+    for (Index lane = 0; lane < width; ++lane)
+      for (Index n = 0; n < N; ++n) dst[lane * N + n] = stage[n * W + lane];
+  }
+
+  // In-register W x W transpose (x86: SSE 4x4, AVX 8x8, AVX-512 16x16): row i of the W x W block
+  // at src (row stride W) becomes column i; row `lane` of the result goes to dst + lane·dst_stride,
+  // for lane < rows.
+#if defined(__AVX512F__)
+  static constexpr bool kIsAvx512 = simd::is_avx512<Arch>;
+#else
+  static constexpr bool kIsAvx512 = false;
+#endif
+#if defined(__AVX__)
+  static constexpr bool kIsAvx = !kIsAvx512 && std::is_base_of<xsimd::avx, Arch>::value && W == 8;
+#else
+  static constexpr bool kIsAvx = false;
+#endif
+#if defined(__SSE2__)
+  static constexpr bool kIsSse = std::is_base_of<xsimd::sse2, Arch>::value && W == 4;
+#else
+  static constexpr bool kIsSse = false;
+#endif
+  static constexpr bool kHasSquareTranspose = kIsAvx512 || kIsAvx || kIsSse;
+
+  static TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, float* dst, Index dst_stride,
+                                                      Index rows) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (kIsAvx512) {
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * 16);
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+      }
+      // r[4q + k] (q = row quad, k = column in quad) holds, per 128-bit lane c, rows 4q..4q+3 of
+      // column 4c + k. Gather the four quads of each 128-bit lane.
+      for (int k = 0; k < 4; ++k) {
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44);       // q0 c0,c1 | q1 c0,c1
+        const __m512 b = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44);  // q2 c0,c1 | q3 c0,c1
+        const __m512 c = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);       // q0 c2,c3 | q1 c2,c3
+        const __m512 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);  // q2 c2,c3 | q3 c2,c3
+        t[k] = _mm512_shuffle_f32x4(a, b, 0x88);       // column k:      q0 q1 q2 q3 of lane c0
+        t[4 + k] = _mm512_shuffle_f32x4(a, b, 0xDD);   // column 4 + k
+        t[8 + k] = _mm512_shuffle_f32x4(c, d, 0x88);   // column 8 + k
+        t[12 + k] = _mm512_shuffle_f32x4(c, d, 0xDD);  // column 12 + k
+      }
+      for (Index i = 0; i < rows; ++i) _mm512_storeu_ps(dst + i * dst_stride, t[i]);
+      return;
+    }
+#endif
+#if defined(__AVX__)
+    if constexpr (kIsAvx) {
+      __m256 r[8], t[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * 8);
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      for (int k = 0; k < 4; ++k) {
+        t[k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x20);
+        t[4 + k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x31);
+      }
+      for (Index i = 0; i < rows; ++i) _mm256_storeu_ps(dst + i * dst_stride, t[i]);
+      return;
+    }
+#endif
+#if defined(__SSE2__)
+    if constexpr (kIsSse) {
+      __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + 4), r2 = _mm_loadu_ps(src + 8),
+             r3 = _mm_loadu_ps(src + 12);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      const __m128 t[4] = {r0, r1, r2, r3};
+      for (Index i = 0; i < rows; ++i) _mm_storeu_ps(dst + i * dst_stride, t[i]);
+      return;
+    }
+#endif
+    (void)src, (void)dst, (void)dst_stride, (void)rows;
+  }
+
   // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
   // NC: N known at compile time (state in registers), or 0 (state stays in h).
   // VarB / VarC: selective [B, L, G, N] operand (broadcast per token) vs time-invariant [D, N].
@@ -174,6 +319,9 @@ struct SelectiveScanKernel {
     float* B_ti = shared;        // [N, W] time-invariant B (unused when VarB)
     float* C_ti = B_ti + N * W;  // [N, W] time-invariant C (unused when VarC)
     float* pad = C_ti + N * W;   // [8, W] zero-padded copies for partial blocks
+    // states: stage [N, W]. local_bidirectional: r [N, W] (when NC = 0), then the window's slots,
+    // slot k = [N + 3, W]: a_t [N, W], dt·u [W], y [W], gate [W] of token window_first + k.
+    float* mode_buf = pad + 8 * W;
     if constexpr (!VarB) transpose_in(p.B, blk.d0, width, N, B_ti);
     if constexpr (!VarC) transpose_in(p.C, blk.d0, width, N, C_ti);
     const Index row0 = (blk.b * p.length + t0) * stride + blk.d0;  // (b, t0, d0) in [B, L, D]
@@ -186,6 +334,12 @@ struct SelectiveScanKernel {
     const float* C_rows = VarC ? p.C + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
     const V bias = p.delta_bias ? simd::load_upto<Arch>(p.delta_bias + blk.d0, width, pad) : V(0.0f);
     const V skip = p.D ? simd::load_upto<Arch>(p.D + blk.d0, width, pad + W) : V(0.0f);
+    // states[b, t0 + t, d0, 0] at states_rows + t·D·N
+    float* states_rows = kStates ? p.states + row0 * N : nullptr;
+    const Index slot_stride = (N + 3) * W;
+    float* slots = mode_buf + N * W;
+    const Index window = p.window;
+    const Index group_len = window_groups(window) * window;  // tokens per reverse call (whole windows)
 
     // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
     // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
@@ -201,6 +355,7 @@ struct SelectiveScanKernel {
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       V dt, dt_x;
       if (tokens > 0) inputs(0, dt, dt_x);
+      Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
         pf(t);
         const V gate = z ? simd::silu<Arch>(simd::load_upto<Arch>(z + t * stride, width, pad + 4 * W)) : V(1.0f);
@@ -208,6 +363,7 @@ struct SelectiveScanKernel {
         if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
         const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
         const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
+        float* slot = kLocalBidirectional ? slots + (t - window_first) * slot_stride : nullptr;
         // Two partial sums of y over even and odd n halve the dependency chain of the readout.
         V y_even(0.0f), y_odd(0.0f);
         update_state([&](Index n, V state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
@@ -215,13 +371,32 @@ struct SelectiveScanKernel {
           const V Bn = VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W);
           const V Cn = VarC ? V(C_t[n]) : simd::load<Arch>(C_ti + n * W);
           state = simd::fmadd<Arch>(decay, state, dt_x * Bn);
+          if constexpr (kStates) simd::store<Arch>(mode_buf + n * W, state);
+          if constexpr (kLocalBidirectional) simd::store<Arch>(slot + n * W, decay);
           V& acc = (n & 1) ? y_odd : y_even;
           acc = simd::fmadd<Arch>(state, Cn, acc);
           return state;
         });
         V y = y_even + y_odd;
         if (p.D) y = simd::fmadd<Arch>(simd::load_upto<Arch>(u + t * stride, width, pad + 5 * W), skip, y);
-        simd::store_upto<Arch>(out + t * stride, y * gate, width, pad + 6 * W);
+        if constexpr (kLocalBidirectional) {
+          simd::store<Arch>(slot + N * W, dt_x);
+          simd::store<Arch>(slot + (N + 1) * W, y);
+          simd::store<Arch>(slot + (N + 2) * W, gate);
+          // Chunks start at window starts and are a multiple of M long (but the last). The reverse
+          // pass runs once per group of whole windows (group_len tokens, ~16) or at the chunk's end.
+          if (t + 1 - window_first == group_len || t + 1 == tokens) {
+            const Index first = window_first;
+            reverse_windows<NC, VarB, VarC>(slots, N, window, t + 1 - window_first,
+                                            VarB ? B_rows + first * bc_row : nullptr,
+                                            VarC ? C_rows + first * bc_row : nullptr, bc_row, B_ti, C_ti,
+                                            out + first * stride, stride, width, pad + 6 * W, mode_buf);
+            window_first = t + 1;
+          }
+        } else {
+          simd::store_upto<Arch>(out + t * stride, y * gate, width, pad + 6 * W);
+          if constexpr (kStates) write_states(mode_buf, N, width, states_rows + t * stride * N, pad + 7 * W);
+        }
         dt = dt_next, dt_x = dt_x_next;
       }
     };
@@ -243,6 +418,64 @@ struct SelectiveScanKernel {
     } else {
       scan_tokens([&](auto&& update) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         for (Index n = 0; n < N; ++n) simd::store<Arch>(h + n * W, update(n, simd::load<Arch>(h + n * W)));
+      });
+    }
+  }
+
+  // local_bidirectional: windows per reverse call, so that a call covers ~16 tokens (its slots stay
+  // in L1 and the call's fixed cost, saving and restoring the forward state registers, is amortised).
+  static Index window_groups(Index window) { return window >= 16 ? 1 : 16 / window; }
+
+  // local_bidirectional: the reverse pass over the `count` slots of consecutive windows of M tokens
+  // (the last one may be shorter), slot k = token first + k: a_t [N, W], dt·u, y, gate; r restarts
+  // from 0 after each window's last token. Writes the outputs out[k·stride]. B_rows / C_rows:
+  // B[b, first, g, :] (selective) with rows bc_row apart, or the time-invariant [N, W] B_ti / C_ti.
+  // r_buf: [N, W] r when NC = 0.
+  // Not inlined: the call boundary keeps the forward loop's registers (the NC state vectors) its
+  // own; they are saved once per call, not once per token.
+  template <int NC, bool VarB, bool VarC>
+  [[gnu::noinline]] static void reverse_windows(const float* slots, Index state, Index window, Index count,
+                                                const float* B_rows, const float* C_rows, Index bc_row,
+                                                const float* B_ti, const float* C_ti, float* out, Index stride,
+                                                Index width, float* pad, float* r_buf) noexcept {
+    const Index N = NC > 0 ? NC : state, slot_stride = (N + 3) * W;
+    auto tokens = [&](auto&& update_r) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      for (Index k = count - 1; k >= 0; --k) {
+        const float* slot = slots + k * slot_stride;
+        const bool window_last = k == count - 1 || (k + 1) % window == 0;
+        const V dt_x = simd::load<Arch>(slot + N * W);
+        const V y = simd::load<Arch>(slot + (N + 1) * W), gate = simd::load<Arch>(slot + (N + 2) * W);
+        const float* B_t = VarB ? B_rows + k * bc_row : nullptr;
+        const float* C_t = VarC ? C_rows + k * bc_row : nullptr;
+        if (window_last) {  // the window's last token: r_{t+1} = 0, so excl_t = 0 and r_t = b_t
+          update_r([&](Index n, V) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+            return dt_x * (VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W));
+          });
+          simd::store_upto<Arch>(out + k * stride, y * gate, width, pad);
+          continue;
+        }
+        V rev[4] = {V(0.0f), V(0.0f), V(0.0f), V(0.0f)};  // 4 partial sums: short FMA chains
+        update_r([&](Index n, V r) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+          const V excl = simd::load<Arch>(slot + n * W) * r;  // a_t·r_{t+1}
+          const V Bn = VarB ? V(B_t[n]) : simd::load<Arch>(B_ti + n * W);
+          const V Cn = VarC ? V(C_t[n]) : simd::load<Arch>(C_ti + n * W);
+          rev[n & 3] = simd::fmadd<Arch>(excl, Cn, rev[n & 3]);
+          return simd::fmadd<Arch>(dt_x, Bn, excl);  // r_t = a_t·r_{t+1} + b_t
+        });
+        simd::store_upto<Arch>(out + k * stride, (y + ((rev[0] + rev[1]) + (rev[2] + rev[3]))) * gate, width, pad);
+      }
+    };
+    if constexpr (NC > 0) {
+      with_registers(std::make_integer_sequence<int, NC>{}, [&](auto... r_reg) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        tokens([&](auto&& update) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+          Index m = 0;
+          ((r_reg = update(m++, r_reg)), ...);
+        });
+      });
+    } else {
+      std::fill(r_buf, r_buf + N * W, 0.0f);
+      tokens([&](auto&& update) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        for (Index n = 0; n < N; ++n) simd::store<Arch>(r_buf + n * W, update(n, simd::load<Arch>(r_buf + n * W)));
       });
     }
   }

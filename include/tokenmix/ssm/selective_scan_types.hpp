@@ -73,6 +73,13 @@ struct SelectiveScanResult {
   Tensor<float, 3> last_state;  // [B, D, N] state after the last token (= initial state when L = 0)
 };
 
+// selective_scan_states: the selective scan's result plus every state.
+struct SelectiveScanStatesResult {
+  Tensor<float, 3> out;         // [B, L, D], bitwise what selective_scan returns
+  Tensor<float, 4> states;      // [B, L, D, N] states[b, t] = h_t, the state after token t
+  Tensor<float, 3> last_state;  // [B, D, N] = states[:, L - 1] (= initial state when L = 0)
+};
+
 // Extents of one selective-scan call, validated.
 struct SelectiveScanShape {
   Index batch, length, channels, state, groups;
@@ -138,6 +145,38 @@ inline SelectiveScanShape check_selective_scan_args(const char* op, const ConstT
   return {batch, length, channels, state, B.time_invariant() ? C.groups() : B.groups()};
 }
 
+// The extra checks of selective_scan_states: states [B, L, D, N] (N·L floats per channel), and no
+// overlap with any input or the other outputs (whole-tensor writes from several threads).
+inline void check_states_arg(const char* op, const SelectiveScanShape& s, const ConstTensorView<float, 3>& u,
+                             const ConstTensorView<float, 3>& delta, const ConstTensorView<float, 2>& A,
+                             const ScanOperand& B, const ScanOperand& C, const SelectiveScanOptions& o,
+                             const TensorView<float, 3>& out, const TensorView<float, 4>& states,
+                             const TensorView<float, 3>* last_state) {
+  using tokenmix::detail::check_shape;
+  const NamedShape<4> bldn{{"B", "L", "D", "N"}, {{s.batch, s.length, s.channels, s.state}}};
+  check_shape(op, "states", states, bldn);
+  const float* p = states.data();
+  const Index n = states.size();
+  auto overlaps = [&](const float* q, Index nq) { return tokenmix::detail::ranges_overlap(p, n, q, nq); };
+  auto operand_size = [&](const ScanOperand& X) {
+    return X.time_invariant() ? s.channels * s.state : X.batch() * X.length() * X.groups() * s.state;
+  };
+  TOKENMIX_CHECK(!overlaps(u.data(), u.size()) && !overlaps(delta.data(), delta.size()) &&
+                     !overlaps(A.data(), A.size()) && !overlaps(B.data(), operand_size(B)) &&
+                     !overlaps(C.data(), operand_size(C)) && !(o.z && overlaps(o.z->data(), o.z->size())) &&
+                     !(o.D && overlaps(o.D->data(), o.D->size())) &&
+                     !(o.delta_bias && overlaps(o.delta_bias->data(), o.delta_bias->size())) &&
+                     !(o.initial_state && overlaps(o.initial_state->data(), o.initial_state->size())),
+                 op, ": states must not overlap the inputs (u, delta, A, B, C, D, z, delta_bias, initial_state)");
+  TOKENMIX_CHECK(!overlaps(out.data(), out.size()) && !(last_state && overlaps(last_state->data(), last_state->size())),
+                 op, ": states must not overlap out or last_state");
+}
+
+// The window M of local_bidirectional_scan.
+inline void check_window_arg(const char* op, Index window) {
+  TOKENMIX_CHECK(window >= 1, op, ": window M must be >= 1 (tokens per local window), got ", window);
+}
+
 // The convenience overloads of the oracle and the fast op: validates, allocates out [B, L, D] and
 // last_state [B, D, N], and runs view_scan(out_view, last_state_view).
 template <class ViewScan>
@@ -151,6 +190,25 @@ SelectiveScanResult scan_into_new_result(const char* op, const ConstTensorView<f
   TensorView<float, 3> out(r.out.data(), r.out.dimensions());
   TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
   view_scan(out, last);
+  return r;
+}
+
+// The same for selective_scan_states: also allocates states [B, L, D, N] (checked to fit first).
+template <class ViewScan>
+SelectiveScanStatesResult scan_states_into_new_result(const char* op, const ConstTensorView<float, 3>& u,
+                                                      const ConstTensorView<float, 3>& delta,
+                                                      const ConstTensorView<float, 2>& A, const ScanOperand& B,
+                                                      const ScanOperand& C, const SelectiveScanOptions& o,
+                                                      ViewScan&& view_scan) {
+  const SelectiveScanShape s = check_selective_scan_args(op, u, delta, A, B, C, o, nullptr, nullptr);
+  tokenmix::detail::check_numel_fits(op, "states", Shape<4>{{s.batch, s.length, s.channels, s.state}});
+  SelectiveScanStatesResult r{Tensor<float, 3>(s.batch, s.length, s.channels),
+                              Tensor<float, 4>(s.batch, s.length, s.channels, s.state),
+                              Tensor<float, 3>(s.batch, s.channels, s.state)};
+  TensorView<float, 3> out(r.out.data(), r.out.dimensions());
+  TensorView<float, 4> states(r.states.data(), r.states.dimensions());
+  TensorView<float, 3> last(r.last_state.data(), r.last_state.dimensions());
+  view_scan(out, states, last);
   return r;
 }
 

@@ -1,0 +1,186 @@
+// Benchmarks of ssm::local_bidirectional_scan (LBMamba) against its oracle, the forward selective
+// scan on the same shape, and a forward + backward pair of selective scans (what an unfused
+// bidirectional layer costs), all in one executable so the ratios come from the same run.
+//
+//   BM_LocalBidirectionalScan_Simd/B:1/L:2048/D:1536/N:16/M:8     the fused kernel (M = 4, 8, 16)
+//   BM_SelectiveScan_Simd/B:1/L:2048/D:1536/N:16                  the forward scan (baseline)
+//   BM_SelectiveScanForwardBackward_Simd/B:1/L:2048/D:1536/N:16   two forward scans (the 2x pair)
+//   BM_LocalBidirectionalScan_Reference/B:1/L:256/D:1536/N:16/M:8 the oracle (float accumulation)
+//
+// items_per_second = B·L·D (token-channels per second). Counters as bench/ssm/selective_scan_bench.cpp
+// (exp_bound, exp2_bound: the forward scan's exps, which the fused kernel does not add to), plus
+//   vs_forward  on the Simd LB benchmarks: median time of the LB scan / median time of the forward
+//               scan on the same inputs, measured after the timed loop by alternating the two 15
+//               times, in thread CPU time (robust to the drift of a shared machine). Target at
+//               M = 8: <= 1.25 (an unfused forward + backward pair is 2).
+
+#include <benchmark/benchmark.h>
+
+#include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID)
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "support/counters.hpp"
+#include "support/limits.hpp"
+#include "support/main.hpp"
+#include "tokenmix/reference/local_bidirectional_scan.hpp"
+#include "tokenmix/ssm/local_bidirectional_scan.hpp"
+#include "tokenmix/ssm/selective_scan.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+// LBVim / Mamba-1 scan inputs in the ranges Mamba produces (as bench/ssm/selective_scan_bench.cpp).
+struct ScanInputs {
+  Tensor<float, 3> u, delta, z;  // [B, L, D]
+  Tensor<float, 2> A;            // [D, N]
+  Tensor<float, 4> B, C;         // [B, L, 1, N]
+  Tensor<float, 1> D, bias;      // [D]
+
+  ScanInputs(Index batch, Index length, Index channels, Index state)
+      : u(batch, length, channels), delta(batch, length, channels), z(batch, length, channels),
+        A(channels, state), B(batch, length, 1, state), C(batch, length, 1, state), D(channels), bias(channels) {
+    std::mt19937 rng(42);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (auto* t : {&u, &delta, &z})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+    for (auto* t : {&B, &C})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+    for (Index d = 0; d < channels; ++d) {
+      for (Index n = 0; n < state; ++n) A(d, n) = -float(n + 1);
+      D(d) = 1.f;
+      bias(d) = -4.f;
+    }
+  }
+  ssm::SelectiveScanOptions options() const {
+    ssm::SelectiveScanOptions o;
+    o.D = D, o.z = z, o.delta_bias = bias, o.delta_softplus = true;
+    return o;
+  }
+};
+
+void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state, double passes) {
+  const double token_channels = double(batch) * double(length) * double(channels);
+  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float);
+  bench::set_rates(state, token_channels, passes * 7.0 * token_channels * double(n_state), passes * bytes);
+  const auto& limits = bench::machine_limits();
+  const double decays = passes * token_channels * double(n_state), activations = passes * 2 * token_channels;
+  bench::set_bound_fraction(state, "exp_bound", (decays + activations) * limits.exp_ns_per_element * 1e-9);
+  bench::set_bound_fraction(state, "exp2_bound",
+                            (decays * limits.exp2_ns_per_element + activations * limits.exp_ns_per_element) * 1e-9);
+}
+
+struct Buffers {
+  Tensor<float, 3> out, last;
+  TensorView<float, 3> out_view, last_view;
+  Buffers(Index batch, Index length, Index channels, Index n_state)
+      : out(batch, length, channels), last(batch, channels, n_state), out_view(out.data(), out.dimensions()),
+        last_view(last.data(), last.dimensions()) {}
+};
+
+void forward(const ScanInputs& in, Buffers& b) {
+  ssm::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.options(), b.out_view, &b.last_view);
+}
+
+// CPU seconds of the calling thread (the scans run on it): less disturbed than wall time on a
+// shared machine.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void BM_LocalBidirectionalScan_Simd(benchmark::State& state) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const Index window = state.range(4);
+  const ScanInputs in(batch, length, channels, n_state);
+  Buffers buf(batch, length, channels, n_state);
+  auto lb = [&] {
+    ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B, in.C, in.options(), window, buf.out_view, &buf.last_view);
+    benchmark::DoNotOptimize(buf.out.data());
+    benchmark::ClobberMemory();
+  };
+  for (auto _ : state) lb();
+  set_counters(state, batch, length, channels, n_state, 1.0);
+  // vs_forward: alternate forward and LB, medians of each.
+  std::vector<double> t_fwd, t_lb;
+  for (int i = 0; i < 15; ++i) {
+    const double t0 = thread_seconds();
+    forward(in, buf);
+    benchmark::DoNotOptimize(buf.out.data());
+    const double t1 = thread_seconds();
+    lb();
+    t_fwd.push_back(t1 - t0), t_lb.push_back(thread_seconds() - t1);
+  }
+  state.counters["vs_forward"] = median(t_lb) / median(t_fwd);
+}
+
+void BM_SelectiveScan_Simd(benchmark::State& state) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const ScanInputs in(batch, length, channels, n_state);
+  Buffers buf(batch, length, channels, n_state);
+  for (auto _ : state) {
+    forward(in, buf);
+    benchmark::DoNotOptimize(buf.out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, batch, length, channels, n_state, 1.0);
+}
+
+// Two forward scans per iteration: the cost of an unfused forward + backward (flipped) pair.
+void BM_SelectiveScanForwardBackward_Simd(benchmark::State& state) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const ScanInputs in(batch, length, channels, n_state);
+  Buffers buf(batch, length, channels, n_state), buf2(batch, length, channels, n_state);
+  for (auto _ : state) {
+    forward(in, buf);
+    forward(in, buf2);
+    benchmark::DoNotOptimize(buf.out.data());
+    benchmark::DoNotOptimize(buf2.out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, batch, length, channels, n_state, 2.0);
+}
+
+void BM_LocalBidirectionalScan_Reference(benchmark::State& state) {
+  const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
+  const Index window = state.range(4);
+  const ScanInputs in(batch, length, channels, n_state);
+  Buffers buf(batch, length, channels, n_state);
+  for (auto _ : state) {
+    ref::local_bidirectional_scan<float>(in.u, in.delta, in.A, in.B, in.C, in.options(), window, buf.out_view,
+                                         &buf.last_view);
+    benchmark::DoNotOptimize(buf.out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, batch, length, channels, n_state, 1.0);
+}
+
+BENCHMARK(BM_SelectiveScan_Simd)->ArgNames({"B", "L", "D", "N"})->Args({1, 2048, 1536, 16})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LocalBidirectionalScan_Simd)
+    ->ArgNames({"B", "L", "D", "N", "M"})
+    ->Args({1, 2048, 1536, 16, 4})
+    ->Args({1, 2048, 1536, 16, 8})
+    ->Args({1, 2048, 1536, 16, 16})
+    ->Args({1, 196, 384, 16, 8})  // LBVim-Tiny: 196 patches (no cls token), d 192 x expand 2, M = 8
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SelectiveScanForwardBackward_Simd)
+    ->ArgNames({"B", "L", "D", "N"})
+    ->Args({1, 2048, 1536, 16})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LocalBidirectionalScan_Reference)
+    ->ArgNames({"B", "L", "D", "N", "M"})
+    ->Args({1, 256, 1536, 16, 8})
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+TOKENMIX_BENCHMARK_MAIN();

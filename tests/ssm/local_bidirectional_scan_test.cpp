@@ -1,0 +1,460 @@
+// ssm::local_bidirectional_scan (LBMamba, every representative arch) against
+// ref::local_bidirectional_scan (double, from the definition), the oracle against the spec's
+// decomposition into selective scans, and properties (M = 1 is the forward scan, window-local
+// causality, state carry at window boundaries, thread-count invariance, L = 0, NaN propagation)
+// and every bad-input rule.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "support/archs.hpp"
+#include "support/compare.hpp"
+#include "support/errors.hpp"
+#include "support/random.hpp"
+#include "tokenmix/core/threading.hpp"
+#include "tokenmix/reference/local_bidirectional_scan.hpp"
+#include "tokenmix/reference/selective_scan.hpp"
+#include "tokenmix/ssm/local_bidirectional_scan.hpp"
+
+namespace tokenmix {
+namespace {
+
+using testing::Rng;
+
+enum class Form { grouped, single, time_invariant };  // B/C as [B, L, G, N], [B, L, N] or [D, N]
+
+// One test case: extents, options, window and seed. Inputs are drawn in Mamba's ranges (as in
+// tests/ssm/selective_scan_test.cpp).
+struct ScanCase {
+  Index batch = 1, length = 1, channels = 1, state = 1, groups = 1, window = 1;
+  Form B_form = Form::grouped, C_form = Form::grouped;
+  bool skip = false, gate = false, bias = false, softplus = false, initial = false;
+  std::uint64_t seed = 0;
+
+  std::string describe() const {
+    std::ostringstream os;
+    auto form = [](Form f) { return f == Form::grouped ? "grouped" : f == Form::single ? "single" : "time_invariant"; };
+    os << "B=" << batch << " L=" << length << " D=" << channels << " N=" << state << " G=" << groups
+       << " M=" << window << " B_form=" << form(B_form) << " C_form=" << form(C_form) << " D_skip=" << skip
+       << " z=" << gate << " delta_bias=" << bias << " softplus=" << softplus << " initial_state=" << initial
+       << " seed=" << seed;
+    return os.str();
+  }
+};
+
+struct ScanInputs {
+  Tensor<float, 3> u, delta, z, h0;  // [B, L, D] x3, [B, D, N]
+  Tensor<float, 2> A;                // [D, N]
+  Tensor<float, 4> B4, C4;           // [B, L, G, N]
+  Tensor<float, 3> B3, C3;           // [B, L, N]
+  Tensor<float, 2> B2, C2;           // [D, N]
+  Tensor<float, 1> D, bias;          // [D]
+  ScanCase c;
+
+  explicit ScanInputs(const ScanCase& sc) : c(sc) {
+    Rng rng(c.seed);
+    const Index Bt = c.batch, L = c.length, Dm = c.channels, N = c.state, G = c.groups;
+    u = testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng);
+    delta = c.softplus ? testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng)
+                       : testing::random_uniform<3>({Bt, L, Dm}, 0.001f, 0.2f, rng);
+    A = Tensor<float, 2>(Dm, N);
+    std::uniform_real_distribution<float> jitter(-0.2f, 0.2f);
+    for (Index d = 0; d < Dm; ++d)
+      for (Index n = 0; n < N; ++n) A(d, n) = -std::exp(std::log(float(n + 1)) + jitter(rng));  // S4D-real init
+    B4 = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
+    C4 = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
+    B3 = testing::random_normal<3>({Bt, L, N}, 0.f, 1.f, rng);
+    C3 = testing::random_normal<3>({Bt, L, N}, 0.f, 1.f, rng);
+    B2 = testing::random_normal<2>({Dm, N}, 0.f, 1.f, rng);
+    C2 = testing::random_normal<2>({Dm, N}, 0.f, 1.f, rng);
+    D = testing::random_uniform<1>({Dm}, 0.5f, 1.5f, rng);
+    bias = c.softplus ? testing::random_uniform<1>({Dm}, -6.9f, -2.2f, rng) : testing::random_uniform<1>({Dm}, 0.f, 0.05f, rng);
+    z = testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng);
+    h0 = testing::random_normal<3>({Bt, Dm, N}, 0.f, 1.f, rng);
+  }
+  ssm::ScanOperand operand(Form f, const Tensor<float, 4>& t4, const Tensor<float, 3>& t3,
+                           const Tensor<float, 2>& t2) const {
+    return f == Form::grouped ? ssm::ScanOperand(t4) : f == Form::single ? ssm::ScanOperand(t3) : ssm::ScanOperand(t2);
+  }
+  ssm::ScanOperand B() const { return operand(c.B_form, B4, B3, B2); }
+  ssm::ScanOperand C() const { return operand(c.C_form, C4, C3, C2); }
+  ssm::SelectiveScanOptions options(const Eigen::ThreadPoolDevice* device = nullptr) const {
+    ssm::SelectiveScanOptions o;
+    if (c.skip) o.D = D;
+    if (c.gate) o.z = z;
+    if (c.bias) o.delta_bias = bias;
+    o.delta_softplus = c.softplus;
+    if (c.initial) o.initial_state = h0;
+    o.device = device;
+    return o;
+  }
+};
+
+// A seeded random case (shapes, forms, options; window only for the LB tests).
+inline ScanCase random_case(Rng& rng, std::uint64_t seed) {
+  ScanCase c;
+  c.batch = testing::random_index(1, 3, rng);
+  c.length = testing::random_index(0, 150, rng);
+  c.groups = testing::random_index(1, 4, rng);
+  c.channels = c.groups * testing::random_index(1, 24, rng);
+  c.state = testing::random_index(1, 40, rng);
+  c.window = testing::random_index(1, std::max<Index>(2, c.length + 5), rng);
+  c.B_form = static_cast<Form>(testing::random_index(0, 2, rng));
+  c.C_form = static_cast<Form>(testing::random_index(0, 2, rng));
+  if (c.B_form == Form::single || c.C_form == Form::single) c.groups = 1;
+  c.skip = testing::random_index(0, 1, rng), c.gate = testing::random_index(0, 1, rng);
+  c.softplus = testing::random_index(0, 1, rng), c.bias = testing::random_index(0, 1, rng);
+  c.initial = testing::random_index(0, 1, rng);
+  c.seed = seed;
+  return c;
+}
+
+// Tolerances: tests/support/tolerance.hpp (local_bidirectional_scan, local_bidirectional_decomposition).
+inline constexpr testing::Tolerance kLocalBidirectionalScan = testing::tolerance::local_bidirectional_scan;
+inline constexpr testing::Tolerance kLocalBidirectionalDecomposition = testing::tolerance::local_bidirectional_decomposition;
+
+template <class Arch>
+::testing::AssertionResult matches_oracle(const ScanCase& c) {
+  const ScanInputs in(c);
+  const auto expected = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), c.window);
+  const auto actual = ssm::local_bidirectional_scan<Arch>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), c.window);
+  const std::string where = std::string(Arch::name()) + " " + c.describe();
+  auto out_ok = testing::all_close(actual.out, expected.out, kLocalBidirectionalScan, where + " out");
+  if (!out_ok) return out_ok;
+  auto state_ok = testing::all_close(actual.last_state, expected.last_state, kLocalBidirectionalScan, where + " last_state");
+  if (!state_ok) return state_ok;
+  // The forward state is the plain scan's, lane for lane the same arithmetic: bitwise.
+  const auto forward = ssm::selective_scan<Arch>(in.u, in.delta, in.A, in.B(), in.C(), in.options());
+  return testing::bitwise_equal(actual.last_state, forward.last_state, where + " last_state vs selective_scan");
+}
+
+template <class Arch>
+class LocalBidirectionalScanArchTest : public ::testing::Test {};
+TYPED_TEST_SUITE(LocalBidirectionalScanArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+
+// Channel counts around the vector width, the N of the brief, windows that do and do not divide L,
+// L < M, M = 1, every option on and off.
+TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleAroundVectorWidth) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  const Index W = static_cast<Index>(simd::lanes<TypeParam>);
+  std::uint64_t seed = 100;
+  for (Index channels : {Index(1), W - 1, W, W + 1, 3 * W + 2})
+    for (Index state : {1, 3, 4, 5, 8, 16, 32})
+      for (Index window : {1, 2, 3, 8, 16, 40}) {
+        if (channels == 0) continue;
+        for (int options = 0; options < 32; options += 7) {  // 5 of the 32 on/off combinations
+          ScanCase c;
+          c.batch = 2, c.length = 19, c.channels = channels, c.state = state, c.window = window;
+          c.groups = channels % 2 == 0 ? 2 : 1;
+          c.skip = options & 1, c.gate = options & 2, c.bias = options & 4, c.softplus = options & 8;
+          c.initial = options & 16, c.seed = seed++;
+          EXPECT_TRUE(matches_oracle<TypeParam>(c));
+        }
+      }
+}
+
+// Every specialised N and the generic path, all options on, L crossing the kernel's 64-token chunks,
+// windows that divide 64, do not, and exceed it or L.
+TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleForEveryStateSpecialisationAndWindow) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  std::uint64_t seed = 7;
+  for (Index state : {1, 2, 4, 5, 8, 16, 32, 33})
+    for (Index window : {2, 4, 5, 8, 16, 64, 65, 100, 200}) {
+      ScanCase c;
+      c.batch = 2, c.length = 131, c.channels = 40, c.state = state, c.groups = 2, c.window = window;
+      c.skip = c.gate = c.bias = c.softplus = c.initial = true;
+      c.seed = seed++;
+      EXPECT_TRUE(matches_oracle<TypeParam>(c));
+    }
+}
+
+TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleForEveryOperandForm) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  std::uint64_t seed = 300;
+  for (Form bf : {Form::grouped, Form::single, Form::time_invariant})
+    for (Form cf : {Form::grouped, Form::single, Form::time_invariant})
+      for (Index state : {3, 16}) {
+        ScanCase c;
+        c.batch = 2, c.length = 23, c.channels = 21, c.state = state, c.window = 4;
+        c.groups = (bf == Form::grouped || cf == Form::grouped) && !(bf == Form::single || cf == Form::single) ? 3 : 1;
+        c.B_form = bf, c.C_form = cf;
+        c.skip = c.gate = c.initial = true;
+        c.seed = seed++;
+        EXPECT_TRUE(matches_oracle<TypeParam>(c));
+      }
+}
+
+TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleOnRandomSweep) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  Rng rng(2025);
+  for (int i = 0; i < 60; ++i) EXPECT_TRUE(matches_oracle<TypeParam>(random_case(rng, 5000 + std::uint64_t(i))));
+}
+
+// M = 1: hR_t = b_t, so the scan is the forward selective scan: bitwise for the fast op, within
+// rounding for the oracle (which computes hL + b - b).
+TYPED_TEST(LocalBidirectionalScanArchTest, WindowOneIsTheForwardScan) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  ScanCase c;
+  c.batch = 2, c.length = 70, c.channels = 37, c.state = 16, c.window = 1;
+  c.skip = c.gate = c.bias = c.softplus = c.initial = true, c.seed = 77;
+  const ScanInputs in(c);
+  const auto lb = ssm::local_bidirectional_scan<TypeParam>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), 1);
+  const auto fwd = ssm::selective_scan<TypeParam>(in.u, in.delta, in.A, in.B(), in.C(), in.options());
+  EXPECT_TRUE(testing::bitwise_equal(lb.out, fwd.out, "M = 1 out"));
+  EXPECT_TRUE(testing::bitwise_equal(lb.last_state, fwd.last_state, "M = 1 last_state"));
+  const auto lb_ref = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), 1);
+  const auto fwd_ref = ref::selective_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options());
+  EXPECT_TRUE(testing::all_close(lb_ref.out, fwd_ref.out, kLocalBidirectionalDecomposition, "oracle M = 1 out"));
+  EXPECT_TRUE(testing::bitwise_equal(lb_ref.last_state, fwd_ref.last_state, "oracle M = 1 last_state"));
+}
+
+// Views whose data pointers are not vector-aligned (offset by one float in a larger buffer).
+TYPED_TEST(LocalBidirectionalScanArchTest, AcceptsMisalignedViews) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  ScanCase c;
+  c.batch = 2, c.length = 29, c.channels = 35, c.state = 16, c.window = 8;
+  c.skip = c.gate = c.bias = c.softplus = true, c.seed = 9;
+  const ScanInputs in(c);
+  auto shifted = [](const Tensor<float, 3>& t, std::vector<float>& storage) {
+    storage.assign(static_cast<std::size_t>(t.size() + 1), 0.f);
+    std::copy(t.data(), t.data() + t.size(), storage.data() + 1);
+    return ConstTensorView<float, 3>(storage.data() + 1, t.dimensions());
+  };
+  std::vector<float> su, sd, sz, so(static_cast<std::size_t>(in.u.size() + 1));
+  auto options = in.options();
+  options.z.emplace(shifted(in.z, sz));
+  TensorView<float, 3> out(so.data() + 1, in.u.dimensions());
+  ssm::local_bidirectional_scan<TypeParam>(shifted(in.u, su), shifted(in.delta, sd), in.A, in.B(), in.C(), options,
+                                           c.window, out, nullptr);
+  const auto expected = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), c.window);
+  EXPECT_TRUE(testing::all_close(out, expected.out, kLocalBidirectionalScan, c.describe()));
+}
+
+class LocalBidirectionalScanTest : public ::testing::Test {
+ protected:
+  static ScanCase lbvim_case(Index length, Index window, std::uint64_t seed) {
+    ScanCase c;
+    c.batch = 2, c.length = length, c.channels = 37, c.state = 16, c.groups = 1, c.window = window;
+    c.skip = c.gate = c.bias = c.softplus = true, c.seed = seed;
+    return c;
+  }
+};
+
+// Token slices [from, to) of a [B, L, ...] tensor, as owning tensors; flipped: in reverse token order.
+Tensor<float, 3> slice3(const Tensor<float, 3>& t, Index from, Index to, bool flipped = false) {
+  Tensor<float, 3> s(t.dimension(0), to - from, t.dimension(2));
+  for (Index b = 0; b < t.dimension(0); ++b)
+    for (Index i = 0; i < to - from; ++i)
+      for (Index d = 0; d < t.dimension(2); ++d) s(b, i, d) = t(b, flipped ? to - 1 - i : from + i, d);
+  return s;
+}
+Tensor<float, 4> slice4(const Tensor<float, 4>& t, Index from, Index to, bool flipped = false) {
+  Tensor<float, 4> s(t.dimension(0), to - from, t.dimension(2), t.dimension(3));
+  for (Index b = 0; b < t.dimension(0); ++b)
+    for (Index i = 0; i < to - from; ++i)
+      for (Index g = 0; g < t.dimension(2); ++g)
+        for (Index n = 0; n < t.dimension(3); ++n) s(b, i, g, n) = t(b, flipped ? to - 1 - i : from + i, g, n);
+  return s;
+}
+
+// The spec's identity (§13 item 1), built from the selective-scan oracle, against the LB oracle
+// (which follows the definition): y = S6_fwd(D=0) + flip(segmented S6 on flip, D=0)
+// - Δ·u·<C, B> + D·u, gate after. The segmented scan restarts from 0 at every window start of the
+// original order (on the flipped sequence the first segment has length L mod M).
+TEST_F(LocalBidirectionalScanTest, OracleSatisfiesTheSpecDecomposition) {
+  std::uint64_t seed = 40;
+  for (Index length : {1, 7, 24, 37})
+    for (Index window : {1, 3, 4, 8, 50}) {
+      ScanCase c = lbvim_case(length, window, seed++);
+      c.groups = 1, c.initial = true, c.state = 5;
+      const ScanInputs in(c);
+      const Index Bt = c.batch, L = c.length, Dm = c.channels, N = c.state;
+      const auto expected = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B4, in.C4, in.options(), window);
+
+      ssm::SelectiveScanOptions plain;  // D = 0, no gate; same delta transform
+      plain.delta_bias = in.bias, plain.delta_softplus = true;
+      ssm::SelectiveScanOptions fwd_options = plain;
+      fwd_options.initial_state = in.h0;
+      const auto fwd = ref::selective_scan<double>(in.u, in.delta, in.A, in.B4, in.C4, fwd_options);
+      Tensor<float, 3> bwd(Bt, L, Dm);  // flip(segmented S6 on flip)
+      for (Index start = 0; start < L; start += window) {
+        const Index end = std::min(L, start + window);
+        const auto seg = ref::selective_scan<double>(slice3(in.u, start, end, true), slice3(in.delta, start, end, true),
+                                                     in.A, slice4(in.B4, start, end, true),
+                                                     slice4(in.C4, start, end, true), plain);
+        for (Index b = 0; b < Bt; ++b)
+          for (Index i = 0; i < end - start; ++i)
+            for (Index d = 0; d < Dm; ++d) bwd(b, end - 1 - i, d) = seg.out(b, i, d);
+      }
+      Tensor<float, 3> composed(Bt, L, Dm);
+      for (Index b = 0; b < Bt; ++b)
+        for (Index t = 0; t < L; ++t)
+          for (Index d = 0; d < Dm; ++d) {
+            double dt = double(in.delta(b, t, d)) + double(in.bias(d));
+            dt = dt > 20 ? dt : std::log1p(std::exp(dt));
+            double cb = 0;
+            for (Index n = 0; n < N; ++n) cb += double(in.C4(b, t, 0, n)) * double(in.B4(b, t, 0, n));
+            const double x = in.u(b, t, d), zv = in.z(b, t, d);
+            const double y = double(fwd.out(b, t, d)) + double(bwd(b, t, d)) - dt * x * cb + double(in.D(d)) * x;
+            composed(b, t, d) = static_cast<float>(y * zv / (1 + std::exp(-zv)));
+          }
+      const std::string where = c.describe();
+      EXPECT_TRUE(testing::all_close(expected.out, composed, kLocalBidirectionalDecomposition, where + " decomposition"));
+      EXPECT_TRUE(testing::bitwise_equal(expected.last_state, fwd.last_state, where + " last_state = forward state"));
+      // And the fast op against the same composition.
+      const auto fast = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B4, in.C4, in.options(), window);
+      EXPECT_TRUE(testing::all_close(fast.out, composed, kLocalBidirectionalScan, where + " fast vs decomposition"));
+    }
+}
+
+TEST_F(LocalBidirectionalScanTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
+  for (Index window : {4, 8, 5}) {
+    ScanCase c = lbvim_case(150, window, 13);
+    c.channels = 4 * 37, c.groups = 2, c.initial = true;
+    const ScanInputs in(c);
+    const auto single = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), window);
+    for (int threads : {2, 3, 5}) {
+      ThreadPool pool(threads);
+      const auto multi =
+          ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(pool.device()), window);
+      const std::string where = std::to_string(threads) + " threads M=" + std::to_string(window);
+      EXPECT_TRUE(testing::bitwise_equal(multi.out, single.out, where + " out"));
+      EXPECT_TRUE(testing::bitwise_equal(multi.last_state, single.last_state, where + " state"));
+    }
+  }
+}
+
+// Output t depends on tokens up to the end of t's window and on nothing after it (bitwise).
+TEST_F(LocalBidirectionalScanTest, IsCausalUpToTheWindowEnd) {
+  const Index L = 40, M = 8, next_window = 24;  // windows [16, 24) and [24, 32)
+  ScanInputs in(lbvim_case(L, M, 12));
+  const auto before = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
+  for (Index b = 0; b < in.c.batch; ++b)
+    for (Index s = next_window; s < L; ++s) {
+      for (Index d = 0; d < in.c.channels; ++d) in.u(b, s, d) += 1.f, in.delta(b, s, d) -= 0.5f, in.z(b, s, d) *= -1.f;
+      for (Index n = 0; n < in.c.state; ++n) in.B4(b, s, 0, n) += 2.f, in.C4(b, s, 0, n) -= 1.f;
+    }
+  const auto after = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
+  Eigen::array<Index, 3> off{0, 0, 0}, ext{in.c.batch, next_window, in.c.channels};
+  const Tensor<float, 3> prefix_before = before.out.slice(off, ext), prefix_after = after.out.slice(off, ext);
+  EXPECT_TRUE(testing::bitwise_equal(prefix_after, prefix_before, "outputs before the changed window"));
+  // A change inside a window reaches its earlier tokens: change token 21 only, output 16 moves.
+  ScanInputs in2(lbvim_case(L, M, 12));
+  for (Index b = 0; b < in2.c.batch; ++b)
+    for (Index d = 0; d < in2.c.channels; ++d) in2.u(b, 21, d) += 1.f;
+  const auto inside = ssm::local_bidirectional_scan(in2.u, in2.delta, in2.A, in2.B(), in2.C(), in2.options(), M);
+  for (Index d = 0; d < in.c.channels; ++d) EXPECT_NE(inside.out(0, 16, d), before.out(0, 16, d)) << "d=" << d;
+  for (Index d = 0; d < in.c.channels; ++d) EXPECT_EQ(inside.out(0, 15, d), before.out(0, 15, d)) << "d=" << d;
+}
+
+// last_state is the forward state: a sequence split at a window boundary continues exactly
+// (the second half's windows are the whole sequence's).
+TEST_F(LocalBidirectionalScanTest, StateCarriesAcrossSplitsAtWindowBoundaries) {
+  const Index L = 45, M = 8;
+  const ScanInputs in(lbvim_case(L, M, 11));
+  const auto whole = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B4, in.C4, in.options(), M);
+  for (Index split : {Index(0), Index(8), Index(40)}) {
+    auto run = [&](Index from, Index to, const std::optional<Tensor<float, 3>>& h0) {
+      const Tensor<float, 3> u = slice3(in.u, from, to), delta = slice3(in.delta, from, to), z = slice3(in.z, from, to);
+      const Tensor<float, 4> B = slice4(in.B4, from, to), C = slice4(in.C4, from, to);
+      auto o = in.options();
+      o.z.emplace(z);
+      if (h0) o.initial_state.emplace(*h0);
+      return ssm::local_bidirectional_scan(u, delta, in.A, B, C, o, M);
+    };
+    const auto first = run(0, split, std::nullopt);
+    const auto second = run(split, L, first.last_state);
+    const std::string where = "split at " + std::to_string(split);
+    EXPECT_TRUE(testing::bitwise_equal(second.last_state, whole.last_state, where + " last_state"));
+    EXPECT_TRUE(testing::bitwise_equal(second.out, slice3(whole.out, split, L), where + " out after the split"));
+    EXPECT_TRUE(testing::bitwise_equal(first.out, slice3(whole.out, 0, split), where + " out before the split"));
+  }
+}
+
+TEST_F(LocalBidirectionalScanTest, EmptySequenceReturnsInitialState) {
+  ScanCase c = lbvim_case(0, 8, 14);
+  c.initial = true;
+  const ScanInputs in(c);
+  const auto r = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), 8);
+  EXPECT_EQ(r.out.size(), 0);
+  EXPECT_TRUE(testing::bitwise_equal(r.last_state, in.h0, "last_state == initial_state"));
+  const auto oracle = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), 8);
+  EXPECT_TRUE(testing::bitwise_equal(oracle.last_state, in.h0, "oracle last_state == initial_state"));
+}
+
+// NaN in u at (b, t, d) reaches channel d from the start of t's window on, and nothing else.
+TEST_F(LocalBidirectionalScanTest, NanPropagatesOnlyToTheChannelItTouches) {
+  const Index M = 4;
+  ScanInputs in(lbvim_case(13, M, 16));
+  const Index b = 1, t = 6, d = 20;
+  in.u(b, t, d) = std::numeric_limits<float>::quiet_NaN();
+  const auto r = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
+  for (Index bb = 0; bb < in.c.batch; ++bb)
+    for (Index tt = 0; tt < in.c.length; ++tt)
+      for (Index dd = 0; dd < in.c.channels; ++dd) {
+        const bool touched = bb == b && dd == d && tt >= t / M * M;
+        ASSERT_EQ(std::isnan(r.out(bb, tt, dd)), touched) << "at [" << bb << ", " << tt << ", " << dd << "]";
+      }
+}
+
+// ---- bad input ------------------------------------------------------------------------------------
+
+TEST_F(LocalBidirectionalScanTest, RejectsBadInputWithClearErrors) {
+  const ScanInputs in(lbvim_case(6, 4, 17));
+  const Index Bt = 2, L = 6, D = 37, N = 16;
+  const auto o = in.options();
+  const char* op = "local_bidirectional_scan";
+  for (Index bad_window : {Index(0), Index(-3)}) {
+    const std::string expected = "window M must be >= 1 (tokens per local window), got " + std::to_string(bad_window);
+    EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), o, bad_window); }, op, expected));
+    EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), o, bad_window); }, "ref::local_bidirectional_scan", expected));
+    Tensor<float, 3> out(Bt, L, D);
+    TensorView<float, 3> out_view(out.data(), out.dimensions());
+    EXPECT_TRUE(testing::throws_error_mentioning([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), o, bad_window, out_view, nullptr); }, op, expected));
+    EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), o, bad_window, out_view, nullptr); }, "ref::local_bidirectional_scan", expected));
+  }
+  // The selective scan's rules, with this op's name.
+  const Tensor<float, 3> wrong3(Bt, L, D + 1);
+  auto both = [&](auto&& call_fast, auto&& call_ref, const std::string& fragment) {
+    EXPECT_TRUE(testing::throws_error_mentioning(call_fast, op, fragment));
+    EXPECT_TRUE(testing::throws_error_mentioning(call_ref, "ref::local_bidirectional_scan", fragment));
+  };
+  both([&] { ssm::local_bidirectional_scan(in.u, wrong3, in.A, in.B(), in.C(), o, 4); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, wrong3, in.A, in.B(), in.C(), o, 4); },
+       "delta has shape [2, 6, 38], expected [B=2, L=6, D=37]");
+  both([&] { ssm::local_bidirectional_scan(in.u, in.delta, Tensor<float, 2>(D, 0), in.B(), in.C(), o, 4); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, in.delta, Tensor<float, 2>(D, 0), in.B(), in.C(), o, 4); },
+       "N > 0");
+  both([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 2, N), Tensor<float, 4>(Bt, L, 2, N), o, 4); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, Tensor<float, 4>(Bt, L, 2, N), Tensor<float, 4>(Bt, L, 2, N), o, 4); },
+       "G=2 groups, which does not divide D=37");
+  auto with = [&](auto setter) { auto copy = o; setter(copy); return copy; };
+  const Tensor<float, 3> wrong_state(Bt, D, N + 1);
+  const auto bad_h0 = with([&](auto& x) { x.initial_state.emplace(wrong_state); });
+  both([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), bad_h0, 4); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), bad_h0, 4); },
+       "initial_state has shape [2, 37, 17], expected [B=2, D=37, N=16]");
+  // View-based: wrong output shapes, output aliasing an input.
+  Tensor<float, 3> bad_out(Bt, L + 1, D), out(Bt, L, D), last(Bt, D, N + 2), u_copy = in.u;
+  TensorView<float, 3> bad_out_view(bad_out.data(), bad_out.dimensions()), out_view(out.data(), out.dimensions());
+  TensorView<float, 3> last_view(last.data(), last.dimensions()), aliasing(u_copy.data(), u_copy.dimensions());
+  both([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), o, 4, bad_out_view, nullptr); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), o, 4, bad_out_view, nullptr); },
+       "out has shape [2, 7, 37]");
+  both([&] { ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), o, 4, out_view, &last_view); },
+       [&] { ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), o, 4, out_view, &last_view); },
+       "last_state has shape [2, 37, 18]");
+  both([&] { ssm::local_bidirectional_scan(u_copy, in.delta, in.A, in.B(), in.C(), o, 4, aliasing, nullptr); },
+       [&] { ref::local_bidirectional_scan<double>(u_copy, in.delta, in.A, in.B(), in.C(), o, 4, aliasing, nullptr); },
+       "must not overlap");
+}
+
+}  // namespace
+}  // namespace tokenmix
