@@ -153,8 +153,8 @@ using RepresentativeArchs = typename to_gtest_types<typename drop_sentinel<type_
                                                                            end_of_list>::type>::type;
 
 // The arch list of the heaviest kernel tests (the states and local-bidirectional modes of the
-// scan): RepresentativeArchs, except in the sanitizer build, where four archs of those kernels
-// take over 15 minutes to compile under ASan + UBSan; there tests/CMakeLists.txt defines
+// scan, SSD): RepresentativeArchs, except in the sanitizer build, where four archs of those kernels
+// take 5-15 minutes each to compile under ASan + UBSan; there tests/CMakeLists.txt defines
 // TOKENMIX_TEST_NATIVE_ARCH_ONLY and they run on the native arch (the release pass runs all four).
 #if defined(TOKENMIX_TEST_NATIVE_ARCH_ONLY)
 using HeavyKernelArchs = ::testing::Types<::tokenmix::simd::default_arch>;
