@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/compare.hpp"
@@ -173,6 +175,47 @@ TEST(SelectiveScan2d, OneRowMajorDirectionIsThePlainScan) {
       flat(in.u), flat(in.delta), in.A, ConstTensorView<float, 4>(in.B.data(), 2, 42, 1, 16),
       ConstTensorView<float, 4>(in.C.data(), 2, 42, 1, 16), so);
   EXPECT_TRUE(testing::bitwise_equal(Tensor<float, 3>(flat(got)), plain.out));
+}
+
+// The engine writes the first visit of a cell and adds later ones, or zeroes out first when the
+// directions do not write every value exactly once: each case below takes one of those branches,
+// with out full of NaN beforehand. Expected: the sum of the directions' scans, each by the oracle.
+TEST(SelectiveScan2d, MergeCoversEveryValueWhateverTheDirections) {
+  const Index H = 5, W = 6, Dc = 16;
+  const Inputs2d in(2, H, W, Dc, Dc, Dc, 1, 4, Dc, 12);
+  const auto o = in.options(false);
+  auto path = [&](ScanOrder order) { return ssm::scan_path(order, H, W); };
+  auto dir = [&](ScanOrder order, Index channels, Index out_channel) {
+    return ssm::ScanDirection{path(order), channels, out_channel, out_channel, out_channel, out_channel, 0};
+  };
+  const std::vector<std::pair<const char*, std::vector<ssm::ScanDirection>>> cases = {
+      {"cross scan: the first writes, the others add",
+       {dir(ScanOrder::row_major, Dc, 0), dir(ScanOrder::col_major, Dc, 0), dir(ScanOrder::row_major_reversed, Dc, 0)}},
+      {"disjoint sub-grids covering the grid (odd sizes: padding)",
+       {dir(ScanOrder::atrous0, Dc, 0), dir(ScanOrder::atrous1, Dc, 0), dir(ScanOrder::atrous2, Dc, 0),
+        dir(ScanOrder::atrous3, Dc, 0)}},
+      {"channel groups", {dir(ScanOrder::col_major, 8, 0), dir(ScanOrder::row_snake, 8, 8)}},
+      {"one sub-grid: cells left unvisited", {dir(ScanOrder::atrous1, Dc, 0)}},
+      {"channels left unvisited", {dir(ScanOrder::row_major, 8, 4)}},
+      {"overlapping channel ranges", {dir(ScanOrder::row_major, 12, 0), dir(ScanOrder::col_major, 12, 4)}},
+      {"fresh and visited cells in one direction", {dir(ScanOrder::atrous0, Dc, 0), dir(ScanOrder::row_major, Dc, 0)}},
+      {"a joined path revisiting cells",
+       {ssm::ScanDirection{ssm::joined_scan_path({path(ScanOrder::row_major), path(ScanOrder::col_major)}), Dc}}},
+  };
+  for (const auto& [what, dirs] : cases) {
+    Tensor<float, 4> got(2, H, W, Dc);
+    got.setConstant(std::numeric_limits<float>::quiet_NaN());
+    ssm::selective_scan_2d(in.u, in.delta, in.A, in.B, in.C, dirs, o, TensorView<float, 4>(got.data(), got.dimensions()));
+    Tensor<float, 4> want(2, H, W, Dc);
+    want.setZero();
+    for (const ssm::ScanDirection& d : dirs) {
+      std::vector<int> moves(d.path->moves.begin(), d.path->moves.end());
+      ref::detail::scan_and_add<double>(in.u, in.delta, in.A, in.B, in.C, o, d.path->index, d.path->index, moves,
+                                        d.channels, d.u_channel, d.delta_channel, d.param_channel, d.out_channel,
+                                        d.group, want);
+    }
+    EXPECT_TRUE(testing::all_close(got, want, kTol, what));
+  }
 }
 
 TEST(SelectiveScan2d, BitwiseIdenticalForAnyThreadCount) {

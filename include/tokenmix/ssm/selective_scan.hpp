@@ -48,8 +48,12 @@ inline SelectiveScanProblem make_scan_problem(const SelectiveScanShape& s, const
 
 // Runs SelectiveScanKernel<Arch, Mode> over every work item, split across the device's threads.
 template <class Arch, ScanMode Mode>
-void run_scan_kernel(const SelectiveScanProblem& problem, const Eigen::ThreadPoolDevice* device) {
+void run_scan_kernel(const SelectiveScanProblem& layout_problem, const Eigen::ThreadPoolDevice* device) {
   using Kernel = SelectiveScanKernel<Arch, Mode>;
+  const SelectiveScanProblem problem = with_dense_layout_defaults(layout_problem);
+  TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
+                                               problem.rows_per_batch == problem.length),
+                 "selective scan kernel: the grid layout is implemented for the forward mode only");
   tokenmix::detail::parallel_for(device, Kernel::num_items(problem), [&](Index first, Index last) {
     // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines.
     std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(

@@ -1,6 +1,6 @@
 #pragma once
-// 2-D (and bidirectional 1-D) selective scans: one gather → selective_scan → scatter-add engine
-// over scan paths (scan_path.hpp), and the layouts of the vision SSMs as thin wrappers that only
+// 2-D (and bidirectional 1-D) selective scans: one engine that scans paths (scan_path.hpp) through
+// the image in place, and the layouts of the vision SSMs as thin wrappers that only
 // choose the directions (spec vision_ssm.md; arguments in selective_scan_2d_types.hpp):
 //
 //   selective_scan_2d(u, delta, A, B, C, directions, options, out)   the engine, any directions
@@ -13,9 +13,10 @@
 //                      half resolution, summed per cell, bilinearly upsampled, added
 //   bidirectional_scan Vim v1 / v2 over sequences [B, L, D]
 //
-// Each direction gathers its inputs along its path into a contiguous sequence, runs the fast 1-D
-// selective_scan (so every option and every speed-up of the scan applies), and adds its outputs
-// back at the cells it visited. Paths are shared immutable values (scan_path caches them).
+// Each direction runs the 1-D selective scan kernel (so every option and every speed-up of the scan
+// applies) reading u and delta in place along its path and adding its outputs at the cells it
+// visits (the kernel's grid layout: a row index per step, no copies of the image); only B and C,
+// N floats per step, are gathered. Paths are shared immutable values (scan_path caches them).
 
 #include <algorithm>
 #include <cmath>
@@ -35,39 +36,31 @@ namespace detail {
 
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
-// Sequence buffers of one direction: us, ds, ys [B, T, Dk]; bs, cs [B, T, N].
-struct DirectionBuffers {
-  AlignedFloats us, ds, ys, bs, cs;
+// B and C of one direction gathered along its path: bs, cs [B, T, N] (N floats per step, so ~1/12
+// of what u and delta would cost at N = 16, D = 192; and Θ offsets and padding need a copy anyway).
+struct DirectionBC {
+  AlignedFloats bs, cs;
 };
 
-// Gathers direction `d`'s inputs into contiguous sequences (zeros at padding cells).
-inline void gather_direction(const SelectiveScan2dShape& s, const float* u, const float* delta, const float* Bm,
-                             const float* Cm, const ScanDirection& d, const SelectiveScan2dOptions& o,
-                             DirectionBuffers& buf) {
+// Gathers direction `d`'s B (plus the Θ offset of each step's move) and C along its path: the cell
+// of step t, or step t itself when the parameters are not permuted; zeros at padding cells.
+inline void gather_bc(const SelectiveScan2dShape& s, const float* Bm, const float* Cm, const ScanDirection& d,
+                      const SelectiveScan2dOptions& o, DirectionBC& buf) {
   const ScanPath& path = *d.path;
-  const Index T = path.length(), Dk = d.channels, N = s.state, HW = s.height * s.width;
+  const Index T = path.length(), N = s.state, HW = s.height * s.width;
+  buf.bs.resize(static_cast<std::size_t>(s.batch * T * N));
+  buf.cs.resize(static_cast<std::size_t>(s.batch * T * N));
   const float* theta = o.B_offset ? o.B_offset->data() : nullptr;  // [5, N]
-  tokenmix::detail::parallel_for(o.device, s.batch * T, [&](Index first, Index last) {
-    for (Index bt = first; bt < last; ++bt) {
-      const Index b = bt / T, t = bt % T;
-      const Index cell = path.index[static_cast<std::size_t>(t)];
-      const Index param_cell = o.permute_params ? cell : t;  // PlainMamba's released code: raster order
-      float* us = buf.us.data() + bt * Dk;
-      float* ds = buf.ds.data() + bt * Dk;
-      float* bs = buf.bs.data() + bt * N;
-      float* cs = buf.cs.data() + bt * N;
-      if (cell >= 0)
-        std::memcpy(us, u + ((b * HW + cell) * s.u_channels + d.u_channel), sizeof(float) * static_cast<std::size_t>(Dk));
-      else
-        std::fill(us, us + Dk, 0.0f);
+  for (Index b = 0; b < s.batch; ++b)
+    for (Index t = 0; t < T; ++t) {
+      const Index param_cell = o.permute_params ? path.index[static_cast<std::size_t>(t)] : t;
+      float* bs = buf.bs.data() + (b * T + t) * N;
+      float* cs = buf.cs.data() + (b * T + t) * N;
       if (param_cell >= 0) {
-        std::memcpy(ds, delta + ((b * HW + param_cell) * s.delta_channels + d.delta_channel),
-                    sizeof(float) * static_cast<std::size_t>(Dk));
         const Index bc = ((b * HW + param_cell) * s.groups + d.group) * N;
-        std::memcpy(bs, Bm + bc, sizeof(float) * static_cast<std::size_t>(N));
-        std::memcpy(cs, Cm + bc, sizeof(float) * static_cast<std::size_t>(N));
-      } else {  // padding: the projections of a zero input (raw delta 0, B = C = 0)
-        std::fill(ds, ds + Dk, 0.0f);
+        std::copy(Bm + bc, Bm + bc + N, bs);
+        std::copy(Cm + bc, Cm + bc + N, cs);
+      } else {  // padding: the projections of a zero input
         std::fill(bs, bs + N, 0.0f);
         std::fill(cs, cs + N, 0.0f);
       }
@@ -76,38 +69,48 @@ inline void gather_direction(const SelectiveScan2dShape& s, const float* u, cons
         for (Index n = 0; n < N; ++n) bs[n] += row[n];
       }
     }
-  });
 }
 
-// out[b, cell, out_channel + c] += ys[b, t, c] for every step t at a grid cell. Steps that revisit
-// a cell (joined paths) add in step order; threads split the batch, so the sum order is fixed.
-inline void scatter_add_direction(const SelectiveScan2dShape& s, const ScanDirection& d, const DirectionBuffers& buf,
-                                  float* out, const Eigen::ThreadPoolDevice* device) {
-  const ScanPath& path = *d.path;
-  const Index T = path.length(), Dk = d.channels, HW = s.height * s.width;
-  const bool revisits = !path.is_bijection() && path.length() > HW;  // a cell may appear twice
-  auto add_steps = [&](Index b, Index t0, Index t1) {
-    for (Index t = t0; t < t1; ++t) {
-      const Index cell = path.index[static_cast<std::size_t>(t)];
-      if (cell < 0) continue;
-      float* dst = out + (b * HW + cell) * s.out_channels + d.out_channel;
-      const float* src = buf.ys.data() + (b * T + t) * Dk;
-      for (Index c = 0; c < Dk; ++c) dst[c] += src[c];
-    }
+// Which directions may write out (out = y) instead of adding to it, saving a zeroing pass and a
+// read of out: the first of cross scan, each of EfficientVMamba's disjoint sub-grids, each of
+// GroupMamba's channel groups. Directions over the same channels form a class; within it a
+// direction writes when all the cells it visits are fresh (and it visits none twice) and adds when
+// all were visited before. Empty (out is zeroed, every direction adds) for anything else: channel
+// ranges that overlap without being equal, a direction over fresh and visited cells, or an out
+// value that no direction writes.
+inline std::vector<bool> directions_that_write(const std::vector<ScanDirection>& directions, Index out_channels,
+                                               Index cells) {
+  struct ChannelClass {
+    Index first, count;
+    std::vector<char> visited;  // [H·W]
   };
-  if (revisits) {  // split by batch only: two threads never add to one cell
-    tokenmix::detail::parallel_for(device, s.batch, [&](Index b0, Index b1) {
-      for (Index b = b0; b < b1; ++b) add_steps(b, 0, T);
-    });
-  } else {
-    tokenmix::detail::parallel_for(device, s.batch * T, [&](Index first, Index last) {
-      for (Index bt = first; bt < last;) {
-        const Index b = bt / T, t = bt % T, t_end = std::min(T, t + (last - bt));
-        add_steps(b, t, t_end);
-        bt += t_end - t;
-      }
-    });
+  std::vector<ChannelClass> classes;
+  std::vector<bool> writes(directions.size());
+  for (std::size_t k = 0; k < directions.size(); ++k) {
+    const ScanDirection& d = directions[k];
+    ChannelClass* cls = nullptr;
+    for (ChannelClass& c : classes) {
+      if (c.first == d.out_channel && c.count == d.channels) cls = &c;
+      else if (c.first < d.out_channel + d.channels && d.out_channel < c.first + c.count) return {};
+    }
+    if (!cls) cls = &classes.emplace_back(ChannelClass{d.out_channel, d.channels, std::vector<char>(cells, 0)});
+    Index fresh = 0, seen = 0;
+    for (const Index cell : d.path->index) {
+      if (cell < 0) continue;
+      char& v = cls->visited[static_cast<std::size_t>(cell)];
+      (v ? seen : fresh) += 1;
+      v = 1;
+    }
+    if (fresh > 0 && seen > 0) return {};  // also a path revisiting its own fresh cells
+    writes[k] = fresh > 0;
   }
+  Index covered = 0;
+  for (const ChannelClass& c : classes) {
+    if (std::find(c.visited.begin(), c.visited.end(), 0) != c.visited.end()) return {};
+    covered += c.count;
+  }
+  if (covered != out_channels) return {};
+  return writes;
 }
 
 // out = merge_scale · out, then out *= silu(z).
@@ -142,30 +145,33 @@ void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du
                        TensorView<float, 4> out) {               // [B, H, W, Do]
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
-  out.setZero();
   if (s.batch == 0) return;
-  // Reused across calls on this thread: fresh multi-MB buffers per call would page-fault on every
-  // call (~15 µs per 4 KiB page in this VM, more than the scan itself at 56×56×192). They hold the
-  // largest direction seen so far: B·T·(3·Dk + 2·N) floats.
-  thread_local detail::DirectionBuffers buf;
-  for (const ScanDirection& d : directions) {
-    const Index T = d.path->length(), Dk = d.channels, N = s.state;
-    const auto seq = static_cast<std::size_t>(s.batch * T * Dk);
-    buf.us.resize(seq), buf.ds.resize(seq), buf.ys.resize(seq);
-    buf.bs.resize(static_cast<std::size_t>(s.batch * T * N)), buf.cs.resize(static_cast<std::size_t>(s.batch * T * N));
-    detail::gather_direction(s, u.data(), delta.data(), Bm.data(), Cm.data(), d, options, buf);
-    SelectiveScanOptions so;
-    if (options.D) so.D = ConstTensorView<float, 1>(options.D->data() + d.param_channel, Dk);
-    if (options.delta_bias) so.delta_bias = ConstTensorView<float, 1>(options.delta_bias->data() + d.param_channel, Dk);
-    so.delta_softplus = options.delta_softplus;
-    so.device = options.device;
-    TensorView<float, 3> ys(buf.ys.data(), s.batch, T, Dk);
-    ssm::selective_scan<Arch>(ConstTensorView<float, 3>(buf.us.data(), s.batch, T, Dk),
-                              ConstTensorView<float, 3>(buf.ds.data(), s.batch, T, Dk),
-                              ConstTensorView<float, 2>(A.data() + d.param_channel * N, Dk, N),
-                              ConstTensorView<float, 3>(buf.bs.data(), s.batch, T, N),
-                              ConstTensorView<float, 3>(buf.cs.data(), s.batch, T, N), so, ys, nullptr);
-    detail::scatter_add_direction(s, d, buf, out.data(), options.device);
+  const std::vector<bool> writes = detail::directions_that_write(directions, s.out_channels, s.height * s.width);
+  if (writes.empty()) out.setZero();
+  // Reused across calls on this thread: fresh buffers per call would page-fault on every call
+  // (~15 µs per 4 KiB page in this VM).
+  thread_local detail::DirectionBC bc;
+  for (std::size_t k = 0; k < directions.size(); ++k) {
+    const ScanDirection& d = directions[k];
+    const Index T = d.path->length(), N = s.state;
+    detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
+    // u, delta and out are read and written in place along the path (the kernel's grid layout).
+    detail::SelectiveScanProblem p{};
+    p.batch = s.batch, p.length = T, p.channels = d.channels, p.state = N, p.groups = 1;
+    p.u = u.data() + d.u_channel;
+    p.delta = delta.data() + d.delta_channel;
+    p.A = A.data() + d.param_channel * N;
+    p.B = bc.bs.data(), p.C = bc.cs.data();
+    p.D = options.D ? options.D->data() + d.param_channel : nullptr;
+    p.delta_bias = options.delta_bias ? options.delta_bias->data() + d.param_channel : nullptr;
+    p.delta_softplus = options.delta_softplus;
+    p.out = out.data() + d.out_channel;
+    p.rows_per_batch = s.height * s.width;
+    p.u_stride = s.u_channels, p.delta_stride = s.delta_channels, p.out_stride = s.out_channels;
+    p.path = d.path->index.data();
+    p.param_path = options.permute_params ? p.path : nullptr;  // PlainMamba's released code: raster order
+    p.out_accumulate = writes.empty() || !writes[k];
+    detail::run_scan_kernel<Arch, detail::ScanMode::forward>(p, options.device);
   }
   detail::finish_merge<Arch>(out.data(), out.size(), options);
 }

@@ -1,6 +1,6 @@
 #pragma once
-// Arguments of ssm::selective_scan_2d (the gather → selective scan → scatter-add family over scan
-// paths, selective_scan_2d.hpp), shared with its oracles (reference/selective_scan_2d.hpp) so that
+// Arguments of ssm::selective_scan_2d (selective scans along paths through an image, merged by
+// sum; selective_scan_2d.hpp), shared with its oracles (reference/selective_scan_2d.hpp) so that
 // both accept and reject exactly the same inputs.
 //
 // Shapes (images token-major, channels last):
@@ -48,7 +48,7 @@ struct SelectiveScan2dOptions {
   // false: only u follows the path; delta, B and C of step t are those of raster cell t (PlainMamba's
   // released code; needs bijective paths). true: every per-token input follows the path (the paper).
   bool permute_params = true;
-  // Threads for the scans (batch × channel blocks) and the gathers; bitwise identical results for
+  // Threads for the scans (batch × channel blocks); bitwise identical results for
   // any thread count. Ignored by the oracles.
   const Eigen::ThreadPoolDevice* device = nullptr;
 };

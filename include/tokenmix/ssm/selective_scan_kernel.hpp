@@ -63,7 +63,27 @@ struct SelectiveScanProblem {
   float* last_state;           // [B, D, N] or nullptr
   float* states = nullptr;     // [B, L, D, N]: every state h_t (ScanMode::states)
   Index window = 1;            // M >= 1: LBMamba window (ScanMode::local_bidirectional)
+
+  // Grid layout (forward mode only): ssm::selective_scan_2d scans a path through an image in place,
+  // without copying it into a sequence. u, delta, z and out are then [B, rows_per_batch, *] with rows
+  // u_stride, delta_stride, z_stride and out_stride floats apart (each pointer at the first channel
+  // this problem scans); token t reads row path[t] of u and z and writes row path[t] of out, and
+  // reads row param_path[t] of delta. A null path means row t; a row of -1 is a padding cell (zeros
+  // in, nothing out). out_accumulate: out += y (merging directions) instead of out = y.
+  // Zeros (the defaults) mean the dense [B, L, D] layout; with_dense_layout_defaults fills them in.
+  Index rows_per_batch = 0, u_stride = 0, delta_stride = 0, z_stride = 0, out_stride = 0;
+  const Index* path = nullptr;        // [L]
+  const Index* param_path = nullptr;  // [L]
+  bool out_accumulate = false;
 };
+
+// p with the unset layout fields (rows_per_batch, strides) of the dense [B, L, D] layout.
+inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
+  if (p.rows_per_batch == 0) p.rows_per_batch = p.length;
+  for (Index* stride : {&p.u_stride, &p.delta_stride, &p.z_stride, &p.out_stride})
+    if (*stride == 0) *stride = p.channels;
+  return p;
+}
 
 enum class ScanMode { forward, states, local_bidirectional };
 
@@ -106,7 +126,7 @@ struct SelectiveScanKernel {
   static Index num_items(const SelectiveScanProblem& p) { return p.batch * p.groups * blocks_per_group(p); }
   // Floats of scratch one thread needs (whatever its range of items).
   static Index scratch_floats(const SelectiveScanProblem& p) {
-    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + 8) * W + mode_floats(p);
+    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + kPadVectors + 1) * W + mode_floats(p);
   }
 
   // Runs items [first, last). scratch: scratch_floats(p) floats.
@@ -117,20 +137,10 @@ struct SelectiveScanKernel {
   }
 
  private:
+  static constexpr Index kPadVectors = 8;  // scratch vectors for zero-padded partial loads / stores
+
   struct Block {
     Index b, g, d0, width;  // batch, group, first channel, valid lanes (<= W)
-  };
-  // Rows to prefetch (into L2) while a block's chunk runs: at token t, row t of each stream
-  // (delta, u, z, out of the next block) at base + t·row_stride, for t < rows.
-  struct RowPrefetch {
-    const float* base[4] = {};
-    Index rows = 0;
-    Index row_stride = 0;
-    TOKENMIX_ALWAYS_INLINE void operator()(Index t) const noexcept {
-      if (t >= rows) return;
-      for (const float* r : base)
-        if (r) __builtin_prefetch(r + t * row_stride, 0, 2);
-    }
   };
   static Block locate(const SelectiveScanProblem& p, Index item) {
     const Index bpg = blocks_per_group(p), per_group = p.channels / p.groups;
@@ -138,12 +148,66 @@ struct SelectiveScanKernel {
     return {item / (p.groups * bpg), g, g * per_group + j * W, std::min(W, per_group - j * W)};
   }
 
+  // Where the tokens t0 + t (t chunk-relative) of one block read u, delta, z and write out: row
+  // path[t] (param_path[t] for delta) of the batch's grid, or row t0 + t in the dense layout. Each
+  // pointer is at the block's first channel; a padding row (-1) reads `zeros` and writes nothing.
+  struct Rows {
+    const float *u, *delta, *z;
+    float* out;
+    const Index *path, *param_path;  // chunk-relative, or nullptr: row t
+    Index u_stride, delta_stride, z_stride, out_stride;
+    const float* zeros;  // [W]
+
+    static TOKENMIX_ALWAYS_INLINE Index row(const Index* rows, Index t) noexcept { return rows ? rows[t] : t; }
+    TOKENMIX_ALWAYS_INLINE const float* u_row(Index t) const noexcept {
+      const Index r = row(path, t);
+      return r < 0 ? zeros : u + r * u_stride;
+    }
+    TOKENMIX_ALWAYS_INLINE const float* delta_row(Index t) const noexcept {
+      const Index r = row(param_path, t);
+      return r < 0 ? zeros : delta + r * delta_stride;
+    }
+    TOKENMIX_ALWAYS_INLINE const float* z_row(Index t) const noexcept {
+      const Index r = row(path, t);
+      return r < 0 ? zeros : z + r * z_stride;
+    }
+    TOKENMIX_ALWAYS_INLINE float* out_row(Index t) const noexcept {
+      const Index r = row(path, t);
+      return r < 0 ? nullptr : out + r * out_stride;
+    }
+  };
+  static Rows rows_of(const SelectiveScanProblem& p, const Block& blk, Index t0, const float* zeros) noexcept {
+    const Index batch_row = blk.b * p.rows_per_batch;
+    const Index first = batch_row + (p.path ? 0 : t0), param_first = batch_row + (p.param_path ? 0 : t0);
+    return {p.u + first * p.u_stride + blk.d0,
+            p.delta + param_first * p.delta_stride + blk.d0,
+            p.z ? p.z + first * p.z_stride + blk.d0 : nullptr,
+            p.out + first * p.out_stride + blk.d0,
+            p.path ? p.path + t0 : nullptr,
+            p.param_path ? p.param_path + t0 : nullptr,
+            p.u_stride, p.delta_stride, p.z_stride, p.out_stride, zeros};
+  }
+
+  // Rows to prefetch (into L2) while a block's chunk runs: at token t < count, the rows of token t
+  // of the next block (strided rows defeat the hardware prefetcher).
+  struct RowPrefetch {
+    Rows rows{};
+    Index count = 0;
+    TOKENMIX_ALWAYS_INLINE void operator()(Index t) const noexcept {
+      if (t >= count) return;
+      __builtin_prefetch(rows.delta_row(t), 0, 2);
+      __builtin_prefetch(rows.u_row(t), 0, 2);
+      if (rows.z) __builtin_prefetch(rows.z_row(t), 0, 2);
+      if (float* o = rows.out_row(t)) __builtin_prefetch(o, 0, 2);
+    }
+  };
+
   static void run_tile(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
     const Index N = p.state, blocks = last - first;
     auto blk = [&](Index i) { return locate(p, first + i); };
     float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
     float* h = A2 + blocks * N * W;          // [tile, N, W] each block's state between chunks
-    float* shared = h + blocks * N * W;      // [2N + 8, W] time-invariant B/C, padding, then mode_floats(p)
+    float* shared = h + blocks * N * W;      // [2N + kPadVectors + 1, W] B/C, pads, zeros, mode_floats(p)
 
     for (Index i = 0; i < blocks; ++i) {
       transpose_in(p.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
@@ -162,12 +226,9 @@ struct SelectiveScanKernel {
         RowPrefetch prefetch;
         const bool next_in_chunk = i + 1 < blocks;
         const Index next_t0 = next_in_chunk ? t0 : t0 + chunk_len;
-        if (next_t0 < p.length) {
-          const Block nk = next_in_chunk ? blk(i + 1) : blk(0);
-          const Index row0 = (nk.b * p.length + next_t0) * p.channels + nk.d0;  // (b, next_t0, d0) in [B, L, D]
-          prefetch = {{p.delta + row0, p.u + row0, p.z ? p.z + row0 : nullptr, p.out + row0},
-                      std::min(chunk_len, p.length - next_t0), p.channels};
-        }
+        if (next_t0 < p.length)
+          prefetch = {rows_of(p, next_in_chunk ? blk(i + 1) : blk(0), next_t0, nullptr),
+                      std::min(chunk_len, p.length - next_t0)};
         scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
       }
     }
@@ -318,16 +379,17 @@ struct SelectiveScanKernel {
     const Index N = NC > 0 ? NC : p.state, width = blk.width, stride = p.channels;
     float* B_ti = shared;        // [N, W] time-invariant B (unused when VarB)
     float* C_ti = B_ti + N * W;  // [N, W] time-invariant C (unused when VarC)
-    float* pad = C_ti + N * W;   // [8, W] zero-padded copies for partial blocks
+    float* pad = C_ti + N * W;   // [kPadVectors, W] zero-padded copies for partial blocks
+    float* zeros = pad + kPadVectors * W;  // [W] the input row of a padding cell
     // states: stage [N, W]. local_bidirectional: r [N, W] (when NC = 0), then the window's slots,
     // slot k = [N + 3, W]: a_t [N, W], dt·u [W], y [W], gate [W] of token window_first + k.
-    float* mode_buf = pad + 8 * W;
+    float* mode_buf = zeros + W;
+    std::fill(zeros, zeros + W, 0.0f);
     if constexpr (!VarB) transpose_in(p.B, blk.d0, width, N, B_ti);
     if constexpr (!VarC) transpose_in(p.C, blk.d0, width, N, C_ti);
+    const Rows rows = rows_of(p, blk, t0, zeros);
+    // The dense layout (the only one of the states and local-bidirectional modes): row t at + t·D.
     const Index row0 = (blk.b * p.length + t0) * stride + blk.d0;  // (b, t0, d0) in [B, L, D]
-    const float* u = p.u + row0;                                    // row t at u + t·D
-    const float* delta = p.delta + row0;
-    const float* z = p.z ? p.z + row0 : nullptr;
     float* out = p.out + row0;
     const Index bc_row = p.groups * N;  // B[b, t0 + t, g, :] at B_rows + t·G·N
     const float* B_rows = VarB ? p.B + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
@@ -345,10 +407,10 @@ struct SelectiveScanKernel {
     // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
     // (exp, log, divide) then hides behind the N exps instead of stalling them.
     auto inputs = [&](Index t, V& dt, V& dt_x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      V d = simd::load_upto<Arch>(delta + t * stride, width, pad + 2 * W) + bias;
+      V d = simd::load_upto<Arch>(rows.delta_row(t), width, pad + 2 * W) + bias;
       if (p.delta_softplus) d = simd::softplus<Arch>(d);
       dt = d;
-      dt_x = d * simd::load_upto<Arch>(u + t * stride, width, pad + 3 * W);
+      dt_x = d * simd::load_upto<Arch>(rows.u_row(t), width, pad + 3 * W);
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
@@ -358,7 +420,7 @@ struct SelectiveScanKernel {
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
         pf(t);
-        const V gate = z ? simd::silu<Arch>(simd::load_upto<Arch>(z + t * stride, width, pad + 4 * W)) : V(1.0f);
+        const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x;
         if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
         const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
@@ -378,7 +440,7 @@ struct SelectiveScanKernel {
           return state;
         });
         V y = y_even + y_odd;
-        if (p.D) y = simd::fmadd<Arch>(simd::load_upto<Arch>(u + t * stride, width, pad + 5 * W), skip, y);
+        if (p.D) y = simd::fmadd<Arch>(simd::load_upto<Arch>(rows.u_row(t), width, pad + 5 * W), skip, y);
         if constexpr (kLocalBidirectional) {
           simd::store<Arch>(slot + N * W, dt_x);
           simd::store<Arch>(slot + (N + 1) * W, y);
@@ -394,7 +456,11 @@ struct SelectiveScanKernel {
             window_first = t + 1;
           }
         } else {
-          simd::store_upto<Arch>(out + t * stride, y * gate, width, pad + 6 * W);
+          if (float* o = rows.out_row(t)) {
+            if (p.out_accumulate) y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
+            else y = y * gate;
+            simd::store_upto<Arch>(o, y, width, pad + 6 * W);
+          }
           if constexpr (kStates) write_states(mode_buf, N, width, states_rows + t * stride * N, pad + 7 * W);
         }
         dt = dt_next, dt_x = dt_x_next;
