@@ -99,6 +99,32 @@ void apply_merge(Tensor<float, 4>& out, const ssm::SelectiveScan2dOptions& o) {
   }
 }
 
+// VMamba's four orders written out: RM, CM, rev RM, rev CM.
+inline std::vector<std::vector<Index>> cross_seqs(Index H, Index W) {
+  return {row_major_seq(H, W), col_major_seq(H, W), reversed(row_major_seq(H, W)), reversed(col_major_seq(H, W))};
+}
+
+// Validates the arguments with the fast engine's rules for `k_blocks` parameter blocks of Dk
+// channels (u / out channels shared when !split_channels, split per block otherwise) and returns
+// the zeroed out [B, H, W, Do]. The paths play no part in validation: any path of H×W does.
+inline Tensor<float, 4> checked_zero_output(const char* op, const ConstTensorView<float, 4>& u,
+                                            const ConstTensorView<float, 4>& delta, const ConstTensorView<float, 2>& A,
+                                            const ConstTensorView<float, 5>& Bm, const ConstTensorView<float, 5>& Cm,
+                                            const ssm::SelectiveScan2dOptions& o, Index k_blocks, Index Dk,
+                                            bool split_channels, Index Do) {
+  const Index H = u.dimension(1), W = u.dimension(2);
+  std::vector<ssm::ScanDirection> dirs;
+  for (Index k = 0; k < k_blocks; ++k) {
+    const Index io = split_channels ? k * Dk : 0;
+    dirs.push_back(ssm::ScanDirection{ssm::scan_path(ssm::ScanOrder::row_major, H, W), Dk, io, k * Dk, k * Dk, io,
+                                      k_blocks > 1 ? k : 0});
+  }
+  ssm::detail::check_selective_scan_2d_args(op, u, delta, A, Bm, Cm, dirs, o, Do, nullptr);
+  Tensor<float, 4> out(u.dimension(0), H, W, Do);
+  out.setZero();
+  return out;
+}
+
 }  // namespace detail
 
 // VMamba SS2D: for k in 0..3, π = [RM, CM, rev RM, rev CM][k]; y[:, π] += S6_k(x[:, π]); plain sum.
@@ -107,16 +133,8 @@ Tensor<float, 4> cross_scan_2d(const ConstTensorView<float, 4>& u, const ConstTe
                                const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                                const ConstTensorView<float, 5>& Cm, const ssm::SelectiveScan2dOptions& o = {}) {
   const Index H = u.dimension(1), W = u.dimension(2), D = u.dimension(3);
-  // Validate with the engine's rules (the same directions the fast op builds).
-  std::vector<ssm::ScanDirection> dirs;
-  for (Index k = 0; k < 4; ++k)
-    dirs.push_back(ssm::ScanDirection{ssm::scan_path(ssm::ScanOrder::row_major, H, W), D, 0, k * D, k * D, 0, k});
-  ssm::detail::check_selective_scan_2d_args("ref::cross_scan_2d", u, delta, A, Bm, Cm, dirs, o, D, nullptr);
-  Tensor<float, 4> out(u.dimension(0), H, W, D);
-  out.setZero();
-  const std::vector<std::vector<Index>> seqs = {detail::row_major_seq(H, W), detail::col_major_seq(H, W),
-                                                detail::reversed(detail::row_major_seq(H, W)),
-                                                detail::reversed(detail::col_major_seq(H, W))};
+  Tensor<float, 4> out = detail::checked_zero_output("ref::cross_scan_2d", u, delta, A, Bm, Cm, o, 4, D, false, D);
+  const std::vector<std::vector<Index>> seqs = detail::cross_seqs(H, W);
   for (Index k = 0; k < 4; ++k) {
     const auto& s = seqs[static_cast<std::size_t>(k)];
     detail::scan_and_add<Acc>(u, delta, A, Bm, Cm, o, s, s, detail::moves_of(s, W), D, 0, k * D, k * D, 0, k, out);
@@ -132,12 +150,7 @@ Tensor<float, 4> atrous_scan_2d(const ConstTensorView<float, 4>& u, const ConstT
                                 const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                                 const ConstTensorView<float, 5>& Cm, const ssm::SelectiveScan2dOptions& o = {}) {
   const Index H = u.dimension(1), W = u.dimension(2), D = u.dimension(3);
-  std::vector<ssm::ScanDirection> dirs;
-  for (Index k = 0; k < 4; ++k)
-    dirs.push_back(ssm::ScanDirection{ssm::scan_path(ssm::ScanOrder::row_major, H, W), D, 0, k * D, k * D, 0, k});
-  ssm::detail::check_selective_scan_2d_args("ref::atrous_scan_2d", u, delta, A, Bm, Cm, dirs, o, D, nullptr);
-  Tensor<float, 4> out(u.dimension(0), H, W, D);
-  out.setZero();
+  Tensor<float, 4> out = detail::checked_zero_output("ref::atrous_scan_2d", u, delta, A, Bm, Cm, o, 4, D, false, D);
   const Index h = (H + 1) / 2, w = (W + 1) / 2;  // the padded grid is 2h × 2w
   const int di[4] = {0, 1, 0, 1}, dj[4] = {0, 0, 1, 1};
   const bool col[4] = {false, true, false, true};
@@ -167,11 +180,7 @@ Tensor<float, 4> snake_scan_2d(const ConstTensorView<float, 4>& u, const ConstTe
                                const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                                const ConstTensorView<float, 5>& Cm, const ssm::SelectiveScan2dOptions& o = {}) {
   const Index H = u.dimension(1), W = u.dimension(2), D = u.dimension(3);
-  const std::vector<ssm::ScanDirection> dirs = {
-      ssm::ScanDirection{ssm::scan_path(ssm::ScanOrder::row_major, H, W), D, 0, 0, 0, 0, 0}};
-  ssm::detail::check_selective_scan_2d_args("ref::snake_scan_2d", u, delta, A, Bm, Cm, dirs, o, D, nullptr);
-  Tensor<float, 4> out(u.dimension(0), H, W, D);
-  out.setZero();
+  Tensor<float, 4> out = detail::checked_zero_output("ref::snake_scan_2d", u, delta, A, Bm, Cm, o, 1, D, false, D);
   std::vector<Index> row_snake, col_snake;
   for (Index i = 0; i < H; ++i)
     for (Index jj = 0; jj < W; ++jj) row_snake.push_back(i * W + (i % 2 == 0 ? jj : W - 1 - jj));
@@ -195,15 +204,8 @@ Tensor<float, 4> group_scan_2d(const ConstTensorView<float, 4>& u, const ConstTe
   TOKENMIX_CHECK(D % 4 == 0 && D > 0, "ref::group_scan_2d: u has shape ", shape_of(u),
                  ", expected [B, H, W, D] with D divisible by 4 (four channel groups)");
   const Index Dg = D / 4;
-  std::vector<ssm::ScanDirection> dirs;
-  for (Index k = 0; k < 4; ++k)
-    dirs.push_back(ssm::ScanDirection{ssm::scan_path(ssm::ScanOrder::row_major, H, W), Dg, k * Dg, k * Dg, k * Dg, k * Dg, k});
-  ssm::detail::check_selective_scan_2d_args("ref::group_scan_2d", u, delta, A, Bm, Cm, dirs, o, D, nullptr);
-  Tensor<float, 4> out(u.dimension(0), H, W, D);
-  out.setZero();
-  const std::vector<std::vector<Index>> seqs = {detail::row_major_seq(H, W), detail::col_major_seq(H, W),
-                                                detail::reversed(detail::row_major_seq(H, W)),
-                                                detail::reversed(detail::col_major_seq(H, W))};
+  Tensor<float, 4> out = detail::checked_zero_output("ref::group_scan_2d", u, delta, A, Bm, Cm, o, 4, Dg, true, D);
+  const std::vector<std::vector<Index>> seqs = detail::cross_seqs(H, W);
   for (Index k = 0; k < 4; ++k) {
     const auto& s = seqs[static_cast<std::size_t>(k)];
     detail::scan_and_add<Acc>(u, delta, A, Bm, Cm, o, s, s, detail::moves_of(s, W), Dg, k * Dg, k * Dg, k * Dg, k * Dg,
