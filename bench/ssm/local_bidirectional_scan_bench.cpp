@@ -24,6 +24,7 @@
 
 #include "support/counters.hpp"
 #include "support/limits.hpp"
+#include "support/scan_inputs.hpp"
 #include "support/main.hpp"
 #include "tokenmix/reference/local_bidirectional_scan.hpp"
 #include "tokenmix/ssm/local_bidirectional_scan.hpp"
@@ -33,45 +34,8 @@ namespace {
 
 using namespace tokenmix;
 
-// LBVim / Mamba-1 scan inputs in the ranges Mamba produces (as bench/ssm/selective_scan_bench.cpp).
-struct ScanInputs {
-  Tensor<float, 3> u, delta, z;  // [B, L, D]
-  Tensor<float, 2> A;            // [D, N]
-  Tensor<float, 4> B, C;         // [B, L, 1, N]
-  Tensor<float, 1> D, bias;      // [D]
+using bench::ScanInputs;
 
-  ScanInputs(Index batch, Index length, Index channels, Index state)
-      : u(batch, length, channels), delta(batch, length, channels), z(batch, length, channels),
-        A(channels, state), B(batch, length, 1, state), C(batch, length, 1, state), D(channels), bias(channels) {
-    std::mt19937 rng(42);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    for (auto* t : {&u, &delta, &z})
-      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
-    for (auto* t : {&B, &C})
-      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
-    for (Index d = 0; d < channels; ++d) {
-      for (Index n = 0; n < state; ++n) A(d, n) = -float(n + 1);
-      D(d) = 1.f;
-      bias(d) = -4.f;
-    }
-  }
-  ssm::SelectiveScanOptions options() const {
-    ssm::SelectiveScanOptions o;
-    o.D = D, o.z = z, o.delta_bias = bias, o.delta_softplus = true;
-    return o;
-  }
-};
-
-void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state, double passes) {
-  const double token_channels = double(batch) * double(length) * double(channels);
-  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float);
-  bench::set_rates(state, token_channels, passes * 7.0 * token_channels * double(n_state), passes * bytes);
-  const auto& limits = bench::machine_limits();
-  const double decays = passes * token_channels * double(n_state), activations = passes * 2 * token_channels;
-  bench::set_bound_fraction(state, "exp_bound", (decays + activations) * limits.exp_ns_per_element * 1e-9);
-  bench::set_bound_fraction(state, "exp2_bound",
-                            (decays * limits.exp2_ns_per_element + activations * limits.exp_ns_per_element) * 1e-9);
-}
 
 struct Buffers {
   Tensor<float, 3> out, last;
@@ -109,7 +73,7 @@ void BM_LocalBidirectionalScan_Simd(benchmark::State& state) {
     benchmark::ClobberMemory();
   };
   for (auto _ : state) lb();
-  set_counters(state, batch, length, channels, n_state, 1.0);
+  bench::set_scan_counters(state, batch, length, channels, n_state, 1.0);
   // vs_forward: alternate forward and LB, medians of each.
   std::vector<double> t_fwd, t_lb;
   for (int i = 0; i < 15; ++i) {
@@ -132,7 +96,7 @@ void BM_SelectiveScan_Simd(benchmark::State& state) {
     benchmark::DoNotOptimize(buf.out.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, batch, length, channels, n_state, 1.0);
+  bench::set_scan_counters(state, batch, length, channels, n_state, 1.0);
 }
 
 // Two forward scans per iteration: the cost of an unfused forward + backward (flipped) pair.
@@ -147,7 +111,7 @@ void BM_SelectiveScanForwardBackward_Simd(benchmark::State& state) {
     benchmark::DoNotOptimize(buf2.out.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, batch, length, channels, n_state, 2.0);
+  bench::set_scan_counters(state, batch, length, channels, n_state, 2.0);
 }
 
 void BM_LocalBidirectionalScan_Reference(benchmark::State& state) {
@@ -161,7 +125,7 @@ void BM_LocalBidirectionalScan_Reference(benchmark::State& state) {
     benchmark::DoNotOptimize(buf.out.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, batch, length, channels, n_state, 1.0);
+  bench::set_scan_counters(state, batch, length, channels, n_state, 1.0);
 }
 
 BENCHMARK(BM_SelectiveScan_Simd)->ArgNames({"B", "L", "D", "N"})->Args({1, 2048, 1536, 16})->Unit(benchmark::kMillisecond);

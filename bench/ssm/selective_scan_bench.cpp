@@ -25,6 +25,7 @@
 
 #include "support/counters.hpp"
 #include "support/limits.hpp"
+#include "support/scan_inputs.hpp"
 #include "support/main.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
@@ -34,47 +35,8 @@ namespace {
 
 using namespace tokenmix;
 
-// A Mamba-1 layer's scan inputs (mamba-130m: D = 1536, N = 16), in the ranges Mamba produces.
-struct ScanInputs {
-  Tensor<float, 3> u, delta, z;  // [B, L, D]
-  Tensor<float, 2> A;            // [D, N]
-  Tensor<float, 4> B, C;         // [B, L, 1, N]
-  Tensor<float, 1> D, bias;      // [D]
+using bench::ScanInputs;
 
-  ScanInputs(Index batch, Index length, Index channels, Index state)
-      : u(batch, length, channels), delta(batch, length, channels), z(batch, length, channels),
-        A(channels, state), B(batch, length, 1, state), C(batch, length, 1, state), D(channels), bias(channels) {
-    std::mt19937 rng(42);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    for (auto* t : {&u, &delta, &z})
-      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
-    for (auto* t : {&B, &C})
-      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
-    for (Index d = 0; d < channels; ++d) {
-      for (Index n = 0; n < state; ++n) A(d, n) = -float(n + 1);  // A = -exp(A_log) at Mamba's init
-      D(d) = 1.f;
-      bias(d) = -4.f;  // softplus(-4 + delta) ~ 0.02, inside Mamba's dt init range
-    }
-  }
-  ssm::SelectiveScanOptions options(const Eigen::ThreadPoolDevice* device = nullptr) const {
-    ssm::SelectiveScanOptions o;
-    o.D = D, o.z = z, o.delta_bias = bias, o.delta_softplus = true, o.device = device;
-    return o;
-  }
-};
-
-void set_counters(benchmark::State& state, Index batch, Index length, Index channels, Index n_state,
-                  bool with_states = false) {
-  const double token_channels = double(batch) * double(length) * double(channels);
-  const double bytes = token_channels * 4 * sizeof(float) + double(batch * length) * 2 * n_state * sizeof(float) +
-                       (with_states ? token_channels * double(n_state) * sizeof(float) : 0.0);
-  bench::set_rates(state, token_channels, 7.0 * token_channels * double(n_state), bytes);
-  const auto& limits = bench::machine_limits();
-  const double decays = token_channels * double(n_state), activations = 2 * token_channels;
-  bench::set_bound_fraction(state, "exp_bound", (decays + activations) * limits.exp_ns_per_element * 1e-9);
-  bench::set_bound_fraction(state, "exp2_bound",
-                            (decays * limits.exp2_ns_per_element + activations * limits.exp_ns_per_element) * 1e-9);
-}
 
 template <class Run>
 void run_scan_benchmark(benchmark::State& state, Run&& run) {
@@ -87,7 +49,7 @@ void run_scan_benchmark(benchmark::State& state, Run&& run) {
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, batch, length, channels, n_state);
+  bench::set_scan_counters(state, batch, length, channels, n_state);
 }
 
 void BM_SelectiveScan_Simd(benchmark::State& state) {
@@ -121,7 +83,7 @@ void BM_SelectiveScanStates_Simd(benchmark::State& state) {
     benchmark::DoNotOptimize(states.data());
     benchmark::ClobberMemory();
   }
-  set_counters(state, batch, length, channels, n_state, /*with_states=*/true);
+  bench::set_scan_counters(state, batch, length, channels, n_state, 1.0, /*with_states=*/true);
 }
 
 void states_shapes(benchmark::internal::Benchmark* b) {
