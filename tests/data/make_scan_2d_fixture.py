@@ -116,7 +116,8 @@ def mamba_params(gen, copies, d, n, rank, dt_min=0.01, dt_max=0.5):
     dt_w = gen.uniform(-rank ** -0.5, rank ** -0.5, copies, d, rank)
     dt = torch.exp(gen.uniform(math.log(dt_min), math.log(dt_max), copies, d))
     dt_b = dt + torch.log(-torch.expm1(-dt))  # inverse softplus
-    A_logs = torch.log(torch.arange(1, n + 1, dtype=torch.float64)).repeat(copies * d, 1) + gen.normal(copies * d, n, std=0.1)
+    s4d = torch.log(torch.arange(1, n + 1, dtype=torch.float64)).repeat(copies * d, 1)
+    A_logs = s4d + gen.normal(copies * d, n, std=0.1)
     Ds = gen.uniform(0.5, 1.5, copies * d)
     return x_proj, dt_w, dt_b, A_logs, Ds
 
@@ -130,9 +131,10 @@ def index_map(gather, H, W):
     return [int(v) - 1 for v in gather(ids).reshape(-1).tolist()]
 
 
-def to_grid(seq, idx, cells):
+def to_grid(seq, idx, cells, partial=False):
     """seq [b, c, T] in a scan order visiting idx[t] (-1 = padding) -> grid [b, c, cells]. A cell visited
-    more than once must carry the same value each time (per-token projections)."""
+    more than once must carry the same value each time (per-token projections). partial: cells the order
+    never visits (EfficientVMamba's other sub-grids) stay NaN, so an op that read them would fail."""
     b, c, _ = seq.shape
     grid = torch.full((b, c, cells), float('nan'))
     for t, p in enumerate(idx):
@@ -141,7 +143,7 @@ def to_grid(seq, idx, cells):
         if not torch.isnan(grid[:, :, p]).any():
             assert torch.equal(grid[:, :, p], seq[:, :, t]), 'cell revisited with different per-token values'
         grid[:, :, p] = seq[:, :, t]
-    assert not torch.isnan(grid).any(), 'a cell was never visited'
+    assert partial or not torch.isnan(grid).any(), 'a cell was never visited'
     return grid
 
 
@@ -155,7 +157,7 @@ def save(case, **arrays):
     os.makedirs(folder, exist_ok=True)
     for name, a in arrays.items():
         arr = np.ascontiguousarray(a.detach().numpy().astype(np.float32))
-        assert np.isfinite(arr).all(), (case, name)
+        assert np.isfinite(arr).all() or name in ('delta', 'B', 'C'), (case, name)
         np.save(os.path.join(folder, name + '.npy'), arr)
 
 
@@ -183,9 +185,9 @@ def grouped_projection(xs, x_proj, dt_w, n, rank):
     return torch.einsum('bkrl,kdr->bkdl', dts, dt_w), Bs, Cs
 
 
-def scan_to_grid(per_dir, idxs, cells):
+def scan_to_grid(per_dir, idxs, cells, partial=False):
     """[B, K, c, T] in each direction's own order -> [B, K, c, cells]."""
-    return torch.stack([to_grid(per_dir[:, k], idxs[k], cells) for k in range(per_dir.shape[1])], dim=1)
+    return torch.stack([to_grid(per_dir[:, k], idxs[k], cells, partial) for k in range(per_dir.shape[1])], dim=1)
 
 
 # Mapping (ssm::cross_scan_2d / ref::cross_scan_2d): u [B,H,W,D] = x; delta [B,H,W,4D] channel k·D+d =
@@ -237,7 +239,8 @@ def efficient_merge(ys, H, W, step=2):  # [B, 4, C, h·w] -> [B, C, H·W]: each 
 
 # Mapping (ssm::atrous_scan_2d): as cross scan. The padding cells are zeros of x before x_proj, so the
 # released scan sees u = 0, B = C = 0 and raw dt = 0 there (delta = softplus(delta_bias), which still
-# decays the state); tokenmix's inputs cover only the H×W cells.
+# decays the state); tokenmix's inputs cover only the H×W cells. Channel block k of delta and B/C group
+# k are only defined at the cells of sub-grid k; they are NaN elsewhere (never read).
 def make_atrous(case, seed, Bt, H, W, D, N, R):
     gen = Gen(seed)
     L = H * W
@@ -253,9 +256,11 @@ def make_atrous(case, seed, Bt, H, W, D, N, R):
     idxs = [index_map(lambda t, k=k: efficient_scan(t)[:, k], H, W) for k in range(4)]
     for k in range(4):  # the padding steps really are zero inputs
         pad = [t for t, p in enumerate(idxs[k]) if p < 0]
-        assert all(not pad or float(v.abs().max()) == 0.0 for v in (dts[:, k, :, pad], Bs[:, k, :, pad], xs[:, k, :, pad]))
-    delta_g = scan_to_grid(dts, idxs, L).reshape(Bt, 4 * D, L)
-    B_g, C_g = scan_to_grid(Bs, idxs, L), scan_to_grid(Cs, idxs, L)
+        if pad:
+            assert all(float(v.abs().max()) == 0.0 for v in (dts[:, k, :, pad], Bs[:, k, :, pad], xs[:, k, :, pad]))
+    # Direction k visits a quarter of the cells: its delta channels and B/C group elsewhere stay NaN.
+    delta_g = scan_to_grid(dts, idxs, L, partial=True).reshape(Bt, 4 * D, L)
+    B_g, C_g = scan_to_grid(Bs, idxs, L, partial=True), scan_to_grid(Cs, idxs, L, partial=True)
     save(case, u=last(x.reshape(Bt, D, L), H, W), delta=last(delta_g, H, W), A=As,
          B=B_g.permute(0, 3, 1, 2).reshape(Bt, H, W, 4, N), C=C_g.permute(0, 3, 1, 2).reshape(Bt, H, W, 4, N),
          D=Ds, delta_bias=bias, out=last(y, H, W))

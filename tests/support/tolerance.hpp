@@ -150,3 +150,14 @@ inline constexpr Tolerance local_bidirectional_decomposition{2e-6, 1e-5, 1e-12};
 inline constexpr Tolerance selective_scan_states{1e-5, 1e-4, 1e-10};
 
 }  // namespace tokenmix::testing::tolerance
+
+namespace tokenmix::testing::tolerance {
+
+// Fast attention (fp32 FMA dot products over P <= 64, exp2 with 1.6 ulp, online-softmax rescaling
+// across key blocks) vs the oracle in double. Outputs are convex combinations of O(1) values, so
+// absolute errors of a few 1e-7 are expected (products of P terms, the exp's relative error times
+// the weights); lse is O(log Lk + |s|), compared with the same absolute bound. Measured worst: see
+// tests/attention/attention_test.cpp's sweep; the bound leaves >= 5x headroom.
+inline constexpr Tolerance attention{1e-5, 1e-5, 1e-11};
+
+}  // namespace tokenmix::testing::tolerance

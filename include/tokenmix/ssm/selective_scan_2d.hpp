@@ -230,7 +230,9 @@ inline std::vector<ScanDirection> atrous_directions(Index H, Index W, Index D) {
 // with ONE set of parameters shared by all: delta [B, H, W, D], A [D, N], B, C [B, H, W, 1, N],
 // D, delta_bias [D]. options.B_offset (Θ, [5, N]) adds the direction-aware offset;
 // options.permute_params = false reproduces the released checkpoints (only u is reordered).
-// out = Σ_k y_k (4 D-terms), then the gate.
+// out = Σ_k y_k (4 D-terms), then the gate. The released code adds the dt bias twice (dt_proj
+// is a Linear with bias and its bias is also passed as delta_bias): pass delta with the bias
+// included AND delta_bias to load those checkpoints (tests/data/make_scan_2d_fixture.py does).
 inline std::vector<ScanDirection> snake_directions(Index H, Index W, Index D) {
   std::vector<ScanDirection> dirs;
   for (const ScanOrder o : {ScanOrder::row_snake, ScanOrder::row_snake_reversed, ScanOrder::col_snake,
@@ -384,8 +386,12 @@ inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Inde
 //   full:  u_full [B, H, W, D], delta_full [B, H, W, D], B_full, C_full [B, H, W, 1, N]
 //   low:   u_low [B, h, w, D], delta_low [B, h, w, D], B_low, C_low [B, h, w, 1, N]
 //   A [2·D, N], D, delta_bias [2·D]: rows [0, D) the low-resolution group, [D, 2D) the full one.
-// out [B, H, W, D] = (y_full + upsample(y_low)) · merge_scale ⊙ silu(z). (The released block
-// applies a LayerNorm to each branch before the sum: run selective_scan_2d per branch for that.)
+// out [B, H, W, D] = (y_full + upsample(y_low)) · merge_scale ⊙ silu(z). The released block
+// (x_selective_scan, K = 1) applies out_norm to every token of the joined low-resolution sequence,
+// i.e. to each third BEFORE the three are summed per cell; this op sums them (identity out_norm, as
+// the fixture tests). To reproduce a released checkpoint exactly, gather the joined sequence
+// (multiscale_low_directions' path) and run ssm::selective_scan on it, then norm, sum and upsample:
+// splitting the joined path into three directions would reset the state between the thirds.
 inline std::vector<ScanDirection> multiscale_full_directions(Index H, Index W, Index D) {
   return {ScanDirection{scan_path(ScanOrder::row_major, H, W), D, 0, 0, D, 0, 0}};
 }

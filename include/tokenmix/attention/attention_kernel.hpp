@@ -1,0 +1,336 @@
+#pragma once
+// SIMD kernel of the softmax attention engine (the equations are in reference/attention.hpp).
+//
+// Work item = (batch b, query head h, query block qb). A block's queries are taken in tiles of up to
+// QV·W (W = lanes, QV <= 4: 64 queries on AVX-512), and every tile walks its key blocks (all of them
+// for dense attention, those up to the diagonal when causal, the layout's row otherwise) with an
+// online softmax, never materialising the Lq × Lk matrix. The tile is held TRANSPOSED, queries in
+// the lanes:
+//   Qt [P, QV·W]   the tile's queries, scaled by scale·log2(e) (exp2 is the cheap exp here)
+//   S  [Bk, QV·W]  logits of one key block: S[j] = Σ_p k_j[p]·Qt[p]  (key row broadcast, FMA)
+//   Ot [Pv, QV·W]  the running output:        Ot[p] = α·Ot[p] + Σ_j v_j[p]·S[j]
+// so the softmax statistics (running max m, sum l) are per lane and every reduction over keys is a
+// vertical max / add, never a horizontal one; K and V rows are read in place (no packing). The
+// two products are register-blocked micro-kernels (6 rows × QV vectors of accumulators).
+// Masking: keys past the causal diagonal (position test), and the layout's token masks on masked
+// blocks only; full blocks pay nothing. A query with no allowed key ends with l = 0: out 0, lse -inf.
+// The single-query case (decode against a KV cache) runs a separate row kernel: keys in the lanes
+// would waste W - 1 lanes per vector here, so it vectorises the dot products over P instead.
+// Each lane's arithmetic is the same whatever the thread or tile order: results are bitwise
+// identical for any thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "tokenmix/attention/block_layout.hpp"
+#include "tokenmix/core/tensor.hpp"
+#include "tokenmix/simd/exp.hpp"
+
+namespace tokenmix::attention::detail {
+
+struct AttentionProblem {
+  Index batch, q_len, k_len, heads, kv_heads, dim, v_dim;
+  const float* q;         // [B, Lq, H, P]
+  const float* k;         // [B, Lk, Hkv, P]
+  const float* v;         // [B, Lk, Hkv, Pv]
+  float scale;            // natural units
+  bool causal;            // j <= i
+  Index q_offset;         // absolute position of query row 0
+  float softcap;          // 0 = off
+  const float* key_bias;  // [B, Hb, Lk] or nullptr
+  Index bias_heads;       // Hb: 1, Hkv or H
+  const BlockLayout* layout;  // nullptr: every key (cut by causal)
+  Index q_block, k_block;     // tiles: the layout's blocks, or the dense defaults
+  float* out;             // [B, Lq, H, Pv]
+  float* lse;             // [B, H, Lq] or nullptr
+};
+
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.693147180559945309f;
+
+template <class Arch>
+struct AttentionKernel {
+  using V = simd::vfloat<Arch>;
+  static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  static constexpr Index kMaxQV = 4;            // query vectors per tile
+  static constexpr Index kTile = kMaxQV * W;    // queries per tile
+  static constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+  // Query blocks overlapping the rows [q_offset, q_offset + Lq).
+  static Index first_block(const AttentionProblem& p) { return p.q_offset / p.q_block; }
+  static Index blocks(const AttentionProblem& p) {
+    if (p.q_len == 0) return 0;
+    return (p.q_offset + p.q_len - 1) / p.q_block - first_block(p) + 1;
+  }
+  static Index num_items(const AttentionProblem& p) { return p.batch * p.heads * blocks(p); }
+  static Index scratch_floats(const AttentionProblem& p) {
+    const Index kb = std::max(p.k_block, W);
+    return (p.dim + p.v_dim + kb + 8) * kTile + kTile;
+  }
+
+  static void run_items(const AttentionProblem& p, Index first, Index last, float* scratch) noexcept {
+    for (Index item = first; item < last; ++item) {
+      const Index nb = blocks(p);
+      const Index qb = first_block(p) + item % nb, h = (item / nb) % p.heads, b = item / (nb * p.heads);
+      if (p.q_len == 1) {
+        decode_row(p, b, h, scratch);
+        continue;
+      }
+      // Absolute query positions of this block inside the call's rows.
+      const Index i_begin = std::max(p.q_offset, qb * p.q_block);
+      const Index i_end = std::min(p.q_offset + p.q_len, (qb + 1) * p.q_block);
+      for (Index i0 = i_begin; i0 < i_end; i0 += kTile) {
+        const Index n = std::min(kTile, i_end - i0);
+        if (n <= W) run_tile<1>(p, b, h, qb, i0, n, scratch);
+        else if (n <= 2 * W) run_tile<2>(p, b, h, qb, i0, n, scratch);
+        else run_tile<4>(p, b, h, qb, i0, n, scratch);
+      }
+    }
+  }
+
+ private:
+  // Key blocks of row (h, qb), in ascending order, as (kb, mask number or -1) through `visit`.
+  template <class Visit>
+  static void for_each_key_block(const AttentionProblem& p, Index h, Index qb, Index i_last, Visit&& visit) {
+    if (p.layout) {
+      const BlockLayout& L = *p.layout;
+      const Index r = L.row(h, qb);
+      for (Index e = L.row_start[static_cast<std::size_t>(r)]; e < L.row_start[static_cast<std::size_t>(r) + 1]; ++e) {
+        const Index kb = L.key_block[static_cast<std::size_t>(e)];
+        if (kb * p.k_block >= p.k_len || (p.causal && kb * p.k_block > i_last)) break;
+        visit(kb, L.mask_of[static_cast<std::size_t>(e)]);
+      }
+      return;
+    }
+    const Index k_end = p.causal ? std::min(p.k_len, i_last + 1) : p.k_len;
+    for (Index kb = 0; kb * p.k_block < k_end; ++kb) visit(kb, std::int64_t(-1));
+  }
+
+  // One tile: queries [i0, i0 + n) of block qb (absolute positions), head h.
+  template <int QV>
+  static void run_tile(const AttentionProblem& p, Index b, Index h, Index qb, Index i0, Index n,
+                       float* scratch) noexcept {
+    constexpr Index T = QV * W;  // lanes of a tile row
+    const Index P = p.dim, Pv = p.v_dim, hk = h / (p.heads / p.kv_heads);
+    float* Qt = scratch;                             // [P, T]
+    float* Ot = Qt + P * kTile;                      // [Pv, T]
+    float* S = Ot + Pv * kTile;                      // [Bk, T]
+    float* m = S + std::max(p.k_block, W) * kTile;   // [T] running max (log2 units)
+    float* l = m + kTile;                            // [T] running sum
+    float* qpos = l + kTile;                         // [T] query positions (float, exact below 2^24)
+    float* lane_mask = qpos + kTile;                 // [T] 0 / -inf of one masked key row
+    // Logits in log2 units: scale·log2(e) folded into Q unless softcap needs natural units first.
+    const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
+    const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
+    for (Index lane = 0; lane < T; ++lane) {
+      const Index i = i0 + std::min(lane, n - 1);  // padding lanes repeat the last query
+      const float* q = p.q + ((b * p.q_len + (i - p.q_offset)) * p.heads + h) * P;
+      for (Index d = 0; d < P; ++d) Qt[d * T + lane] = q[d] * q_scale;
+      qpos[lane] = static_cast<float>(i);
+      m[lane] = kNegInf, l[lane] = 0.0f;
+    }
+    std::fill(Ot, Ot + Pv * T, 0.0f);
+    const float* k_head = p.k + (b * p.k_len * p.kv_heads + hk) * P;   // row j at + j·Hkv·P
+    const float* v_head = p.v + (b * p.k_len * p.kv_heads + hk) * Pv;  // row j at + j·Hkv·Pv
+    const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len : nullptr;
+    const Index i_last = i0 + n - 1;
+
+    for_each_key_block(p, h, qb, i_last, [&](Index kb, std::int64_t mask) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
+      // S = K_block · Qt
+      Index j = 0;
+      for (; j + 6 <= kn; j += 6) qk_rows<QV, 6>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+      for (; j + 4 <= kn; j += 4) qk_rows<QV, 4>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+      for (; j < kn; ++j) qk_rows<QV, 1>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+      // Logit transforms and masks, then the block's max per lane.
+      const bool needs_causal = p.causal && j0 + kn - 1 > i0;
+      V mx[QV];
+      for (int v = 0; v < QV; ++v) mx[v] = simd::load<Arch>(m + v * W);
+      for (Index jj = 0; jj < kn; ++jj) {
+        float* s = S + jj * T;
+        if (mask >= 0) masked_lanes(*p.layout, mask, jj, i0 - qb * p.q_block, T, lane_mask);
+        const V jpos(static_cast<float>(j0 + jj));
+        const V bias_j(bias ? bias[j0 + jj] * kLog2e : 0.0f);
+        for (int v = 0; v < QV; ++v) {
+          V x = simd::load<Arch>(s + v * W);
+          if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
+          if (bias) x = x + bias_j;
+          if (needs_causal) x = xsimd::select(jpos > simd::load<Arch>(qpos + v * W), V(kNegInf), x);
+          if (mask >= 0) x = x + simd::load<Arch>(lane_mask + v * W);
+          simd::store<Arch>(s + v * W, x);
+          mx[v] = xsimd::max(mx[v], x);
+        }
+      }
+      // Online softmax: α = 2^(m_old - m_new), S ← 2^(S - m_new), l ← α·l + Σ_j S.
+      V alpha[QV], shift[QV], sum[QV];
+      for (int v = 0; v < QV; ++v) {
+        const V m_old = simd::load<Arch>(m + v * W);
+        shift[v] = xsimd::select(mx[v] == V(kNegInf), V(0.0f), mx[v]);  // all masked so far: keep 0s
+        alpha[v] = simd::exp2<Arch>(m_old - shift[v]);
+        simd::store<Arch>(m + v * W, mx[v]);
+        sum[v] = V(0.0f);
+      }
+      for (Index jj = 0; jj < kn; ++jj)
+        for (int v = 0; v < QV; ++v) {
+          const V e = simd::exp2<Arch>(simd::load<Arch>(S + jj * T + v * W) - shift[v]);
+          simd::store<Arch>(S + jj * T + v * W, e);
+          sum[v] = sum[v] + e;
+        }
+      for (int v = 0; v < QV; ++v)
+        simd::store<Arch>(l + v * W, simd::fmadd<Arch>(simd::load<Arch>(l + v * W), alpha[v], sum[v]));
+      // Ot = α·Ot + Vᵀ·S
+      const float* v_block = v_head + j0 * v_row;
+      Index d = 0;
+      for (; d + 6 <= Pv; d += 6) pv_rows<QV, 6>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
+      for (; d + 4 <= Pv; d += 4) pv_rows<QV, 4>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
+      for (; d < Pv; ++d) pv_rows<QV, 1>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
+    });
+
+    // out = Ot / l (0 where no key was allowed), lse = (m + log2 l)·ln 2.
+    for (Index lane = 0; lane < n; ++lane) {
+      const Index r = i0 + lane - p.q_offset;
+      float* o = p.out + ((b * p.q_len + r) * p.heads + h) * Pv;
+      const float inv = l[lane] > 0.0f ? 1.0f / l[lane] : 0.0f;
+      for (Index d = 0; d < Pv; ++d) o[d] = Ot[d * T + lane] * inv;
+      if (p.lse) p.lse[(b * p.heads + h) * p.q_len + r] = l[lane] > 0.0f ? (m[lane] + std::log2(l[lane])) * kLn2 : kNegInf;
+    }
+  }
+
+  static Index bias_head(const AttentionProblem& p, Index h, Index hk) {
+    return p.bias_heads == p.heads ? h : (p.bias_heads == 1 ? 0 : hk);
+  }
+
+  // softcap·tanh(x / softcap)·log2(e), x in natural units; tanh(y) = 1 - 2 / (e^{2y} + 1).
+  static TOKENMIX_ALWAYS_INLINE V softcap_log2(V x, float softcap) noexcept {
+    const V e = simd::exp<Arch>(x * V(2.0f / softcap));
+    return (V(1.0f) - V(2.0f) / (e + V(1.0f))) * V(softcap * kLog2e);
+  }
+
+  // lane_mask[lane] = 0 where query (first_bit + lane) of the block may attend to key row `key_row`
+  // of mask m, -inf elsewhere.
+  static void masked_lanes(const BlockLayout& L, std::int64_t m, Index key_row, Index first_bit, Index T,
+                           float* lane_mask) noexcept {
+    const std::uint64_t* words = L.masks.data() + (m * L.k_block + key_row) * L.mask_words();
+    const Index bits = L.q_block;
+    for (Index lane = 0; lane < T; ++lane) {
+      const Index bit = first_bit + lane;
+      const bool ok = bit < bits && ((words[bit / 64] >> (bit % 64)) & 1u);
+      lane_mask[lane] = ok ? 0.0f : kNegInf;
+    }
+  }
+
+  // S[r] = Σ_d K[r][d]·Qt[d] for R key rows (rows k_stride apart): R × QV accumulators.
+  template <int QV, int R>
+  static TOKENMIX_ALWAYS_INLINE void qk_rows(const float* k, Index k_stride, const float* Qt, Index P,
+                                             float* S) noexcept {
+    constexpr Index T = QV * W;
+    V acc[R][QV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < QV; ++v) acc[r][v] = V(0.0f);
+    for (Index d = 0; d < P; ++d) {
+      V qv[QV];
+#pragma GCC unroll 4
+      for (int v = 0; v < QV; ++v) qv[v] = simd::load<Arch>(Qt + d * T + v * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V kd(k[r * k_stride + d]);
+#pragma GCC unroll 4
+        for (int v = 0; v < QV; ++v) acc[r][v] = simd::fmadd<Arch>(kd, qv[v], acc[r][v]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < QV; ++v) simd::store<Arch>(S + r * T + v * W, acc[r][v]);
+  }
+
+  // Ot[r] = α·Ot[r] + Σ_j V[j][r]·S[j] for R value columns (v points at column d of key row 0).
+  template <int QV, int R>
+  static TOKENMIX_ALWAYS_INLINE void pv_rows(const float* v, Index v_stride, const float* S, Index kn,
+                                             const V* alpha, float* Ot) noexcept {
+    constexpr Index T = QV * W;
+    V acc[R][QV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int q = 0; q < QV; ++q) acc[r][q] = simd::load<Arch>(Ot + r * T + q * W) * alpha[q];
+    for (Index j = 0; j < kn; ++j) {
+      V s[QV];
+#pragma GCC unroll 4
+      for (int q = 0; q < QV; ++q) s[q] = simd::load<Arch>(S + j * T + q * W);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V vj(v[j * v_stride + r]);
+#pragma GCC unroll 4
+        for (int q = 0; q < QV; ++q) acc[r][q] = simd::fmadd<Arch>(vj, s[q], acc[r][q]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
+  }
+
+  // A single query (decode): logits of a block of keys by dot products vectorised over P, then the
+  // same online softmax in scalars and o = α·o + Σ_j p_j·v_j vectorised over Pv.
+  static void decode_row(const AttentionProblem& p, Index b, Index h, float* scratch) noexcept {
+    const Index P = p.dim, Pv = p.v_dim, hk = h / (p.heads / p.kv_heads), i = p.q_offset;
+    const Index qb = i / p.q_block;
+    float* qs = scratch;                                  // [P rounded up to W] scaled query
+    float* o = qs + (P + W - 1) / W * W;                  // [Pv rounded up to W] output accumulator
+    float* s = o + (Pv + W - 1) / W * W;                  // [Bk] logits of one block
+    float* pad = s + std::max(p.k_block, W);              // [2W] partial loads
+    const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
+    const float* q = p.q + (b * p.heads + h) * P;
+    std::fill(qs, qs + (P + W - 1) / W * W, 0.0f);
+    for (Index d = 0; d < P; ++d) qs[d] = q[d] * q_scale;
+    std::fill(o, o + (Pv + W - 1) / W * W, 0.0f);
+    const float* k_head = p.k + (b * p.k_len * p.kv_heads + hk) * P;
+    const float* v_head = p.v + (b * p.k_len * p.kv_heads + hk) * Pv;
+    const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
+    const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len : nullptr;
+    float m = kNegInf, l = 0.0f;
+    for_each_key_block(p, h, qb, i, [&](Index kb, std::int64_t mask) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
+      float mx = m;
+      for (Index jj = 0; jj < kn; ++jj) {
+        const float* k = k_head + (j0 + jj) * kv_row;
+        V acc(0.0f);
+        for (Index d = 0; d < P; d += W)
+          acc = simd::fmadd<Arch>(simd::load_upto<Arch>(k + d, std::min(W, P - d), pad), simd::load<Arch>(qs + d), acc);
+        float x = simd::reduce_add<Arch>(acc);
+        if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap) * kLog2e;
+        if (bias) x += bias[j0 + jj] * kLog2e;
+        const Index bit = i - qb * p.q_block;
+        if ((p.causal && j0 + jj > i) ||
+            (mask >= 0 && !p.layout->mask_bit(mask, jj, bit)))
+          x = kNegInf;
+        s[jj] = x;
+        mx = std::max(mx, x);
+      }
+      if (mx == kNegInf) return;  // nothing allowed yet
+      const float alpha = std::exp2(m - mx);
+      m = mx;
+      float sum = 0.0f;
+      for (Index jj = 0; jj < kn; ++jj) sum += (s[jj] = std::exp2(s[jj] - mx));
+      l = l * alpha + sum;
+      for (Index d = 0; d < Pv; d += W) {
+        V acc = simd::load<Arch>(o + d) * V(alpha);
+        for (Index jj = 0; jj < kn; ++jj)
+          acc = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v_head + (j0 + jj) * v_row + d, std::min(W, Pv - d), pad + W),
+                                 acc);
+        simd::store<Arch>(o + d, acc);
+      }
+    });
+    float* out = p.out + (b * p.heads + h) * Pv;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (Index d = 0; d < Pv; ++d) out[d] = o[d] * inv;
+    if (p.lse) p.lse[b * p.heads + h] = l > 0.0f ? (m + std::log2(l)) * kLn2 : kNegInf;
+  }
+};
+
+}  // namespace tokenmix::attention::detail
