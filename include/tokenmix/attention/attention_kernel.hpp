@@ -296,6 +296,12 @@ struct AttentionKernel {
     float m = kNegInf, l = 0.0f;
     for_each_key_block(p, h, qb, i, [&](Index kb, std::int64_t mask) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
+      // Rows of one head are Hkv·P floats apart (2 KiB at 8 × 64): the hardware prefetcher loses
+      // such strides at every page, so the next block's K and V rows are prefetched by hand.
+      for (Index jj = j0 + kn; jj < std::min(p.k_len, j0 + 2 * kn); ++jj) {
+        for (Index d = 0; d < P; d += 16) __builtin_prefetch(k_head + jj * kv_row + d, 0, 0);
+        for (Index d = 0; d < Pv; d += 16) __builtin_prefetch(v_head + jj * v_row + d, 0, 0);
+      }
       float mx = m;
       for (Index jj = 0; jj < kn; ++jj) {
         const float* k = k_head + (j0 + jj) * kv_row;

@@ -1,0 +1,165 @@
+// Benchmarks of the attention engine (attention/attention.hpp): dense (causal and not), each
+// block-sparse layout generator at ~10% density, the decode path against a long KV cache, and the
+// oracle on a small shape, all at H 8, P 64, 1 thread.
+//
+//   BM_Attention_Dense/causal:0/L:4096/H:8/P:64                        dense, L 1024..8192
+//   BM_Attention_BlockSparse_<Pattern>/L:8192/H:8/P:64/block:64/density_pct:10
+//        Pattern in SlidingWindow, Sinks, S2, Power, Dilated; the layout is built outside the loop
+//   BM_Attention_Decode/Lk:32768/H:8/P:64                              one query against Lk keys
+//   BM_Attention_Reference/causal:0/L:256/H:8/P:64                     the double oracle
+//
+// Counters: GFLOP/s of the useful products (2·P flops per kept (i, j) pair, QKᵀ and PV:
+// 4·P·pairs), fma_bound = those flops at bench/limits' FMA peak / time; density = kept pairs /
+// all causal (or all) pairs; decode: bw_bound = the K and V bytes at the read bandwidth / time.
+
+#include <benchmark/benchmark.h>
+
+#include <functional>
+#include <random>
+#include <string>
+
+#include "support/counters.hpp"
+#include "support/limits.hpp"
+#include "support/main.hpp"
+#include "tokenmix/attention/attention.hpp"
+#include "tokenmix/reference/attention.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+struct Qkv {
+  Tensor<float, 4> q, k, v, out;
+  Tensor<float, 3> lse;
+  Qkv(Index Lq, Index Lk, Index H, Index P) : q(1, Lq, H, P), k(1, Lk, H, P), v(1, Lk, H, P), out(1, Lq, H, P), lse(1, H, Lq) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (auto* t : {&q, &k, &v})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+  }
+  TensorView<float, 4> out_view() { return TensorView<float, 4>(out.data(), out.dimensions()); }
+};
+
+// Counts the (i, j) pairs the layout keeps for heads 0..H-1 (or the dense / causal count).
+double kept_pairs(const attention::BlockLayout* layout, Index L, Index H, bool causal) {
+  if (!layout) return double(H) * (causal ? double(L) * double(L + 1) / 2 : double(L) * double(L));
+  double pairs = 0;
+  for (Index h = 0; h < H; ++h) {
+    const Index r0 = layout->row(h, 0);
+    for (Index qb = 0; qb < layout->q_blocks(); ++qb)
+      for (Index e = layout->row_start[std::size_t(r0 + qb)]; e < layout->row_start[std::size_t(r0 + qb + 1)]; ++e) {
+        const std::int64_t m = layout->mask_of[std::size_t(e)];
+        const Index kb = layout->key_block[std::size_t(e)];
+        if (m < 0) {
+          pairs += double(std::min(layout->q_block, L - qb * layout->q_block)) *
+                   double(std::min(layout->k_block, L - kb * layout->k_block));
+          continue;
+        }
+        for (Index j = 0; j < layout->k_block; ++j)
+          for (Index i = 0; i < layout->q_block; ++i) pairs += layout->mask_bit(m, j, i);
+      }
+  }
+  return pairs;
+}
+
+void set_attention_counters(benchmark::State& state, double pairs, Index P, double all_pairs) {
+  const double flops = 4.0 * double(P) * pairs;
+  bench::set_rates(state, pairs, flops, 0);
+  bench::set_bound_fraction(state, "fma_bound", flops / (bench::machine_limits().fma_gflops * 1e9));
+  state.counters["density"] = pairs / all_pairs;
+}
+
+void BM_Attention_Dense(benchmark::State& state) {
+  const bool causal = state.range(0) != 0;
+  const Index L = state.range(1), H = state.range(2), P = state.range(3);
+  Qkv in(L, L, H, P);
+  attention::AttentionOptions o;
+  o.causal = causal;
+  for (auto _ : state) {
+    attention::attention(in.q, in.k, in.v, o, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  set_attention_counters(state, kept_pairs(nullptr, L, H, causal), P, kept_pairs(nullptr, L, H, causal));
+}
+
+// Layouts at ~10% of the causal pairs at L 8192, block 64 (128 blocks per row at the end).
+attention::BlockLayout make_layout(const std::string& pattern, Index L, Index block, Index H) {
+  const Index blocks = L / block;
+  // About 10% of the causal block pairs: ~blocks / 10 kept blocks per row on average over rows.
+  const Index keep = std::max<Index>(2, blocks / 10);
+  if (pattern == "SlidingWindow") return attention::sliding_window_layout(L, block, 2 * keep * block);
+  if (pattern == "Sinks") return attention::sliding_window_layout(L, block, 2 * keep * block - block, block);
+  if (pattern == "S2") {
+    attention::LocalStrideParams p;
+    p.block = block, p.heads = H, p.kv_heads = H, p.local_blocks = keep, p.vert_stride = 12;
+    return attention::local_stride_layout(L, p);
+  }
+  if (pattern == "Power") return attention::power_layout(L, block, keep + keep / 2, 1);
+  // Dilated: LongNet pairs (segment, dilation) in blocks.
+  return attention::dilated_layout(L, block, {{keep, 1}, {2 * keep, 2}, {4 * keep, 4}, {8 * keep, 8}});
+}
+
+template <const char* Pattern>
+void BM_Attention_BlockSparse(benchmark::State& state) {
+  const Index L = state.range(0), H = state.range(1), P = state.range(2), block = state.range(3);
+  Qkv in(L, L, H, P);
+  const attention::BlockLayout layout = make_layout(Pattern, L, block, H);
+  attention::AttentionOptions o;
+  for (auto _ : state) {
+    attention::block_sparse_attention(in.q, in.k, in.v, layout, o, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  set_attention_counters(state, kept_pairs(&layout, L, H, true), P, kept_pairs(nullptr, L, H, true));
+}
+
+void BM_Attention_Decode(benchmark::State& state) {
+  const Index Lk = state.range(0), H = state.range(1), P = state.range(2);
+  Qkv in(1, Lk, H, P);
+  attention::AttentionOptions o;
+  o.causal = true;
+  for (auto _ : state) {
+    attention::attention(in.q, in.k, in.v, o, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  const double bytes = 2.0 * double(Lk) * double(H) * double(P) * sizeof(float);
+  bench::set_rates(state, double(Lk) * double(H), 4.0 * double(P) * double(Lk) * double(H), bytes);
+  bench::set_bound_fraction(state, "bw_bound", bytes / (bench::machine_limits().read_gbps * 1e9));
+}
+
+void BM_Attention_Reference(benchmark::State& state) {
+  const bool causal = state.range(0) != 0;
+  const Index L = state.range(1), H = state.range(2), P = state.range(3);
+  Qkv in(L, L, H, P);
+  attention::AttentionOptions o;
+  o.causal = causal;
+  for (auto _ : state) benchmark::DoNotOptimize(ref::attention(in.q, in.k, in.v, o).out.data());
+  set_attention_counters(state, kept_pairs(nullptr, L, H, causal), P, kept_pairs(nullptr, L, H, causal));
+}
+
+constexpr char kSlidingWindow[] = "SlidingWindow", kSinks[] = "Sinks", kS2[] = "S2", kPower[] = "Power",
+               kDilated[] = "Dilated";
+
+void sparse_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"L", "H", "P", "block", "density_pct"});
+  for (const Index L : {8192, 32768}) b->Args({L, 8, 64, 64, 10});
+  b->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_Attention_Dense)
+    ->ArgNames({"causal", "L", "H", "P"})
+    ->ArgsProduct({{0, 1}, {1024, 2048, 4096, 8192}, {8}, {64}})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Attention_BlockSparse<kSlidingWindow>)->Name("BM_Attention_BlockSparse_SlidingWindow")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_BlockSparse<kSinks>)->Name("BM_Attention_BlockSparse_Sinks")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_BlockSparse<kS2>)->Name("BM_Attention_BlockSparse_S2")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_BlockSparse<kPower>)->Name("BM_Attention_BlockSparse_Power")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_BlockSparse<kDilated>)->Name("BM_Attention_BlockSparse_Dilated")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_Decode)
+    ->ArgNames({"Lk", "H", "P"})
+    ->ArgsProduct({{4096, 16384, 32768, 65536}, {8}, {64}})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Attention_Reference)->ArgNames({"causal", "L", "H", "P"})->Args({0, 256, 8, 64})->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+TOKENMIX_BENCHMARK_MAIN();
