@@ -10,9 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
-#include <vector>
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
@@ -27,11 +25,13 @@
 namespace tokenmix {
 namespace {
 
-using testing::Form;
 using testing::Rng;
+using testing::MisalignedInputs;
 using testing::ScanCase;
 using testing::ScanInputs;
+using testing::mamba_case;
 using testing::random_case;
+using testing::slice_tokens;
 
 // Tolerances: tests/support/tolerance.hpp (local_bidirectional_scan, local_bidirectional_decomposition).
 inline constexpr testing::Tolerance kLocalBidirectionalScan = testing::tolerance::local_bidirectional_scan;
@@ -60,21 +60,17 @@ TYPED_TEST_SUITE(LocalBidirectionalScanArchTest, testing::HeavyKernelArchs, test
 // L < M, M = 1, every option on and off.
 TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleAroundVectorWidth) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
-  const Index W = static_cast<Index>(simd::lanes<TypeParam>);
   std::uint64_t seed = 100;
-  for (Index channels : {Index(1), W - 1, W, W + 1, 3 * W + 2})
+  for (Index channels : testing::channels_around(simd::lanes<TypeParam>))
     for (Index state : {1, 3, 4, 5, 8, 16, 32})
-      for (Index window : {1, 2, 3, 8, 16, 40}) {
-        if (channels == 0) continue;
+      for (Index window : {1, 2, 3, 8, 16, 40})
         for (int options = 0; options < 32; options += 7) {  // 5 of the 32 on/off combinations
           ScanCase c;
           c.batch = 2, c.length = 19, c.channels = channels, c.state = state, c.window = window;
           c.groups = channels % 2 == 0 ? 2 : 1;
-          c.skip = options & 1, c.gate = options & 2, c.bias = options & 4, c.softplus = options & 8;
-          c.initial = options & 16, c.seed = seed++;
+          c.set_options(options), c.seed = seed++;
           EXPECT_TRUE(matches_oracle<TypeParam>(c));
         }
-      }
 }
 
 // Every specialised N and the generic path, all options on, L crossing the kernel's 64-token chunks,
@@ -94,18 +90,10 @@ TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleForEveryStateSpecialisat
 
 TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleForEveryOperandForm) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
-  std::uint64_t seed = 300;
-  for (Form bf : {Form::grouped, Form::single, Form::time_invariant})
-    for (Form cf : {Form::grouped, Form::single, Form::time_invariant})
-      for (Index state : {3, 16}) {
-        ScanCase c;
-        c.batch = 2, c.length = 23, c.channels = 21, c.state = state, c.window = 4;
-        c.groups = (bf == Form::grouped || cf == Form::grouped) && !(bf == Form::single || cf == Form::single) ? 3 : 1;
-        c.B_form = bf, c.C_form = cf;
-        c.skip = c.gate = c.initial = true;
-        c.seed = seed++;
-        EXPECT_TRUE(matches_oracle<TypeParam>(c));
-      }
+  for (ScanCase c : testing::operand_form_cases(23, {3, 16}, 300)) {
+    c.window = 4;
+    EXPECT_TRUE(matches_oracle<TypeParam>(c));
+  }
 }
 
 TYPED_TEST(LocalBidirectionalScanArchTest, MatchesOracleOnRandomSweep) {
@@ -139,57 +127,21 @@ TYPED_TEST(LocalBidirectionalScanArchTest, AcceptsMisalignedViews) {
   c.batch = 2, c.length = 29, c.channels = 35, c.state = 16, c.window = 8;
   c.skip = c.gate = c.bias = c.softplus = true, c.seed = 9;
   const ScanInputs in(c);
-  auto shifted = [](const Tensor<float, 3>& t, std::vector<float>& storage) {
-    storage.assign(static_cast<std::size_t>(t.size() + 1), 0.f);
-    std::copy(t.data(), t.data() + t.size(), storage.data() + 1);
-    return ConstTensorView<float, 3>(storage.data() + 1, t.dimensions());
-  };
-  std::vector<float> su, sd, sz, so(static_cast<std::size_t>(in.u.size() + 1));
-  auto options = in.options();
-  options.z.emplace(shifted(in.z, sz));
-  TensorView<float, 3> out(so.data() + 1, in.u.dimensions());
-  ssm::local_bidirectional_scan<TypeParam>(shifted(in.u, su), shifted(in.delta, sd), in.A, in.B(), in.C(), options,
-                                           c.window, out, nullptr);
+  const MisalignedInputs mis(in);
+  ssm::local_bidirectional_scan<TypeParam>(mis.u, mis.delta, in.A, in.B(), in.C(), mis.options, c.window, mis.out, nullptr);
   const auto expected = ref::local_bidirectional_scan<double>(in.u, in.delta, in.A, in.B(), in.C(), in.options(), c.window);
-  EXPECT_TRUE(testing::all_close(out, expected.out, kLocalBidirectionalScan, c.describe()));
-}
-
-class LocalBidirectionalScanTest : public ::testing::Test {
- protected:
-  static ScanCase lbvim_case(Index length, Index window, std::uint64_t seed) {
-    ScanCase c;
-    c.batch = 2, c.length = length, c.channels = 37, c.state = 16, c.groups = 1, c.window = window;
-    c.skip = c.gate = c.bias = c.softplus = true, c.seed = seed;
-    return c;
-  }
-};
-
-// Token slices [from, to) of a [B, L, ...] tensor, as owning tensors; flipped: in reverse token order.
-Tensor<float, 3> slice3(const Tensor<float, 3>& t, Index from, Index to, bool flipped = false) {
-  Tensor<float, 3> s(t.dimension(0), to - from, t.dimension(2));
-  for (Index b = 0; b < t.dimension(0); ++b)
-    for (Index i = 0; i < to - from; ++i)
-      for (Index d = 0; d < t.dimension(2); ++d) s(b, i, d) = t(b, flipped ? to - 1 - i : from + i, d);
-  return s;
-}
-Tensor<float, 4> slice4(const Tensor<float, 4>& t, Index from, Index to, bool flipped = false) {
-  Tensor<float, 4> s(t.dimension(0), to - from, t.dimension(2), t.dimension(3));
-  for (Index b = 0; b < t.dimension(0); ++b)
-    for (Index i = 0; i < to - from; ++i)
-      for (Index g = 0; g < t.dimension(2); ++g)
-        for (Index n = 0; n < t.dimension(3); ++n) s(b, i, g, n) = t(b, flipped ? to - 1 - i : from + i, g, n);
-  return s;
+  EXPECT_TRUE(testing::all_close(mis.out, expected.out, kLocalBidirectionalScan, c.describe()));
 }
 
 // The spec's identity (§13 item 1), built from the selective-scan oracle, against the LB oracle
 // (which follows the definition): y = S6_fwd(D=0) + flip(segmented S6 on flip, D=0)
 // - Δ·u·<C, B> + D·u, gate after. The segmented scan restarts from 0 at every window start of the
 // original order (on the flipped sequence the first segment has length L mod M).
-TEST_F(LocalBidirectionalScanTest, OracleSatisfiesTheSpecDecomposition) {
+TEST(LocalBidirectionalScanTest, OracleSatisfiesTheSpecDecomposition) {
   std::uint64_t seed = 40;
   for (Index length : {1, 7, 24, 37})
     for (Index window : {1, 3, 4, 8, 50}) {
-      ScanCase c = lbvim_case(length, window, seed++);
+      ScanCase c = mamba_case(length, seed++, window);
       c.groups = 1, c.initial = true, c.state = 5;
       const ScanInputs in(c);
       const Index Bt = c.batch, L = c.length, Dm = c.channels, N = c.state;
@@ -203,9 +155,9 @@ TEST_F(LocalBidirectionalScanTest, OracleSatisfiesTheSpecDecomposition) {
       Tensor<float, 3> bwd(Bt, L, Dm);  // flip(segmented S6 on flip)
       for (Index start = 0; start < L; start += window) {
         const Index end = std::min(L, start + window);
-        const auto seg = ref::selective_scan<double>(slice3(in.u, start, end, true), slice3(in.delta, start, end, true),
-                                                     in.A, slice4(in.B4, start, end, true),
-                                                     slice4(in.C4, start, end, true), plain);
+        const auto seg = ref::selective_scan<double>(
+            slice_tokens(in.u, start, end, true), slice_tokens(in.delta, start, end, true), in.A,
+            slice_tokens(in.B4, start, end, true), slice_tokens(in.C4, start, end, true), plain);
         for (Index b = 0; b < Bt; ++b)
           for (Index i = 0; i < end - start; ++i)
             for (Index d = 0; d < Dm; ++d) bwd(b, end - 1 - i, d) = seg.out(b, i, d);
@@ -231,9 +183,9 @@ TEST_F(LocalBidirectionalScanTest, OracleSatisfiesTheSpecDecomposition) {
     }
 }
 
-TEST_F(LocalBidirectionalScanTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
+TEST(LocalBidirectionalScanTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
   for (Index window : {4, 8, 5}) {
-    ScanCase c = lbvim_case(150, window, 13);
+    ScanCase c = mamba_case(150, 13, window);
     c.channels = 4 * 37, c.groups = 2, c.initial = true;
     const ScanInputs in(c);
     const auto single = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), window);
@@ -249,21 +201,16 @@ TEST_F(LocalBidirectionalScanTest, ResultsAreBitwiseIdenticalForAnyThreadCount) 
 }
 
 // Output t depends on tokens up to the end of t's window and on nothing after it (bitwise).
-TEST_F(LocalBidirectionalScanTest, IsCausalUpToTheWindowEnd) {
+TEST(LocalBidirectionalScanTest, IsCausalUpToTheWindowEnd) {
   const Index L = 40, M = 8, next_window = 24;  // windows [16, 24) and [24, 32)
-  ScanInputs in(lbvim_case(L, M, 12));
+  ScanInputs in(mamba_case(L, 12, M));
   const auto before = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
-  for (Index b = 0; b < in.c.batch; ++b)
-    for (Index s = next_window; s < L; ++s) {
-      for (Index d = 0; d < in.c.channels; ++d) in.u(b, s, d) += 1.f, in.delta(b, s, d) -= 0.5f, in.z(b, s, d) *= -1.f;
-      for (Index n = 0; n < in.c.state; ++n) in.B4(b, s, 0, n) += 2.f, in.C4(b, s, 0, n) -= 1.f;
-    }
+  in.perturb_from(next_window);
   const auto after = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
-  Eigen::array<Index, 3> off{0, 0, 0}, ext{in.c.batch, next_window, in.c.channels};
-  const Tensor<float, 3> prefix_before = before.out.slice(off, ext), prefix_after = after.out.slice(off, ext);
-  EXPECT_TRUE(testing::bitwise_equal(prefix_after, prefix_before, "outputs before the changed window"));
+  EXPECT_TRUE(testing::bitwise_equal(slice_tokens(after.out, 0, next_window), slice_tokens(before.out, 0, next_window),
+                                     "outputs before the changed window"));
   // A change inside a window reaches its earlier tokens: change token 21 only, output 16 moves.
-  ScanInputs in2(lbvim_case(L, M, 12));
+  ScanInputs in2(mamba_case(L, 12, M));
   for (Index b = 0; b < in2.c.batch; ++b)
     for (Index d = 0; d < in2.c.channels; ++d) in2.u(b, 21, d) += 1.f;
   const auto inside = ssm::local_bidirectional_scan(in2.u, in2.delta, in2.A, in2.B(), in2.C(), in2.options(), M);
@@ -273,30 +220,28 @@ TEST_F(LocalBidirectionalScanTest, IsCausalUpToTheWindowEnd) {
 
 // last_state is the forward state: a sequence split at a window boundary continues exactly
 // (the second half's windows are the whole sequence's).
-TEST_F(LocalBidirectionalScanTest, StateCarriesAcrossSplitsAtWindowBoundaries) {
+TEST(LocalBidirectionalScanTest, StateCarriesAcrossSplitsAtWindowBoundaries) {
   const Index L = 45, M = 8;
-  const ScanInputs in(lbvim_case(L, M, 11));
+  const ScanInputs in(mamba_case(L, 11, M));
   const auto whole = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B4, in.C4, in.options(), M);
   for (Index split : {Index(0), Index(8), Index(40)}) {
     auto run = [&](Index from, Index to, const std::optional<Tensor<float, 3>>& h0) {
-      const Tensor<float, 3> u = slice3(in.u, from, to), delta = slice3(in.delta, from, to), z = slice3(in.z, from, to);
-      const Tensor<float, 4> B = slice4(in.B4, from, to), C = slice4(in.C4, from, to);
-      auto o = in.options();
-      o.z.emplace(z);
+      const ScanInputs part = in.tokens(from, to);
+      auto o = part.options();
       if (h0) o.initial_state.emplace(*h0);
-      return ssm::local_bidirectional_scan(u, delta, in.A, B, C, o, M);
+      return ssm::local_bidirectional_scan(part.u, part.delta, part.A, part.B4, part.C4, o, M);
     };
     const auto first = run(0, split, std::nullopt);
     const auto second = run(split, L, first.last_state);
     const std::string where = "split at " + std::to_string(split);
     EXPECT_TRUE(testing::bitwise_equal(second.last_state, whole.last_state, where + " last_state"));
-    EXPECT_TRUE(testing::bitwise_equal(second.out, slice3(whole.out, split, L), where + " out after the split"));
-    EXPECT_TRUE(testing::bitwise_equal(first.out, slice3(whole.out, 0, split), where + " out before the split"));
+    EXPECT_TRUE(testing::bitwise_equal(second.out, slice_tokens(whole.out, split, L), where + " out after the split"));
+    EXPECT_TRUE(testing::bitwise_equal(first.out, slice_tokens(whole.out, 0, split), where + " out before the split"));
   }
 }
 
-TEST_F(LocalBidirectionalScanTest, EmptySequenceReturnsInitialState) {
-  ScanCase c = lbvim_case(0, 8, 14);
+TEST(LocalBidirectionalScanTest, EmptySequenceReturnsInitialState) {
+  ScanCase c = mamba_case(0, 14, 8);
   c.initial = true;
   const ScanInputs in(c);
   const auto r = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), 8);
@@ -307,9 +252,9 @@ TEST_F(LocalBidirectionalScanTest, EmptySequenceReturnsInitialState) {
 }
 
 // NaN in u at (b, t, d) reaches channel d from the start of t's window on, and nothing else.
-TEST_F(LocalBidirectionalScanTest, NanPropagatesOnlyToTheChannelItTouches) {
+TEST(LocalBidirectionalScanTest, NanPropagatesOnlyToTheChannelItTouches) {
   const Index M = 4;
-  ScanInputs in(lbvim_case(13, M, 16));
+  ScanInputs in(mamba_case(13, 16, M));
   const Index b = 1, t = 6, d = 20;
   in.u(b, t, d) = std::numeric_limits<float>::quiet_NaN();
   const auto r = ssm::local_bidirectional_scan(in.u, in.delta, in.A, in.B(), in.C(), in.options(), M);
@@ -323,8 +268,8 @@ TEST_F(LocalBidirectionalScanTest, NanPropagatesOnlyToTheChannelItTouches) {
 
 // ---- bad input ------------------------------------------------------------------------------------
 
-TEST_F(LocalBidirectionalScanTest, RejectsBadInputWithClearErrors) {
-  const ScanInputs in(lbvim_case(6, 4, 17));
+TEST(LocalBidirectionalScanTest, RejectsBadInputWithClearErrors) {
+  const ScanInputs in(mamba_case(6, 17, 4));
   const Index Bt = 2, L = 6, D = 37, N = 16;
   const auto o = in.options();
   const char* op = "local_bidirectional_scan";

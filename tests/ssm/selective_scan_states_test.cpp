@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,10 +21,10 @@
 namespace tokenmix {
 namespace {
 
-using testing::Form;
 using testing::Rng;
 using testing::ScanCase;
 using testing::ScanInputs;
+using testing::mamba_case;
 using testing::random_case;
 
 // Tolerance: tests/support/tolerance.hpp (selective_scan_states).
@@ -55,35 +54,24 @@ TYPED_TEST_SUITE(SelectiveScanStatesArchTest, testing::HeavyKernelArchs, testing
 
 TYPED_TEST(SelectiveScanStatesArchTest, MatchesOracleAroundVectorWidth) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
-  const Index W = static_cast<Index>(simd::lanes<TypeParam>);
   std::uint64_t seed = 100;
-  for (Index channels : {Index(1), W - 1, W, W + 1, 3 * W + 2})
+  for (Index channels : testing::channels_around(simd::lanes<TypeParam>))
     for (Index state : {1, 3, 4, 5, 8, 16, 32, 33})
       for (int options = 0; options < 32; options += 5) {
-        if (channels == 0) continue;
         ScanCase c;
         c.batch = 2, c.length = 9, c.channels = channels, c.state = state;
         c.groups = channels % 2 == 0 ? 2 : 1;
-        c.skip = options & 1, c.gate = options & 2, c.bias = options & 4, c.softplus = options & 8;
-        c.initial = options & 16, c.seed = seed++;
+        c.set_options(options), c.seed = seed++;
         EXPECT_TRUE(matches_oracle<TypeParam>(c));
       }
 }
 
 TYPED_TEST(SelectiveScanStatesArchTest, MatchesOracleOverLongSequencesAndEveryOperandForm) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
-  std::uint64_t seed = 300;
-  for (Form bf : {Form::grouped, Form::single, Form::time_invariant})
-    for (Form cf : {Form::grouped, Form::single, Form::time_invariant})
-      for (Index state : {1, 16}) {
-        ScanCase c;
-        c.batch = 2, c.length = 101, c.channels = 21, c.state = state;
-        c.groups = (bf == Form::grouped || cf == Form::grouped) && !(bf == Form::single || cf == Form::single) ? 3 : 1;
-        c.B_form = bf, c.C_form = cf;
-        c.skip = c.gate = c.initial = c.softplus = c.bias = true;
-        c.seed = seed++;
-        EXPECT_TRUE(matches_oracle<TypeParam>(c));
-      }
+  for (ScanCase c : testing::operand_form_cases(101, {1, 16}, 300)) {
+    c.softplus = c.bias = true;
+    EXPECT_TRUE(matches_oracle<TypeParam>(c));
+  }
 }
 
 TYPED_TEST(SelectiveScanStatesArchTest, MatchesOracleOnRandomSweep) {
@@ -121,17 +109,7 @@ TYPED_TEST(SelectiveScanStatesArchTest, AcceptsMisalignedViews) {
   EXPECT_TRUE(testing::all_close(states, expected.states, kSelectiveScanStates, c.describe()));
 }
 
-class SelectiveScanStatesTest : public ::testing::Test {
- protected:
-  static ScanCase mamba_case(Index length, std::uint64_t seed) {
-    ScanCase c;
-    c.batch = 2, c.length = length, c.channels = 37, c.state = 16, c.groups = 1;
-    c.skip = c.gate = c.bias = c.softplus = true, c.seed = seed;
-    return c;
-  }
-};
-
-TEST_F(SelectiveScanStatesTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
+TEST(SelectiveScanStatesTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
   ScanCase c = mamba_case(75, 13);
   c.channels = 4 * 37, c.groups = 2, c.initial = true;
   const ScanInputs in(c);
@@ -146,7 +124,7 @@ TEST_F(SelectiveScanStatesTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
   }
 }
 
-TEST_F(SelectiveScanStatesTest, EmptySequenceReturnsInitialState) {
+TEST(SelectiveScanStatesTest, EmptySequenceReturnsInitialState) {
   ScanCase c = mamba_case(0, 14);
   c.initial = true;
   const ScanInputs in(c);
@@ -160,7 +138,7 @@ TEST_F(SelectiveScanStatesTest, EmptySequenceReturnsInitialState) {
 
 // ---- bad input ------------------------------------------------------------------------------------
 
-TEST_F(SelectiveScanStatesTest, RejectsBadInputWithClearErrors) {
+TEST(SelectiveScanStatesTest, RejectsBadInputWithClearErrors) {
   ScanCase c = mamba_case(6, 17);
   c.initial = true;
   const ScanInputs in(c);

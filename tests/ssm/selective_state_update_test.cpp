@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <type_traits>
 
@@ -14,6 +13,7 @@
 #include "support/compare.hpp"
 #include "support/errors.hpp"
 #include "support/random.hpp"
+#include "support/scan_case.hpp"
 #include "tokenmix/reference/selective_state_update.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 #include "tokenmix/ssm/selective_state_update.hpp"
@@ -21,96 +21,64 @@
 namespace tokenmix {
 namespace {
 
+using testing::Form;
 using testing::Rng;
+using testing::ScanCase;
+using testing::ScanInputs;
 using testing::tolerance::selective_state_update;
 
-struct StepCase {
-  Index batch = 1, channels = 1, state = 1, groups = 1, length = 1;  // length: tokens of the decode tests
-  bool B_ti = false, C_ti = false;  // time-invariant [D, N] operands
-  bool skip = false, gate = false, bias = false, softplus = false;
-  std::uint64_t seed = 0;
-  std::string describe() const {
-    std::ostringstream os;
-    os << "B=" << batch << " D=" << channels << " N=" << state << " G=" << groups << " L=" << length
-       << " B_time_invariant=" << B_ti << " C_time_invariant=" << C_ti << " D_skip=" << skip << " z=" << gate
-       << " dt_bias=" << bias << " softplus=" << softplus << " seed=" << seed;
-    return os.str();
-  }
-};
+// A decode case is a ScanCase (tests/support/scan_case.hpp) whose B/C are grouped [B, L, G, N] or
+// time-invariant [D, N] and whose steps start from h0 (initial = true). Its inputs are the scan's
+// over `length` tokens, without the single form this test has no use for (so each seed draws the
+// data it always drew).
+ScanInputs step_inputs(const ScanCase& c) { return ScanInputs(c, /*draw_single_form=*/false); }
 
-// A sequence of `length` tokens in the scan's layout, in Mamba's ranges (as selective_scan_test).
-struct StepInputs {
-  Tensor<float, 3> x, dt, z, h0;  // [B, L, D] x3, [B, D, N]
-  Tensor<float, 2> A, B2, C2;     // [D, N]
-  Tensor<float, 4> B4, C4;        // [B, L, G, N]
-  Tensor<float, 1> D, bias;       // [D]
-  StepCase c;
-  explicit StepInputs(const StepCase& sc) : c(sc) {
-    Rng rng(c.seed);
-    const Index Bt = c.batch, L = c.length, Dm = c.channels, N = c.state, G = c.groups;
-    x = testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng);
-    dt = c.softplus ? testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng)
-                    : testing::random_uniform<3>({Bt, L, Dm}, 0.001f, 0.2f, rng);
-    A = Tensor<float, 2>(Dm, N);
-    std::uniform_real_distribution<float> jitter(-0.2f, 0.2f);
-    for (Index d = 0; d < Dm; ++d)
-      for (Index n = 0; n < N; ++n) A(d, n) = -std::exp(std::log(float(n + 1)) + jitter(rng));
-    B4 = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
-    C4 = testing::random_normal<4>({Bt, L, G, N}, 0.f, 1.f, rng);
-    B2 = testing::random_normal<2>({Dm, N}, 0.f, 1.f, rng);
-    C2 = testing::random_normal<2>({Dm, N}, 0.f, 1.f, rng);
-    D = testing::random_uniform<1>({Dm}, 0.5f, 1.5f, rng);
-    bias = c.softplus ? testing::random_uniform<1>({Dm}, -6.9f, -2.2f, rng) : testing::random_uniform<1>({Dm}, 0.f, 0.05f, rng);
-    z = testing::random_normal<3>({Bt, L, Dm}, 0.f, 1.f, rng);
-    h0 = testing::random_normal<3>({Bt, Dm, N}, 0.f, 1.f, rng);
-  }
-  // Token t: [B, D] rows and [B, G, N] operands.
-  Tensor<float, 2> row(const Tensor<float, 3>& t, Index i) const {
-    Tensor<float, 2> r(c.batch, c.channels);
-    for (Index b = 0; b < c.batch; ++b)
-      for (Index d = 0; d < c.channels; ++d) r(b, d) = t(b, i, d);
-    return r;
-  }
-  Tensor<float, 3> bc(const Tensor<float, 4>& t, Index i) const {
-    Tensor<float, 3> r(c.batch, c.groups, c.state);
-    for (Index b = 0; b < c.batch; ++b)
-      for (Index g = 0; g < c.groups; ++g)
-        for (Index n = 0; n < c.state; ++n) r(b, g, n) = t(b, i, g, n);
-    return r;
-  }
-  ssm::SelectiveStateUpdateOptions step_options(const Tensor<float, 2>& zt, const Eigen::ThreadPoolDevice* dev = nullptr) const {
-    ssm::SelectiveStateUpdateOptions o;
-    if (c.skip) o.D = D;
-    if (c.gate) o.z = zt;
-    if (c.bias) o.dt_bias = bias;
-    o.dt_softplus = c.softplus, o.device = dev;
-    return o;
-  }
-  ssm::SelectiveScanOptions scan_options() const {
-    ssm::SelectiveScanOptions o;
-    if (c.skip) o.D = D;
-    if (c.gate) o.z = z;
-    if (c.bias) o.delta_bias = bias;
-    o.delta_softplus = c.softplus;
-    o.initial_state = h0;
-    return o;
-  }
-};
+// The sweeps' option bits: 1 D, 2 z, 4 dt_bias, 8 softplus, 16 B and 32 C time-invariant.
+void set_step_options(ScanCase& c, int mask) {
+  c.set_options(mask & 15), c.initial = true;  // every decode starts from h0
+  c.B_form = mask & 16 ? Form::time_invariant : Form::grouped;
+  c.C_form = mask & 32 ? Form::time_invariant : Form::grouped;
+}
+
+// Token i: [B, D] rows of [B, L, D] inputs and [B, G, N] operands of [B, L, G, N] ones.
+Tensor<float, 2> token(const Tensor<float, 3>& t, Index i) {
+  Tensor<float, 2> r(t.dimension(0), t.dimension(2));
+  for (Index b = 0; b < t.dimension(0); ++b)
+    for (Index d = 0; d < t.dimension(2); ++d) r(b, d) = t(b, i, d);
+  return r;
+}
+Tensor<float, 3> token(const Tensor<float, 4>& t, Index i) {
+  Tensor<float, 3> r(t.dimension(0), t.dimension(2), t.dimension(3));
+  for (Index b = 0; b < t.dimension(0); ++b)
+    for (Index g = 0; g < t.dimension(2); ++g)
+      for (Index n = 0; n < t.dimension(3); ++n) r(b, g, n) = t(b, i, g, n);
+  return r;
+}
+
+ssm::SelectiveStateUpdateOptions step_options(const ScanInputs& in, const Tensor<float, 2>& zt,
+                                              const Eigen::ThreadPoolDevice* dev = nullptr) {
+  ssm::SelectiveStateUpdateOptions o;
+  if (in.c.skip) o.D = in.D;
+  if (in.c.gate) o.z = zt;
+  if (in.c.bias) o.dt_bias = in.bias;
+  o.dt_softplus = in.c.softplus, o.device = dev;
+  return o;
+}
 
 // Runs one step (fast with Arch, or the oracle) on token t, updating `state`.
 template <class Arch, bool Oracle = false>
-Tensor<float, 2> step(const StepInputs& in, Index t, Tensor<float, 3>& state, const Eigen::ThreadPoolDevice* dev = nullptr) {
-  const Tensor<float, 2> xt = in.row(in.x, t), dtt = in.row(in.dt, t), zt = in.row(in.z, t);
-  const Tensor<float, 3> Bt = in.bc(in.B4, t), Ct = in.bc(in.C4, t);
-  const ssm::StepOperand B = in.c.B_ti ? ssm::StepOperand(in.B2) : ssm::StepOperand(Bt);
-  const ssm::StepOperand C = in.c.C_ti ? ssm::StepOperand(in.C2) : ssm::StepOperand(Ct);
-  if constexpr (Oracle) return ref::selective_state_update<double>(state, xt, dtt, in.A, B, C, in.step_options(zt));
-  else return ssm::selective_state_update<Arch>(state, xt, dtt, in.A, B, C, in.step_options(zt, dev));
+Tensor<float, 2> step(const ScanInputs& in, Index t, Tensor<float, 3>& state, const Eigen::ThreadPoolDevice* dev = nullptr) {
+  const Tensor<float, 2> xt = token(in.u, t), dtt = token(in.delta, t), zt = token(in.z, t);
+  const Tensor<float, 3> Bt = token(in.B4, t), Ct = token(in.C4, t);
+  const ssm::StepOperand B = in.c.B_form == Form::time_invariant ? ssm::StepOperand(in.B2) : ssm::StepOperand(Bt);
+  const ssm::StepOperand C = in.c.C_form == Form::time_invariant ? ssm::StepOperand(in.C2) : ssm::StepOperand(Ct);
+  if constexpr (Oracle) return ref::selective_state_update<double>(state, xt, dtt, in.A, B, C, step_options(in, zt));
+  else return ssm::selective_state_update<Arch>(state, xt, dtt, in.A, B, C, step_options(in, zt, dev));
 }
 
 template <class Arch>
-::testing::AssertionResult matches_oracle(const StepCase& c) {
-  const StepInputs in(c);
+::testing::AssertionResult matches_oracle(const ScanCase& c) {
+  const ScanInputs in = step_inputs(c);
   Tensor<float, 3> fast_state = in.h0, ref_state = in.h0;
   const std::string where = std::string(Arch::name()) + " " + c.describe();
   for (Index t = 0; t < c.length; ++t) {  // from the same float state each step
@@ -130,11 +98,9 @@ template <class Arch>
 // see ssm/selective_state_update_kernel.hpp); elsewhere (SSE2, AVX without FMA: x*y+z, which the
 // compiler may or may not contract differently in the two kernels) within the fast scan's tolerance.
 template <class Arch>
-::testing::AssertionResult decode_matches_scan(const StepCase& c) {
-  const StepInputs in(c);
-  const ssm::ScanOperand B = c.B_ti ? ssm::ScanOperand(in.B2) : ssm::ScanOperand(in.B4);
-  const ssm::ScanOperand C = c.C_ti ? ssm::ScanOperand(in.C2) : ssm::ScanOperand(in.C4);
-  const auto scan = ssm::selective_scan<Arch>(in.x, in.dt, in.A, B, C, in.scan_options());
+::testing::AssertionResult decode_matches_scan(const ScanCase& c) {
+  const ScanInputs in = step_inputs(c);
+  const auto scan = ssm::selective_scan<Arch>(in.u, in.delta, in.A, in.B(), in.C(), in.options());
   Tensor<float, 3> state = in.h0, out(c.batch, c.length, c.channels);
   for (Index t = 0; t < c.length; ++t) {
     const Tensor<float, 2> y = step<Arch>(in, t, state);
@@ -160,17 +126,15 @@ TYPED_TEST_SUITE(SelectiveStateUpdateArchTest, testing::RepresentativeArchs, tes
 
 TYPED_TEST(SelectiveStateUpdateArchTest, MatchesOracleAroundVectorWidth) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
-  const Index W = static_cast<Index>(simd::lanes<TypeParam>);
   std::uint64_t seed = 100;
-  for (Index channels : {Index(1), W - 1, W, W + 1, 3 * W + 2})
+  for (Index channels : testing::channels_around(simd::lanes<TypeParam>))
     for (Index state : {1, 4, 7, 16, 64})
       for (Index groups : {1, 2}) {
         if (channels % groups) continue;
         for (int options = 0; options < 64; options += 5) {
-          StepCase c;
+          ScanCase c;
           c.batch = 2, c.length = 3, c.channels = channels, c.state = state, c.groups = groups;
-          c.skip = options & 1, c.gate = options & 2, c.bias = options & 4, c.softplus = options & 8;
-          c.B_ti = options & 16, c.C_ti = options & 32, c.seed = seed++;
+          set_step_options(c, options), c.seed = seed++;
           EXPECT_TRUE(matches_oracle<TypeParam>(c));
         }
       }
@@ -180,16 +144,17 @@ TYPED_TEST(SelectiveStateUpdateArchTest, MatchesOracleOnRandomSweep) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
   Rng rng(2026);
   for (int i = 0; i < 60; ++i) {
-    StepCase c;
+    ScanCase c;
     c.batch = testing::random_index(1, 3, rng);
     c.groups = testing::random_index(1, 4, rng);
     c.channels = c.groups * testing::random_index(1, 24, rng);
     c.state = testing::random_index(1, 40, rng);
     c.length = 2;
-    c.B_ti = testing::random_index(0, 1, rng), c.C_ti = testing::random_index(0, 1, rng);
+    c.B_form = testing::random_index(0, 1, rng) ? Form::time_invariant : Form::grouped;
+    c.C_form = testing::random_index(0, 1, rng) ? Form::time_invariant : Form::grouped;
     c.skip = testing::random_index(0, 1, rng), c.gate = testing::random_index(0, 1, rng);
     c.softplus = testing::random_index(0, 1, rng), c.bias = testing::random_index(0, 1, rng);
-    c.seed = 7000 + static_cast<std::uint64_t>(i);
+    c.initial = true, c.seed = 7000 + static_cast<std::uint64_t>(i);
     EXPECT_TRUE(matches_oracle<TypeParam>(c));
   }
 }
@@ -201,23 +166,22 @@ TYPED_TEST(SelectiveStateUpdateArchTest, DecodeMatchesSelectiveScan) {
   for (Index channels : {Index(2), W + 2, 3 * W + 2})
     for (Index state : {4, 16, 7})
       for (int options = 0; options < 64; options += 7) {
-        StepCase c;
+        ScanCase c;
         c.batch = 2, c.length = 13, c.channels = channels, c.state = state, c.groups = channels % 2 ? 1 : 2;
-        c.skip = options & 1, c.gate = options & 2, c.bias = options & 4, c.softplus = options & 8;
-        c.B_ti = options & 16, c.C_ti = options & 32, c.seed = seed++;
+        set_step_options(c, options), c.seed = seed++;
         EXPECT_TRUE(decode_matches_scan<TypeParam>(c));
       }
 }
 
-StepCase mamba_case(std::uint64_t seed) {
-  StepCase c;
-  c.batch = 2, c.channels = 4 * 37, c.state = 16, c.groups = 2, c.length = 3;
-  c.skip = c.gate = c.bias = c.softplus = true, c.seed = seed;
+// Mamba's case (tests/support/scan_case.hpp) over 3 tokens with 4 x 37 channels in 2 groups.
+ScanCase mamba_case(std::uint64_t seed) {
+  ScanCase c = testing::mamba_case(3, seed);
+  c.channels = 4 * 37, c.groups = 2, c.initial = true;
   return c;
 }
 
 TEST(SelectiveStateUpdateTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
-  const StepInputs in(mamba_case(13));
+  const ScanInputs in = step_inputs(mamba_case(13));
   Tensor<float, 3> single_state = in.h0;
   const Tensor<float, 2> single = step<simd::default_arch>(in, 0, single_state);
   for (int threads : {2, 3, 5}) {
@@ -231,8 +195,8 @@ TEST(SelectiveStateUpdateTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
 
 // NaN in x at (b, d) reaches out[b, d] and state[b, d, :] only.
 TEST(SelectiveStateUpdateTest, NanPropagatesOnlyToTheChannelItTouches) {
-  StepInputs in(mamba_case(16));
-  in.x(1, 0, 20) = std::numeric_limits<float>::quiet_NaN();
+  ScanInputs in = step_inputs(mamba_case(16));
+  in.u(1, 0, 20) = std::numeric_limits<float>::quiet_NaN();
   Tensor<float, 3> state = in.h0;
   const Tensor<float, 2> y = step<simd::default_arch>(in, 0, state);
   for (Index b = 0; b < 2; ++b)
