@@ -10,13 +10,18 @@
 //
 // Counters: GFLOP/s of the useful products (2·P flops per kept (i, j) pair, QKᵀ and PV:
 // 4·P·pairs), fma_bound = those flops at bench/limits' FMA peak / time; density = kept pairs /
-// all causal (or all) pairs; decode: bw_bound = the K and V bytes at the read bandwidth / time.
+// all causal (or all) pairs (the layouts are sized to keep density_pct % of the causal block
+// pairs); vs_dense_causal = this time / BM_Attention_Dense/causal:1 at the same L, H, P (run first);
+// decode: bw_bound = the K and V bytes at the read bandwidth / time.
 
 #include <benchmark/benchmark.h>
 
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "support/counters.hpp"
 #include "support/limits.hpp"
@@ -62,6 +67,12 @@ double kept_pairs(const attention::BlockLayout* layout, Index L, Index H, bool c
   return pairs;
 }
 
+// Seconds per iteration of dense causal attention, keyed by (L, H, P), filled by BM_Attention_Dense.
+std::map<std::tuple<Index, Index, Index>, double>& dense_causal_seconds() {
+  static std::map<std::tuple<Index, Index, Index>, double> seconds;
+  return seconds;
+}
+
 void set_attention_counters(benchmark::State& state, double pairs, Index P, double all_pairs) {
   const double flops = 4.0 * double(P) * pairs;
   bench::set_rates(state, pairs, flops, 0);
@@ -75,40 +86,54 @@ void BM_Attention_Dense(benchmark::State& state) {
   Qkv in(L, L, H, P);
   attention::AttentionOptions o;
   o.causal = causal;
+  const bench::WallTimer timer;
   for (auto _ : state) {
     attention::attention(in.q, in.k, in.v, o, in.out_view(), nullptr);
     benchmark::DoNotOptimize(in.out.data());
   }
+  if (causal) dense_causal_seconds()[{L, H, P}] = timer.seconds() / double(state.iterations());
   set_attention_counters(state, kept_pairs(nullptr, L, H, causal), P, kept_pairs(nullptr, L, H, causal));
 }
 
-// Layouts at ~10% of the causal pairs at L 8192, block 64 (128 blocks per row at the end).
-attention::BlockLayout make_layout(const std::string& pattern, Index L, Index block, Index H) {
-  const Index blocks = L / block;
-  // About 10% of the causal block pairs: ~blocks / 10 kept blocks per row on average over rows.
-  const Index keep = std::max<Index>(2, blocks / 10);
-  if (pattern == "SlidingWindow") return attention::sliding_window_layout(L, block, 2 * keep * block);
-  if (pattern == "Sinks") return attention::sliding_window_layout(L, block, 2 * keep * block - block, block);
-  if (pattern == "S2") {
-    attention::LocalStrideParams p;
-    p.block = block, p.heads = H, p.kv_heads = H, p.local_blocks = keep, p.vert_stride = 12;
-    return attention::local_stride_layout(L, p);
+// The layout of `pattern` with its size parameter (window, local blocks, ...) the smallest that keeps
+// at least `density` of the causal block pairs: the same density for every pattern, so their times
+// compare (and compare with dense causal attention at that fraction).
+attention::BlockLayout make_layout(const std::string& pattern, Index L, Index block, Index H, double density) {
+  auto build = [&](Index x) {
+    if (pattern == "SlidingWindow") return attention::sliding_window_layout(L, block, x * block);
+    if (pattern == "Sinks") return attention::sliding_window_layout(L, block, x * block - block, block);  // 1 sink block
+    if (pattern == "S2") {  // local blocks + a vertical stride rotated across heads (S2-Attention)
+      attention::LocalStrideParams p;
+      p.block = block, p.heads = H, p.kv_heads = H, p.local_blocks = x, p.vert_stride = 16;
+      return attention::local_stride_layout(L, p);
+    }
+    if (pattern == "Power") return attention::power_layout(L, block, x, 1);
+    // Dilated: LongNet pairs (segment, dilation) in blocks, (x, 1), (2x, 2), (4x, 4), ...
+    std::vector<attention::DilatedSegment> pairs;
+    for (Index seg = x, dil = 1; seg <= 2 * (L / block); seg *= 2, dil *= 2) pairs.push_back({seg, dil});
+    return attention::dilated_layout(L, block, pairs);
+  };
+  const double blocks = double(L / block), causal_blocks = blocks * (blocks + 1) / 2;
+  for (Index x = 2;; ++x) {  // 2: Sinks needs a window of x - 1 >= 1 blocks
+    attention::BlockLayout layout = build(x);
+    if (double(layout.entries()) / (double(layout.heads) * causal_blocks) >= density || x >= L / block) return layout;
   }
-  if (pattern == "Power") return attention::power_layout(L, block, keep + keep / 2, 1);
-  // Dilated: LongNet pairs (segment, dilation) in blocks.
-  return attention::dilated_layout(L, block, {{keep, 1}, {2 * keep, 2}, {4 * keep, 4}, {8 * keep, 8}});
 }
 
 template <const char* Pattern>
 void BM_Attention_BlockSparse(benchmark::State& state) {
   const Index L = state.range(0), H = state.range(1), P = state.range(2), block = state.range(3);
   Qkv in(L, L, H, P);
-  const attention::BlockLayout layout = make_layout(Pattern, L, block, H);
+  const attention::BlockLayout layout = make_layout(Pattern, L, block, H, double(state.range(4)) / 100.0);
   attention::AttentionOptions o;
+  const bench::WallTimer timer;
   for (auto _ : state) {
     attention::block_sparse_attention(in.q, in.k, in.v, layout, o, in.out_view(), nullptr);
     benchmark::DoNotOptimize(in.out.data());
   }
+  const auto dense = dense_causal_seconds().find({L, H, P});
+  if (dense != dense_causal_seconds().end())
+    state.counters["vs_dense_causal"] = timer.seconds() / double(state.iterations()) / dense->second;
   set_attention_counters(state, kept_pairs(&layout, L, H, true), P, kept_pairs(nullptr, L, H, true));
 }
 

@@ -27,6 +27,7 @@
 #include "tokenmix/attention/block_layout.hpp"
 #include "tokenmix/core/tensor.hpp"
 #include "tokenmix/simd/exp.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 namespace tokenmix::attention::detail {
 
@@ -67,7 +68,8 @@ struct AttentionKernel {
   static Index num_items(const AttentionProblem& p) { return p.batch * p.heads * blocks(p); }
   static Index scratch_floats(const AttentionProblem& p) {
     const Index kb = std::max(p.k_block, W);
-    return (p.dim + p.v_dim + kb + 8) * kTile + kTile;
+    // run_tile: Qt, Ot, S, m, l, qpos, pad; decode_row needs less (P + Pv + kb + (2W + 3)·W).
+    return (p.dim + p.v_dim + kb + 8) * kTile + 2 * W * W;
   }
 
   static void run_items(const AttentionProblem& p, Index first, Index last, float* scratch) noexcept {
@@ -91,21 +93,34 @@ struct AttentionKernel {
   }
 
  private:
-  // Key blocks of row (h, qb), in ascending order, as (kb, mask number or -1) through `visit`.
+  // Key blocks of row (h, qb), in ascending order, as visit(kb, mask number or -1, next kb or -1).
   template <class Visit>
   static void for_each_key_block(const AttentionProblem& p, Index h, Index qb, Index i_last, Visit&& visit) {
+    const Index k_end = p.causal ? std::min(p.k_len, i_last + 1) : p.k_len;  // keys past it are never used
     if (p.layout) {
       const BlockLayout& L = *p.layout;
-      const Index r = L.row(h, qb);
-      for (Index e = L.row_start[static_cast<std::size_t>(r)]; e < L.row_start[static_cast<std::size_t>(r) + 1]; ++e) {
+      const Index r = L.row(h, qb), last = L.row_start[static_cast<std::size_t>(r) + 1];
+      for (Index e = L.row_start[static_cast<std::size_t>(r)]; e < last; ++e) {
         const Index kb = L.key_block[static_cast<std::size_t>(e)];
-        if (kb * p.k_block >= p.k_len || (p.causal && kb * p.k_block > i_last)) break;
-        visit(kb, L.mask_of[static_cast<std::size_t>(e)]);
+        if (kb * p.k_block >= k_end) break;
+        const Index next = e + 1 < last ? L.key_block[static_cast<std::size_t>(e) + 1] : -1;
+        visit(kb, L.mask_of[static_cast<std::size_t>(e)], next * p.k_block < k_end ? next : Index(-1));
       }
       return;
     }
-    const Index k_end = p.causal ? std::min(p.k_len, i_last + 1) : p.k_len;
-    for (Index kb = 0; kb * p.k_block < k_end; ++kb) visit(kb, std::int64_t(-1));
+    for (Index kb = 0; kb * p.k_block < k_end; ++kb)
+      visit(kb, std::int64_t(-1), (kb + 1) * p.k_block < k_end ? kb + 1 : Index(-1));
+  }
+
+  // Prefetches (into L2) the K and V rows [j, j + count) of a head: its rows are Hkv·P floats apart
+  // (2 KiB at 8 × 64), a stride the hardware prefetcher loses at every page.
+  static TOKENMIX_ALWAYS_INLINE void prefetch_rows(const AttentionProblem& p, const float* k_head, const float* v_head,
+                                                   Index j, Index count) noexcept {
+    const Index end = std::min(p.k_len, j + count);
+    for (Index r = j; r < end; ++r) {
+      for (Index d = 0; d < p.dim; d += 16) __builtin_prefetch(k_head + r * p.kv_heads * p.dim + d, 0, 1);
+      for (Index d = 0; d < p.v_dim; d += 16) __builtin_prefetch(v_head + r * p.kv_heads * p.v_dim + d, 0, 1);
+    }
   }
 
   // One tile: queries [i0, i0 + n) of block qb (absolute positions), head h.
@@ -120,7 +135,7 @@ struct AttentionKernel {
     float* m = S + std::max(p.k_block, W) * kTile;   // [T] running max (log2 units)
     float* l = m + kTile;                            // [T] running sum
     float* qpos = l + kTile;                         // [T] query positions (float, exact below 2^24)
-    float* lane_mask = qpos + kTile;                 // [T] 0 / -inf of one masked key row
+    float* pad = qpos + kTile;                       // [2W] select_by_bits on archs without a blend
     // Logits in log2 units: scale·log2(e) folded into Q unless softcap needs natural units first.
     const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
@@ -137,20 +152,30 @@ struct AttentionKernel {
     const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len : nullptr;
     const Index i_last = i0 + n - 1;
 
-    for_each_key_block(p, h, qb, i_last, [&](Index kb, std::int64_t mask) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    for_each_key_block(p, h, qb, i_last, [&](Index kb, std::int64_t mask, Index next_kb) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
-      // S = K_block · Qt
+      // S = K_block · Qt, while the next block's rows are prefetched a few rows per micro-kernel.
+      const Index next_j0 = next_kb >= 0 ? next_kb * p.k_block : p.k_len;
       Index j = 0;
-      for (; j + 6 <= kn; j += 6) qk_rows<QV, 6>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
-      for (; j + 4 <= kn; j += 4) qk_rows<QV, 4>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
-      for (; j < kn; ++j) qk_rows<QV, 1>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+      for (; j + 6 <= kn; j += 6) {
+        qk_rows<QV, 6>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        prefetch_rows(p, k_head, v_head, next_j0 + j, 6);
+      }
+      for (; j + 4 <= kn; j += 4) {
+        qk_rows<QV, 4>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        prefetch_rows(p, k_head, v_head, next_j0 + j, 4);
+      }
+      for (; j < kn; ++j) {
+        qk_rows<QV, 1>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        prefetch_rows(p, k_head, v_head, next_j0 + j, 1);
+      }
       // Logit transforms and masks, then the block's max per lane.
       const bool needs_causal = p.causal && j0 + kn - 1 > i0;
       V mx[QV];
       for (int v = 0; v < QV; ++v) mx[v] = simd::load<Arch>(m + v * W);
       for (Index jj = 0; jj < kn; ++jj) {
         float* s = S + jj * T;
-        if (mask >= 0) masked_lanes(*p.layout, mask, jj, i0 - qb * p.q_block, T, lane_mask);
+        const std::uint64_t* mask_row = mask >= 0 ? mask_words(*p.layout, mask, jj) : nullptr;
         const V jpos(static_cast<float>(j0 + jj));
         const V bias_j(bias ? bias[j0 + jj] * kLog2e : 0.0f);
         for (int v = 0; v < QV; ++v) {
@@ -158,7 +183,9 @@ struct AttentionKernel {
           if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
           if (bias) x = x + bias_j;
           if (needs_causal) x = xsimd::select(jpos > simd::load<Arch>(qpos + v * W), V(kNegInf), x);
-          if (mask >= 0) x = x + simd::load<Arch>(lane_mask + v * W);
+          if (mask_row)
+            x = simd::select_by_bits<Arch>(lane_bits(mask_row, p.q_block, i0 - qb * p.q_block + v * W), x,
+                                           V(kNegInf), pad);
           simd::store<Arch>(s + v * W, x);
           mx[v] = xsimd::max(mx[v], x);
         }
@@ -208,17 +235,17 @@ struct AttentionKernel {
     return (V(1.0f) - V(2.0f) / (e + V(1.0f))) * V(softcap * kLog2e);
   }
 
-  // lane_mask[lane] = 0 where query (first_bit + lane) of the block may attend to key row `key_row`
-  // of mask m, -inf elsewhere.
-  static void masked_lanes(const BlockLayout& L, std::int64_t m, Index key_row, Index first_bit, Index T,
-                           float* lane_mask) noexcept {
-    const std::uint64_t* words = L.masks.data() + (m * L.k_block + key_row) * L.mask_words();
-    const Index bits = L.q_block;
-    for (Index lane = 0; lane < T; ++lane) {
-      const Index bit = first_bit + lane;
-      const bool ok = bit < bits && ((words[bit / 64] >> (bit % 64)) & 1u);
-      lane_mask[lane] = ok ? 0.0f : kNegInf;
-    }
+  // The query bits of key row `key_row` of mask m (bit i: query i of the block may attend).
+  static const std::uint64_t* mask_words(const BlockLayout& L, std::int64_t m, Index key_row) noexcept {
+    return L.masks.data() + (m * L.k_block + key_row) * L.mask_words();
+  }
+  // Bits [first, first + W) of a row of `bits` bits (zeros past its end), as lane bits.
+  static TOKENMIX_ALWAYS_INLINE std::uint32_t lane_bits(const std::uint64_t* words, Index bits, Index first) noexcept {
+    if (first >= bits) return 0;
+    const Index word = first / 64, shift = first % 64, words_in_row = (bits + 63) / 64;
+    std::uint64_t w = words[word] >> shift;
+    if (shift + W > 64 && word + 1 < words_in_row) w |= words[word + 1] << (64 - shift);
+    return static_cast<std::uint32_t>(w & ((std::uint64_t(1) << W) - 1));
   }
 
   // S[r] = Σ_d K[r][d]·Qt[d] for R key rows (rows k_stride apart): R × QV accumulators.
@@ -275,61 +302,91 @@ struct AttentionKernel {
       for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
   }
 
-  // A single query (decode): logits of a block of keys by dot products vectorised over P, then the
-  // same online softmax in scalars and o = α·o + Σ_j p_j·v_j vectorised over Pv.
+  // A single query (decode): per group of W keys, W partial-sum vectors of the dot products over P
+  // (FMA), one in-register transpose and W - 1 adds give the W logits in one vector; the softmax
+  // then runs on vectors of keys, and o = α·o + Σ_j p_j·v_j on vectors of Pv. Bandwidth-bound:
+  // each key's K and V rows are read once; the next block's rows are prefetched.
   static void decode_row(const AttentionProblem& p, Index b, Index h, float* scratch) noexcept {
     const Index P = p.dim, Pv = p.v_dim, hk = h / (p.heads / p.kv_heads), i = p.q_offset;
-    const Index qb = i / p.q_block;
-    float* qs = scratch;                                  // [P rounded up to W] scaled query
-    float* o = qs + (P + W - 1) / W * W;                  // [Pv rounded up to W] output accumulator
-    float* s = o + (Pv + W - 1) / W * W;                  // [Bk] logits of one block
-    float* pad = s + std::max(p.k_block, W);              // [2W] partial loads
+    const Index qb = i / p.q_block, bit = i - qb * p.q_block, kb_cap = std::max(p.k_block, W);
+    const Index P_pad = (P + W - 1) / W * W, Pv_pad = (Pv + W - 1) / W * W;
+    float* qs = scratch;                   // [P_pad] scaled query, zero padded
+    float* o = qs + P_pad;                 // [Pv_pad] output accumulator
+    float* s = o + Pv_pad;                 // [kb_cap + W] logits, then weights, of one block
+    float* part = s + kb_cap + W;          // [W, W] per-key partial sums
+    float* partT = part + W * W;           // [W, W] transposed
+    float* pad = partT + W * W;            // [2W]
     const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
     const float* q = p.q + (b * p.heads + h) * P;
-    std::fill(qs, qs + (P + W - 1) / W * W, 0.0f);
+    std::fill(qs, qs + P_pad, 0.0f);
     for (Index d = 0; d < P; ++d) qs[d] = q[d] * q_scale;
-    std::fill(o, o + (Pv + W - 1) / W * W, 0.0f);
+    std::fill(o, o + Pv_pad, 0.0f);
     const float* k_head = p.k + (b * p.k_len * p.kv_heads + hk) * P;
     const float* v_head = p.v + (b * p.k_len * p.kv_heads + hk) * Pv;
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
     const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len : nullptr;
     float m = kNegInf, l = 0.0f;
-    for_each_key_block(p, h, qb, i, [&](Index kb, std::int64_t mask) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    for_each_key_block(p, h, qb, i, [&](Index kb, std::int64_t mask, Index next_kb) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
-      // Rows of one head are Hkv·P floats apart (2 KiB at 8 × 64): the hardware prefetcher loses
-      // such strides at every page, so the next block's K and V rows are prefetched by hand.
-      for (Index jj = j0 + kn; jj < std::min(p.k_len, j0 + 2 * kn); ++jj) {
-        for (Index d = 0; d < P; d += 16) __builtin_prefetch(k_head + jj * kv_row + d, 0, 0);
-        for (Index d = 0; d < Pv; d += 16) __builtin_prefetch(v_head + jj * v_row + d, 0, 0);
+      if (next_kb >= 0) prefetch_rows(p, k_head, v_head, next_kb * p.k_block, p.k_block);
+      V block_max(kNegInf);
+      for (Index g = 0; g < kn; g += W) {
+        const Index count = std::min(W, kn - g);
+        for (Index r = 0; r < W; ++r) {
+          V acc(0.0f);
+          if (r < count) {
+            const float* k = k_head + (j0 + g + r) * kv_row;
+            Index d = 0;
+            for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(k + d), simd::load<Arch>(qs + d), acc);
+            if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(k + d, P - d, pad), simd::load<Arch>(qs + d), acc);
+          }
+          simd::store<Arch>(part + r * W, acc);
+        }
+        simd::transpose_square<Arch>(part, partT, W, W);
+        V x = simd::load<Arch>(partT);
+        for (Index r = 1; r < W; ++r) x = x + simd::load<Arch>(partT + r * W);
+        if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
+        if (bias) x = x + simd::load_upto<Arch>(bias + j0 + g, count, pad) * V(kLog2e);
+        // Allowed keys of the group as lane bits: in range, causal, and the layout's mask.
+        std::uint32_t allowed = 0;
+        for (Index r = 0; r < count; ++r) {
+          const bool ok = (!p.causal || j0 + g + r <= i) && (mask < 0 || p.layout->mask_bit(mask, g + r, bit));
+          allowed |= std::uint32_t(ok) << r;
+        }
+        x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
+        simd::store<Arch>(s + g, x);
+        block_max = xsimd::max(block_max, x);
       }
+      simd::store<Arch>(part, block_max);
       float mx = m;
-      for (Index jj = 0; jj < kn; ++jj) {
-        const float* k = k_head + (j0 + jj) * kv_row;
-        V acc(0.0f);
-        for (Index d = 0; d < P; d += W)
-          acc = simd::fmadd<Arch>(simd::load_upto<Arch>(k + d, std::min(W, P - d), pad), simd::load<Arch>(qs + d), acc);
-        float x = simd::reduce_add<Arch>(acc);
-        if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap) * kLog2e;
-        if (bias) x += bias[j0 + jj] * kLog2e;
-        const Index bit = i - qb * p.q_block;
-        if ((p.causal && j0 + jj > i) ||
-            (mask >= 0 && !p.layout->mask_bit(mask, jj, bit)))
-          x = kNegInf;
-        s[jj] = x;
-        mx = std::max(mx, x);
-      }
+      for (Index r = 0; r < W; ++r) mx = std::max(mx, part[r]);
       if (mx == kNegInf) return;  // nothing allowed yet
       const float alpha = std::exp2(m - mx);
       m = mx;
-      float sum = 0.0f;
-      for (Index jj = 0; jj < kn; ++jj) sum += (s[jj] = std::exp2(s[jj] - mx));
-      l = l * alpha + sum;
+      V sum(0.0f);
+      for (Index g = 0; g < kn; g += W) {
+        const V e = simd::exp2<Arch>(simd::load<Arch>(s + g) - V(mx));  // -inf lanes give 0
+        simd::store<Arch>(s + g, e);
+        sum = sum + e;
+      }
+      simd::store<Arch>(part, sum);
+      float block_sum = 0.0f;
+      for (Index r = 0; r < W; ++r) block_sum += part[r];
+      l = l * alpha + block_sum;
+      // Two accumulators per output vector (even and odd keys): independent FMA chains.
       for (Index d = 0; d < Pv; d += W) {
-        V acc = simd::load<Arch>(o + d) * V(alpha);
-        for (Index jj = 0; jj < kn; ++jj)
-          acc = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v_head + (j0 + jj) * v_row + d, std::min(W, Pv - d), pad + W),
-                                 acc);
-        simd::store<Arch>(o + d, acc);
+        const Index n = std::min(W, Pv - d);
+        V even = simd::load<Arch>(o + d) * V(alpha), odd(0.0f);
+        const float* v = v_head + j0 * v_row + d;
+        Index jj = 0;
+        if (n == W) {
+          for (; jj + 2 <= kn; jj += 2) {
+            even = simd::fmadd<Arch>(V(s[jj]), simd::load<Arch>(v + jj * v_row), even);
+            odd = simd::fmadd<Arch>(V(s[jj + 1]), simd::load<Arch>(v + (jj + 1) * v_row), odd);
+          }
+        }
+        for (; jj < kn; ++jj) even = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v + jj * v_row, n, pad + W), even);
+        simd::store<Arch>(o + d, even + odd);
       }
     });
     float* out = p.out + (b * p.heads + h) * Pv;

@@ -181,8 +181,10 @@ inline BlockLayout sliding_window_layout(Index length, Index block, Index window
 // S2-Attention / DKernel local-stride shards (causal, "absolute" vertical positions), per query
 // head h with kv head hk = h / (heads / kv_heads): block (qb, kb) is kept iff kb <= qb and
 // (qb - kb < local_blocks or (kb + hk·step + head_offset) mod vert_stride == 0), step =
-// max(1, vert_stride / kv_heads); the last `dense_heads` kv heads keep every causal block;
-// homogeneous: every head uses head 0's pattern. Tokens inside kept blocks: j <= i.
+// max(1, vert_stride / kv_heads) (current DKernel under GQA; its older code and spec §3 divide by
+// the query heads: the same without GQA); the last `dense_heads` kv heads keep every causal block;
+// homogeneous: every head uses head 0's pattern. Tokens inside kept blocks: j <= i. Phi-3-small's
+// own mask code adds 1 to kb + hk·step: head_offset = 1 reproduces it.
 struct LocalStrideParams {
   Index block = 64, local_blocks = 16, vert_stride = 8;
   Index heads = 1, kv_heads = 1;  // query heads, kv heads (heads a multiple of kv_heads)
@@ -210,6 +212,9 @@ inline BlockLayout local_stride_layout(Index length, const LocalStrideParams& p)
   TOKENMIX_CHECK(p.dense_heads >= 0 && p.dense_heads <= p.kv_heads, op, ": dense_heads must be in [0, kv_heads=",
                  p.kv_heads, "], got ", p.dense_heads);
   TOKENMIX_CHECK(p.head_offset >= 0, op, ": head_offset must be >= 0, got ", p.head_offset);
+  // DKernel rejects this too: one shared pattern cannot have dense heads.
+  TOKENMIX_CHECK(!p.homogeneous || p.dense_heads == 0, op,
+                 ": dense_heads must be 0 when homogeneous (one pattern for every head), got ", p.dense_heads);
   return BlockLayout::from_rules(
       op, length, length, p.block, p.block, p.homogeneous ? 1 : p.heads,
       [=](Index h, Index qb, Index kb) { return detail::causal_block(qb, kb, local_stride_block_allowed(p, h, qb, kb)); },

@@ -19,8 +19,8 @@
 #error "tokenmix needs xsimd >= 8.0"
 #endif
 
-#if defined(__AVX512F__)
-#include <immintrin.h>  // _mm512_fmadd_ps / _mm512_scalef_ps / _mm512_roundscale_ps shims below
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>  // _mm512_fmadd_ps / _mm512_scalef_ps / _mm512_roundscale_ps / blend shims below
 #endif
 
 namespace tokenmix::simd {
@@ -126,6 +126,36 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> round_nearest(vfloat<Arch> x) noexcept {
   else
 #endif
     return xsimd::nearbyint(x);
+}
+
+// Lane l of the result: a where bit l of `bits` is set, b elsewhere (a token mask applied to a
+// vector of logits). AVX-512: one masked blend; AVX2: the bits tested against per-lane constants;
+// otherwise through `pad` (2·lanes floats).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> select_by_bits(std::uint32_t bits, vfloat<Arch> a, vfloat<Arch> b,
+                                                   float* pad) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) {
+    (void)pad;
+    return _mm512_mask_blend_ps(static_cast<__mmask16>(bits), b, a);
+  } else
+#endif
+#if defined(__AVX2__)
+  if constexpr (std::is_base_of<xsimd::avx2, Arch>::value && lanes<Arch> == 8) {
+    (void)pad;
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), lane_bit), lane_bit);
+    return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(set));
+  } else
+#endif
+  {
+    constexpr std::size_t n = lanes<Arch>;
+    store<Arch>(pad, a);
+    store<Arch>(pad + n, b);
+    for (std::size_t l = 0; l < n; ++l)
+      if (!((bits >> l) & 1u)) pad[l] = pad[n + l];
+    return load<Arch>(pad);
+  }
 }
 
 // Sum of the lanes.

@@ -1,0 +1,115 @@
+#pragma once
+// In-register W x W transposes of float blocks (x86: SSE 4x4, AVX 8x8, AVX-512 16x16): the states
+// mode of the selective scan writes [N, W] staged states as [W, N] rows, the decode kernel of the
+// attention engine turns W per-key partial-sum vectors into one vector of W logits.
+//
+//   simd::has_square_transpose<Arch>                 whether Arch has the in-register version
+//   simd::transpose_square<Arch>(src, dst, stride, rows)
+//       row i of the W x W block at src (row stride W) becomes column i; row `lane` of the result
+//       goes to dst + lane·stride, for lane < rows. On other archs: a scalar transpose.
+
+#include <cstddef>
+#include <type_traits>
+
+#include "tokenmix/simd/arch.hpp"
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace tokenmix::simd {
+
+namespace detail {
+template <class Arch>
+inline constexpr bool is_avx512_square = is_avx512<Arch>;
+template <class Arch>
+inline constexpr bool is_avx_square =
+#if defined(__AVX__)
+    !is_avx512<Arch> && std::is_base_of<xsimd::avx, Arch>::value && lanes<Arch> == 8;
+#else
+    false;
+#endif
+template <class Arch>
+inline constexpr bool is_sse_square =
+#if defined(__SSE2__)
+    std::is_base_of<xsimd::sse2, Arch>::value && lanes<Arch> == 4;
+#else
+    false;
+#endif
+}  // namespace detail
+
+template <class Arch>
+inline constexpr bool has_square_transpose =
+    detail::is_avx512_square<Arch> || detail::is_avx_square<Arch> || detail::is_sse_square<Arch>;
+
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, float* dst, std::ptrdiff_t dst_stride,
+                                             std::ptrdiff_t rows) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (detail::is_avx512_square<Arch>) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * 16);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    // r[4q + k] (q = row quad, k = column in quad) holds, per 128-bit lane c, rows 4q..4q+3 of
+    // column 4c + k. Gather the four quads of each 128-bit lane.
+    for (int k = 0; k < 4; ++k) {
+      const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x44);       // q0 c0,c1 | q1 c0,c1
+      const __m512 b = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x44);  // q2 c0,c1 | q3 c0,c1
+      const __m512 c = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xEE);       // q0 c2,c3 | q1 c2,c3
+      const __m512 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xEE);  // q2 c2,c3 | q3 c2,c3
+      t[k] = _mm512_shuffle_f32x4(a, b, 0x88);       // column k:      q0 q1 q2 q3 of lane c0
+      t[4 + k] = _mm512_shuffle_f32x4(a, b, 0xDD);   // column 4 + k
+      t[8 + k] = _mm512_shuffle_f32x4(c, d, 0x88);   // column 8 + k
+      t[12 + k] = _mm512_shuffle_f32x4(c, d, 0xDD);  // column 12 + k
+    }
+    for (std::ptrdiff_t i = 0; i < rows; ++i) _mm512_storeu_ps(dst + i * dst_stride, t[i]);
+    return;
+  }
+#endif
+#if defined(__AVX__)
+  if constexpr (detail::is_avx_square<Arch>) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * 8);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+      t[k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x20);
+      t[4 + k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x31);
+    }
+    for (std::ptrdiff_t i = 0; i < rows; ++i) _mm256_storeu_ps(dst + i * dst_stride, t[i]);
+    return;
+  }
+#endif
+#if defined(__SSE2__)
+  if constexpr (detail::is_sse_square<Arch>) {
+    __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + 4), r2 = _mm_loadu_ps(src + 8),
+           r3 = _mm_loadu_ps(src + 12);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    const __m128 t[4] = {r0, r1, r2, r3};
+    for (std::ptrdiff_t i = 0; i < rows; ++i) _mm_storeu_ps(dst + i * dst_stride, t[i]);
+    return;
+  }
+#endif
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
+  for (std::ptrdiff_t i = 0; i < rows; ++i)
+    for (std::ptrdiff_t j = 0; j < W; ++j) dst[i * dst_stride + j] = src[j * W + i];
+}
+
+}  // namespace tokenmix::simd
