@@ -4,7 +4,8 @@
 //
 //   BM_Attention_Dense/causal:0/L:4096/H:8/P:64                        dense, L 1024..8192
 //   BM_Attention_BlockSparse_<Pattern>/L:8192/H:8/P:64/block:64/density_pct:10
-//        Pattern in SlidingWindow, Sinks, S2, Power, Dilated; the layout is built outside the loop
+//        Pattern in SlidingWindow, Sinks, S2, Power, Dilated, TopK (block top-k by pooled scores of
+//        the random q, k); the layout is built outside the loop
 //   BM_Attention_Decode/Lk:32768/H:8/P:64                              one query against Lk keys
 //   BM_Attention_Reference/causal:0/L:256/H:8/P:64                     the double oracle
 //
@@ -27,6 +28,7 @@
 #include "support/limits.hpp"
 #include "support/main.hpp"
 #include "tokenmix/attention/attention.hpp"
+#include "tokenmix/attention/content_sparse.hpp"
 #include "tokenmix/reference/attention.hpp"
 
 namespace {
@@ -98,8 +100,13 @@ void BM_Attention_Dense(benchmark::State& state) {
 // The layout of `pattern` with its size parameter (window, local blocks, ...) the smallest that keeps
 // at least `density` of the causal block pairs: the same density for every pattern, so their times
 // compare (and compare with dense causal attention at that fraction).
-attention::BlockLayout make_layout(const std::string& pattern, Index L, Index block, Index H, double density) {
+attention::BlockLayout make_layout(const std::string& pattern, const Qkv& in, Index block, double density) {
+  const Index L = in.q.dimension(1), H = in.q.dimension(2);
   auto build = [&](Index x) {
+    if (pattern == "TopK") {  // block top-k by pooled scores: x - 2 selected + 1 sink + 1 local
+      const ConstTensorView<float, 4> q(in.q.data(), in.q.dimensions()), k(in.k.data(), in.k.dimensions());
+      return attention::block_topk_layout(q, k, {block, x - 2, 1, 1});
+    }
     if (pattern == "SlidingWindow") return attention::sliding_window_layout(L, block, x * block);
     if (pattern == "Sinks") return attention::sliding_window_layout(L, block, x * block - block, block);  // 1 sink block
     if (pattern == "S2") {  // local blocks + a vertical stride rotated across heads (S2-Attention)
@@ -124,7 +131,7 @@ template <const char* Pattern>
 void BM_Attention_BlockSparse(benchmark::State& state) {
   const Index L = state.range(0), H = state.range(1), P = state.range(2), block = state.range(3);
   Qkv in(L, L, H, P);
-  const attention::BlockLayout layout = make_layout(Pattern, L, block, H, double(state.range(4)) / 100.0);
+  const attention::BlockLayout layout = make_layout(Pattern, in, block, double(state.range(4)) / 100.0);
   attention::AttentionOptions o;
   const bench::WallTimer timer;
   for (auto _ : state) {
@@ -162,7 +169,7 @@ void BM_Attention_Reference(benchmark::State& state) {
 }
 
 constexpr char kSlidingWindow[] = "SlidingWindow", kSinks[] = "Sinks", kS2[] = "S2", kPower[] = "Power",
-               kDilated[] = "Dilated";
+               kDilated[] = "Dilated", kTopK[] = "TopK";
 
 void sparse_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"L", "H", "P", "block", "density_pct"});
@@ -179,6 +186,7 @@ BENCHMARK(BM_Attention_BlockSparse<kSinks>)->Name("BM_Attention_BlockSparse_Sink
 BENCHMARK(BM_Attention_BlockSparse<kS2>)->Name("BM_Attention_BlockSparse_S2")->Apply(sparse_shapes);
 BENCHMARK(BM_Attention_BlockSparse<kPower>)->Name("BM_Attention_BlockSparse_Power")->Apply(sparse_shapes);
 BENCHMARK(BM_Attention_BlockSparse<kDilated>)->Name("BM_Attention_BlockSparse_Dilated")->Apply(sparse_shapes);
+BENCHMARK(BM_Attention_BlockSparse<kTopK>)->Name("BM_Attention_BlockSparse_TopK")->Apply(sparse_shapes);
 BENCHMARK(BM_Attention_Decode)
     ->ArgNames({"Lk", "H", "P"})
     ->ArgsProduct({{4096, 16384, 32768, 65536}, {8}, {64}})

@@ -45,7 +45,8 @@ void run_attention(const AttentionShape& s, const ConstTensorView<float, 4>& q, 
   using Kernel = AttentionKernel<Arch>;
   const AttentionProblem p{s.batch, s.q_len, s.k_len, s.heads, s.kv_heads, s.dim, s.v_dim,
                            q.data(), k.data(), v.data(), s.scale, o.causal, s.q_offset, o.softcap,
-                           o.key_bias ? o.key_bias->data() : nullptr, s.bias_heads, layout,
+                           o.key_bias ? o.key_bias->data() : nullptr,
+                           o.row_scale ? o.row_scale->data() : nullptr, s.bias_heads, layout,
                            layout ? layout->q_block : kDenseBlock, layout ? layout->k_block : kDenseBlock,
                            out.data(), lse ? lse->data() : nullptr};
   tokenmix::detail::parallel_for(o.device, Kernel::num_items(p), [&](Index first, Index last) {

@@ -41,6 +41,7 @@ struct AttentionProblem {
   Index q_offset;         // absolute position of query row 0
   float softcap;          // 0 = off
   const float* key_bias;  // [B, Hb, Lk] or nullptr
+  const float* row_scale; // [B, H, Lq] or nullptr
   Index bias_heads;       // Hb: 1, Hkv or H
   const BlockLayout* layout;  // nullptr: every key (cut by causal)
   Index q_block, k_block;     // tiles: the layout's blocks, or the dense defaults
@@ -142,7 +143,8 @@ struct AttentionKernel {
     for (Index lane = 0; lane < T; ++lane) {
       const Index i = i0 + std::min(lane, n - 1);  // padding lanes repeat the last query
       const float* q = p.q + ((b * p.q_len + (i - p.q_offset)) * p.heads + h) * P;
-      for (Index d = 0; d < P; ++d) Qt[d * T + lane] = q[d] * q_scale;
+      const float row = p.row_scale ? q_scale * p.row_scale[(b * p.heads + h) * p.q_len + (i - p.q_offset)] : q_scale;
+      for (Index d = 0; d < P; ++d) Qt[d * T + lane] = q[d] * row;
       qpos[lane] = static_cast<float>(i);
       m[lane] = kNegInf, l[lane] = 0.0f;
     }
@@ -316,7 +318,8 @@ struct AttentionKernel {
     float* part = s + kb_cap + W;          // [W, W] per-key partial sums
     float* partT = part + W * W;           // [W, W] transposed
     float* pad = partT + W * W;            // [2W]
-    const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
+    const float q_scale = (p.softcap > 0.0f ? p.scale : p.scale * kLog2e) *
+                          (p.row_scale ? p.row_scale[b * p.heads + h] : 1.0f);
     const float* q = p.q + (b * p.heads + h) * P;
     std::fill(qs, qs + P_pad, 0.0f);
     for (Index d = 0; d < P; ++d) qs[d] = q[d] * q_scale;

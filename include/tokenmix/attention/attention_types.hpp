@@ -8,7 +8,8 @@
 // Positions are absolute: query row r is position i = q_offset + r, key row j is position j. Causal
 // means j <= i. q_offset defaults to Lk - Lq (the last query sees every key: prefill when Lq = Lk,
 // decode and chunked prefill against a KV cache otherwise), as flash-attn aligns causal masks.
-// Logit s_ij = scale·<q_i, k_j>, then softcap·tanh(s / softcap) when softcap > 0 (Gemma 2), then
+// Logit s_ij = scale·row_scale[b, h, r]·<q_i, k_j> (row_scale: Selective Attention's per-query
+// temperature, 1 when absent), then softcap·tanh(s / softcap) when softcap > 0 (Gemma 2), then
 // + key_bias[b, h, j] (DMA's value-derived bias, ALiBi-free per-key biases). A query with no allowed
 // key gets out = 0 and lse = -inf (defined, tested; flash-attn's convention for empty rows).
 
@@ -30,6 +31,8 @@ struct AttentionOptions {
   float softcap = 0.0f;           // > 0: s = softcap·tanh(s / softcap)
   // [B, Hb, Lk], Hb = 1 (shared), Hkv (per kv head) or H (per query head): added to the logits.
   std::optional<ConstTensorView<float, 3>> key_bias;
+  // [B, H, Lq]: multiplies the logits of each query (Selective Attention's temperature τ_q).
+  std::optional<ConstTensorView<float, 3>> row_scale;
   // Threads over (batch, head, query block); bitwise identical results for any thread count.
   const Eigen::ThreadPoolDevice* device = nullptr;
 };
@@ -77,6 +80,9 @@ inline AttentionShape check_attention_args(const char* op, const ConstTensorView
                    op, ": key_bias has shape ", shape_of(b), ", expected [B=", s.batch, ", 1, Hkv=", s.kv_heads,
                    " or H=", s.heads, ", Lk=", s.k_len, "]");
   }
+  if (o.row_scale)
+    tokenmix::detail::check_shape(op, "row_scale", *o.row_scale,
+                                  NamedShape<3>{{"B", "H", "Lq"}, {{s.batch, s.heads, s.q_len}}});
   return s;
 }
 

@@ -13,6 +13,7 @@
 // diagonal blocks themselves (the engine's causal flag is an extra AND).
 //
 //   BlockLayout::from_rules(...)        any pattern from a block rule and a token rule
+//   BlockLayout::from_token_lists(...)  any pattern from per-query key lists (content-dependent)
 //   sliding_window_layout               j <= i and i - j < window, plus `sinks` first tokens (StreamingLLM)
 //   local_stride_layout                 S2-Attention / DKernel heterogeneous strided shards
 //   power_layout                        PowerAttention: window + power-of-two block distances + sink
@@ -115,6 +116,65 @@ struct BlockLayout {
           } else {
             L.mask_of.push_back(static_cast<std::int64_t>(L.masks.size()) / (k_block * words));
             L.masks.insert(L.masks.end(), bits.begin(), bits.end());
+          }
+        }
+        L.row_start.push_back(L.entries());
+      }
+    return L;
+  }
+
+  // Builds a layout from explicit key lists: keys(h, i) returns the keys (any order, duplicates
+  // allowed, each in [0, k_length)) query i of head h may attend to. For content-dependent
+  // selections (DMA's top-w, HAX's buckets, block top-k): O(Σ |keys|) plus the masks.
+  template <class Keys>
+  static BlockLayout from_token_lists(const char* op, Index q_length, Index k_length, Index q_block, Index k_block,
+                                      Index heads, Keys&& keys) {
+    TOKENMIX_CHECK(q_block > 0 && k_block > 0, op, ": block size must be positive, got q_block ", q_block,
+                   ", k_block ", k_block);
+    TOKENMIX_CHECK(q_length >= 0 && k_length >= 0 && heads >= 1, op, ": bad lengths or heads (", q_length, ", ",
+                   k_length, ", ", heads, ")");
+    BlockLayout L;
+    L.q_block = q_block, L.k_block = k_block, L.q_length = q_length, L.k_length = k_length, L.heads = heads;
+    const Index words = L.mask_words(), kbs = L.k_blocks();
+    std::vector<Index> slot(static_cast<std::size_t>(kbs), -1);  // key block -> its mask in `bits`
+    std::vector<Index> touched;
+    std::vector<std::uint64_t> bits;  // [touched, k_block, words]
+    std::vector<Index> counts;        // set bits per touched block
+    L.row_start.push_back(0);
+    for (Index h = 0; h < heads; ++h)
+      for (Index qb = 0; qb < L.q_blocks(); ++qb) {
+        touched.clear(), bits.clear(), counts.clear();
+        const Index i0 = qb * q_block, qn = std::min(q_block, q_length - i0);
+        for (Index ii = 0; ii < qn; ++ii)
+          for (const Index j : keys(h, i0 + ii)) {
+            TOKENMIX_CHECK(j >= 0 && j < k_length, op, ": key ", j, " of query ", i0 + ii, " is outside [0, ", k_length, ")");
+            const Index kb = j / k_block;
+            Index& m = slot[static_cast<std::size_t>(kb)];
+            if (m < 0) {
+              m = static_cast<Index>(touched.size());
+              touched.push_back(kb);
+              bits.resize(bits.size() + static_cast<std::size_t>(k_block * words), 0);
+              counts.push_back(0);
+            }
+            std::uint64_t& w = bits[static_cast<std::size_t>((m * k_block + (j - kb * k_block)) * words + ii / 64)];
+            const std::uint64_t bit = std::uint64_t(1) << (ii % 64);
+            if (!(w & bit)) w |= bit, ++counts[static_cast<std::size_t>(m)];
+          }
+        std::vector<Index> order(touched.size());
+        for (std::size_t t = 0; t < order.size(); ++t) order[t] = static_cast<Index>(t);
+        std::sort(order.begin(), order.end(), [&](Index a, Index b) {
+          return touched[static_cast<std::size_t>(a)] < touched[static_cast<std::size_t>(b)];
+        });
+        for (const Index m : order) {
+          const Index kb = touched[static_cast<std::size_t>(m)];
+          slot[static_cast<std::size_t>(kb)] = -1;
+          L.key_block.push_back(kb);
+          if (counts[static_cast<std::size_t>(m)] == q_block * k_block) {
+            L.mask_of.push_back(-1);
+          } else {
+            L.mask_of.push_back(static_cast<std::int64_t>(L.masks.size()) / (k_block * words));
+            const auto first = bits.begin() + m * k_block * words;
+            L.masks.insert(L.masks.end(), first, first + k_block * words);
           }
         }
         L.row_start.push_back(L.entries());

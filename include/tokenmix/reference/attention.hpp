@@ -1,7 +1,7 @@
 #pragma once
 // Oracle of the softmax attention engine (attention/attention.hpp): for every query, the logits of
 // every key written out, the allowed set from a token predicate, a dense softmax in Acc:
-//   s_ij = scale·<q_i, k_j>;  s_ij = softcap·tanh(s_ij / softcap) if softcap > 0;  s_ij += key_bias_j
+//   s_ij = scale·row_scale_i·<q_i, k_j>;  s_ij = softcap·tanh(s_ij / softcap) if softcap > 0;  s_ij += key_bias_j
 //   allowed(i, j) = predicate(h, i, j) and (j <= i if causal),  i = q_offset + r
 //   out_i = Σ_{allowed j} e^{s_ij - m_i} v_j / Σ_{allowed j} e^{s_ij - m_i},  lse_i = m_i + log Σ e^{s_ij - m_i}
 //   no allowed key: out_i = 0, lse_i = -inf.
@@ -39,6 +39,7 @@ attention::AttentionResult masked_attention(const ConstTensorView<float, 4>& q, 
           Acc dot = 0;
           for (Index d = 0; d < s.dim; ++d) dot += Acc(q(b, row, h, d)) * Acc(k(b, j, hk, d));
           Acc x = Acc(s.scale) * dot;
+          if (o.row_scale) x *= Acc((*o.row_scale)(b, h, row));
           if (o.softcap > 0) x = Acc(o.softcap) * std::tanh(x / Acc(o.softcap));
           if (o.key_bias) x += Acc((*o.key_bias)(b, hb, j));
           const bool allowed = (!o.causal || j <= i) && (!predicate || predicate(h, i, j));
