@@ -206,12 +206,17 @@ TEST(Attention, BitwiseIdenticalForAnyThreadCount) {
   const AttentionResult one = attention::attention(in.q, in.k, in.v, o);
   const BlockLayout layout = attention::sliding_window_layout(150, 32, 50, 4);
   const AttentionResult sparse_one = attention::block_sparse_attention(in.q, in.k, in.v, layout, o);
-  for (const int threads : {2, 3}) {
+  // Decode: heads are split into chunks by the thread count; each head's arithmetic is unchanged.
+  const Tensor<float, 4> last = in.q.slice(std::array<Index, 4>{0, 149, 0, 0}, std::array<Index, 4>{2, 1, 4, 32});
+  const AttentionResult decode_one = attention::attention(last, in.k, in.v, o);
+  for (const int threads : {2, 3, 5}) {
     ThreadPool pool(threads);
     o.device = pool.device();
     EXPECT_TRUE(testing::bitwise_equal(attention::attention(in.q, in.k, in.v, o).out, one.out));
     EXPECT_TRUE(testing::bitwise_equal(attention::block_sparse_attention(in.q, in.k, in.v, layout, o).out, sparse_one.out));
+    EXPECT_TRUE(testing::bitwise_equal(attention::attention(last, in.k, in.v, o).out, decode_one.out));
   }
+  o.device = nullptr;
 }
 
 TEST(Attention, RejectsBadArguments) {

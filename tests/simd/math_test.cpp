@@ -39,6 +39,7 @@
 #include "tokenmix/simd/activations.hpp"
 #include "tokenmix/simd/arch.hpp"
 #include "tokenmix/simd/exp.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 namespace {
 
@@ -587,6 +588,35 @@ TYPED_TEST(SimdMathTyped, ReduceAdd) {
   for (std::size_t i = 0; i < W; ++i) in[i] = 0.0f;
   in[W - 1] = kInf;
   EXPECT_EQ(simd::reduce_add<TypeParam>(simd::load<TypeParam>(in)), kInf);
+}
+
+// select_by_bits: lane l from a where bit l is set, from b elsewhere; bits past the lanes ignored.
+TYPED_TEST(SimdMathTyped, SelectByBits) {
+  using T = TestFixture;
+  constexpr std::size_t W = T::W;
+  alignas(64) float a[W], b[W], out[W], pad[2 * W];
+  for (std::size_t i = 0; i < W; ++i) a[i] = float(i + 1), b[i] = -float(i + 1);
+  for (const std::uint32_t bits : {0u, 1u, 0x5555u, 0xAAAAu, 0xFFFFFFFFu, 0x8001u, 0x12345u}) {
+    simd::store<TypeParam>(out, simd::select_by_bits<TypeParam>(bits, simd::load<TypeParam>(a), simd::load<TypeParam>(b), pad));
+    for (std::size_t i = 0; i < W; ++i) EXPECT_EQ(out[i], ((bits >> i) & 1u) ? a[i] : b[i]) << "bits " << bits << " lane " << i;
+  }
+}
+
+// transpose_square: row i of the W x W source becomes column i; only `rows` rows are written.
+TYPED_TEST(SimdMathTyped, TransposeSquare) {
+  using T = TestFixture;
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(T::W);
+  std::vector<float> src(W * W), dst(W * (W + 3), -1.0f);
+  for (std::ptrdiff_t i = 0; i < W * W; ++i) src[std::size_t(i)] = float(i);
+  for (const std::ptrdiff_t rows : {W, W - 1, std::ptrdiff_t(1)}) {
+    std::fill(dst.begin(), dst.end(), -1.0f);
+    simd::transpose_square<TypeParam>(src.data(), dst.data(), W + 3, rows);
+    for (std::ptrdiff_t r = 0; r < W; ++r)
+      for (std::ptrdiff_t c = 0; c < W + 3; ++c) {
+        const float want = r < rows && c < W ? src[std::size_t(c * W + r)] : -1.0f;
+        EXPECT_EQ(dst[std::size_t(r * (W + 3) + c)], want) << "rows " << rows << " at " << r << ", " << c;
+      }
+  }
 }
 
 }  // namespace

@@ -43,12 +43,19 @@ void run_attention(const AttentionShape& s, const ConstTensorView<float, 4>& q, 
                    const ConstTensorView<float, 4>& v, const AttentionOptions& o, const BlockLayout* layout,
                    TensorView<float, 4>& out, TensorView<float, 3>* lse) {
   using Kernel = AttentionKernel<Arch>;
-  const AttentionProblem p{s.batch, s.q_len, s.k_len, s.heads, s.kv_heads, s.dim, s.v_dim,
+  AttentionProblem p{s.batch, s.q_len, s.k_len, s.heads, s.kv_heads, s.dim, s.v_dim,
                            q.data(), k.data(), v.data(), s.scale, o.causal, s.q_offset, o.softcap,
                            o.key_bias ? o.key_bias->data() : nullptr,
                            o.row_scale ? o.row_scale->data() : nullptr, s.bias_heads, layout,
                            layout ? layout->q_block : kDenseBlock, layout ? layout->k_block : kDenseBlock,
                            out.data(), lse ? lse->data() : nullptr};
+  if (s.q_len == 1 && (!layout || layout->heads == 1)) {
+    // Decode: heads walk the keys together (sequential reads of K and V); as many head chunks per
+    // batch element as it takes to give every thread an item.
+    const Index threads = o.device ? o.device->numThreads() : 1;
+    const Index chunks = std::min(s.heads, std::max<Index>(1, (threads + s.batch - 1) / s.batch));
+    p.decode_heads = (s.heads + chunks - 1) / chunks;
+  }
   tokenmix::detail::parallel_for(o.device, Kernel::num_items(p), [&](Index first, Index last) {
     std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(static_cast<std::size_t>(Kernel::scratch_floats(p)));
     Kernel::run_items(p, first, last, scratch.data());

@@ -47,6 +47,7 @@ struct AttentionProblem {
   Index q_block, k_block;     // tiles: the layout's blocks, or the dense defaults
   float* out;             // [B, Lq, H, Pv]
   float* lse;             // [B, H, Lq] or nullptr
+  Index decode_heads = 1; // Lq = 1: query heads per work item (they walk the keys together)
 };
 
 constexpr float kLog2e = 1.44269504088896341f;
@@ -66,21 +67,27 @@ struct AttentionKernel {
     if (p.q_len == 0) return 0;
     return (p.q_offset + p.q_len - 1) / p.q_block - first_block(p) + 1;
   }
-  static Index num_items(const AttentionProblem& p) { return p.batch * p.heads * blocks(p); }
+  static Index decode_chunks(const AttentionProblem& p) { return (p.heads + p.decode_heads - 1) / p.decode_heads; }
+  static Index num_items(const AttentionProblem& p) {
+    return p.q_len == 1 ? p.batch * decode_chunks(p) : p.batch * p.heads * blocks(p);
+  }
+  static Index padded(Index n) { return (n + W - 1) / W * W; }
   static Index scratch_floats(const AttentionProblem& p) {
     const Index kb = std::max(p.k_block, W);
-    // run_tile: Qt, Ot, S, m, l, qpos, pad; decode_row needs less (P + Pv + kb + (2W + 3)·W).
-    return (p.dim + p.v_dim + kb + 8) * kTile + 2 * W * W;
+    if (p.q_len == 1)  // decode_rows: per head q, o, m, l; then s, part, partT, pad
+      return p.decode_heads * (padded(p.dim) + padded(p.v_dim) + 2) + kb + W + 2 * W * W + 2 * W;
+    return (p.dim + p.v_dim + kb + 8) * kTile;  // run_tile: Qt, Ot, S, m, l, qpos, pad
   }
 
   static void run_items(const AttentionProblem& p, Index first, Index last, float* scratch) noexcept {
     for (Index item = first; item < last; ++item) {
-      const Index nb = blocks(p);
-      const Index qb = first_block(p) + item % nb, h = (item / nb) % p.heads, b = item / (nb * p.heads);
       if (p.q_len == 1) {
-        decode_row(p, b, h, scratch);
+        const Index chunks = decode_chunks(p), c = item % chunks;
+        decode_rows(p, item / chunks, c * p.decode_heads, std::min(p.heads, (c + 1) * p.decode_heads), scratch);
         continue;
       }
+      const Index nb = blocks(p);
+      const Index qb = first_block(p) + item % nb, h = (item / nb) % p.heads, b = item / (nb * p.heads);
       // Absolute query positions of this block inside the call's rows.
       const Index i_begin = std::max(p.q_offset, qb * p.q_block);
       const Index i_end = std::min(p.q_offset + p.q_len, (qb + 1) * p.q_block);
@@ -304,98 +311,119 @@ struct AttentionKernel {
       for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
   }
 
-  // A single query (decode): per group of W keys, W partial-sum vectors of the dot products over P
-  // (FMA), one in-register transpose and W - 1 adds give the W logits in one vector; the softmax
-  // then runs on vectors of keys, and o = α·o + Σ_j p_j·v_j on vectors of Pv. Bandwidth-bound:
-  // each key's K and V rows are read once; the next block's rows are prefetched.
-  static void decode_row(const AttentionProblem& p, Index b, Index h, float* scratch) noexcept {
-    const Index P = p.dim, Pv = p.v_dim, hk = h / (p.heads / p.kv_heads), i = p.q_offset;
+  // A single query (decode) for query heads [h0, h1) of batch b. The heads walk the key blocks
+  // together (when they share the block list: dense, or a layout with one pattern), head after head
+  // within a block, so K and V are read row after row, as stored ([Lk, Hkv, P]): a sequential
+  // stream the hardware prefetcher follows, where one head alone would stride 2 KiB per key.
+  // Per head and group of W keys: W partial-sum vectors of the dot products over P (FMA), one
+  // in-register transpose and W - 1 adds give the W logits in one vector; the softmax runs on
+  // vectors of keys, and o = α·o + Σ_j p_j·v_j on vectors of Pv.
+  static void decode_rows(const AttentionProblem& p, Index b, Index h0, Index h1, float* scratch) noexcept {
+    const Index P = p.dim, Pv = p.v_dim, i = p.q_offset, group = p.heads / p.kv_heads;
     const Index qb = i / p.q_block, bit = i - qb * p.q_block, kb_cap = std::max(p.k_block, W);
-    const Index P_pad = (P + W - 1) / W * W, Pv_pad = (Pv + W - 1) / W * W;
-    float* qs = scratch;                   // [P_pad] scaled query, zero padded
-    float* o = qs + P_pad;                 // [Pv_pad] output accumulator
-    float* s = o + Pv_pad;                 // [kb_cap + W] logits, then weights, of one block
-    float* part = s + kb_cap + W;          // [W, W] per-key partial sums
-    float* partT = part + W * W;           // [W, W] transposed
-    float* pad = partT + W * W;            // [2W]
-    const float q_scale = (p.softcap > 0.0f ? p.scale : p.scale * kLog2e) *
-                          (p.row_scale ? p.row_scale[b * p.heads + h] : 1.0f);
-    const float* q = p.q + (b * p.heads + h) * P;
-    std::fill(qs, qs + P_pad, 0.0f);
-    for (Index d = 0; d < P; ++d) qs[d] = q[d] * q_scale;
-    std::fill(o, o + Pv_pad, 0.0f);
-    const float* k_head = p.k + (b * p.k_len * p.kv_heads + hk) * P;
-    const float* v_head = p.v + (b * p.k_len * p.kv_heads + hk) * Pv;
+    const Index P_pad = padded(P), Pv_pad = padded(Pv), per_head = P_pad + Pv_pad + 2, nh = h1 - h0;
+    float* s = scratch + nh * per_head;  // [kb_cap + W] logits, then weights, of one block and head
+    float* part = s + kb_cap + W;        // [W, W] per-key partial sums
+    float* partT = part + W * W;         // [W, W] transposed
+    float* pad = partT + W * W;          // [2W]
+    for (Index h = h0; h < h1; ++h) {    // per head: qs [P_pad] scaled query, o [Pv_pad], m, l
+      float* qs = scratch + (h - h0) * per_head;
+      const float q_scale = (p.softcap > 0.0f ? p.scale : p.scale * kLog2e) *
+                            (p.row_scale ? p.row_scale[b * p.heads + h] : 1.0f);
+      const float* q = p.q + (b * p.heads + h) * P;
+      std::fill(qs, qs + per_head, 0.0f);
+      for (Index d = 0; d < P; ++d) qs[d] = q[d] * q_scale;
+      qs[P_pad + Pv_pad] = kNegInf;  // m
+    }
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
-    const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len : nullptr;
-    float m = kNegInf, l = 0.0f;
-    for_each_key_block(p, h, qb, i, [&](Index kb, std::int64_t mask, Index next_kb) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    for_each_key_block(p, h0, qb, i, [&](Index kb, std::int64_t mask, Index next_kb) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
-      if (next_kb >= 0) prefetch_rows(p, k_head, v_head, next_kb * p.k_block, p.k_block);
-      V block_max(kNegInf);
-      for (Index g = 0; g < kn; g += W) {
-        const Index count = std::min(W, kn - g);
-        for (Index r = 0; r < W; ++r) {
-          V acc(0.0f);
-          if (r < count) {
-            const float* k = k_head + (j0 + g + r) * kv_row;
-            Index d = 0;
-            for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(k + d), simd::load<Arch>(qs + d), acc);
-            if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(k + d, P - d, pad), simd::load<Arch>(qs + d), acc);
+      // The next block's rows of K and V (all kv heads: contiguous), prefetched a slice per head.
+      const Index next_rows = next_kb >= 0 ? std::min(p.k_block, p.k_len - next_kb * p.k_block) : 0;
+      const float* next_k = p.k + (b * p.k_len + std::max<Index>(next_kb, 0) * p.k_block) * kv_row;
+      const float* next_v = p.v + (b * p.k_len + std::max<Index>(next_kb, 0) * p.k_block) * v_row;
+      const Index k_slice = (next_rows * kv_row + nh - 1) / nh, v_slice = (next_rows * v_row + nh - 1) / nh;
+      for (Index h = h0; h < h1; ++h) {
+        for (Index f = (h - h0) * k_slice; f < std::min(next_rows * kv_row, (h - h0 + 1) * k_slice); f += 16)
+          __builtin_prefetch(next_k + f, 0, 1);
+        for (Index f = (h - h0) * v_slice; f < std::min(next_rows * v_row, (h - h0 + 1) * v_slice); f += 16)
+          __builtin_prefetch(next_v + f, 0, 1);
+        float* qs = scratch + (h - h0) * per_head;
+        float* o = qs + P_pad;
+        float& m = o[Pv_pad];
+        float& l = o[Pv_pad + 1];
+        const Index hk = h / group;
+        const float* k_block = p.k + ((b * p.k_len + j0) * p.kv_heads + hk) * P;   // key j0 + r at + r·Hkv·P
+        const float* v_block = p.v + ((b * p.k_len + j0) * p.kv_heads + hk) * Pv;
+        const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len + j0 : nullptr;
+        V block_max(kNegInf);
+        for (Index g = 0; g < kn; g += W) {
+          const Index count = std::min(W, kn - g);
+          for (Index r = 0; r < W; ++r) {
+            V acc(0.0f);
+            if (r < count) {
+              const float* k = k_block + (g + r) * kv_row;
+              Index d = 0;
+              for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(k + d), simd::load<Arch>(qs + d), acc);
+              if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(k + d, P - d, pad), simd::load<Arch>(qs + d), acc);
+            }
+            simd::store<Arch>(part + r * W, acc);
           }
-          simd::store<Arch>(part + r * W, acc);
-        }
-        simd::transpose_square<Arch>(part, partT, W, W);
-        V x = simd::load<Arch>(partT);
-        for (Index r = 1; r < W; ++r) x = x + simd::load<Arch>(partT + r * W);
-        if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
-        if (bias) x = x + simd::load_upto<Arch>(bias + j0 + g, count, pad) * V(kLog2e);
-        // Allowed keys of the group as lane bits: in range, causal, and the layout's mask.
-        std::uint32_t allowed = 0;
-        for (Index r = 0; r < count; ++r) {
-          const bool ok = (!p.causal || j0 + g + r <= i) && (mask < 0 || p.layout->mask_bit(mask, g + r, bit));
-          allowed |= std::uint32_t(ok) << r;
-        }
-        x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
-        simd::store<Arch>(s + g, x);
-        block_max = xsimd::max(block_max, x);
-      }
-      simd::store<Arch>(part, block_max);
-      float mx = m;
-      for (Index r = 0; r < W; ++r) mx = std::max(mx, part[r]);
-      if (mx == kNegInf) return;  // nothing allowed yet
-      const float alpha = std::exp2(m - mx);
-      m = mx;
-      V sum(0.0f);
-      for (Index g = 0; g < kn; g += W) {
-        const V e = simd::exp2<Arch>(simd::load<Arch>(s + g) - V(mx));  // -inf lanes give 0
-        simd::store<Arch>(s + g, e);
-        sum = sum + e;
-      }
-      simd::store<Arch>(part, sum);
-      float block_sum = 0.0f;
-      for (Index r = 0; r < W; ++r) block_sum += part[r];
-      l = l * alpha + block_sum;
-      // Two accumulators per output vector (even and odd keys): independent FMA chains.
-      for (Index d = 0; d < Pv; d += W) {
-        const Index n = std::min(W, Pv - d);
-        V even = simd::load<Arch>(o + d) * V(alpha), odd(0.0f);
-        const float* v = v_head + j0 * v_row + d;
-        Index jj = 0;
-        if (n == W) {
-          for (; jj + 2 <= kn; jj += 2) {
-            even = simd::fmadd<Arch>(V(s[jj]), simd::load<Arch>(v + jj * v_row), even);
-            odd = simd::fmadd<Arch>(V(s[jj + 1]), simd::load<Arch>(v + (jj + 1) * v_row), odd);
+          simd::transpose_square<Arch>(part, partT, W, W);
+          V x = simd::load<Arch>(partT);
+          for (Index r = 1; r < W; ++r) x = x + simd::load<Arch>(partT + r * W);
+          if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
+          if (bias) x = x + simd::load_upto<Arch>(bias + g, count, pad) * V(kLog2e);
+          // Allowed keys of the group as lane bits: in range, causal, and the layout's mask.
+          std::uint32_t allowed = 0;
+          for (Index r = 0; r < count; ++r) {
+            const bool ok = (!p.causal || j0 + g + r <= i) && (mask < 0 || p.layout->mask_bit(mask, g + r, bit));
+            allowed |= std::uint32_t(ok) << r;
           }
+          x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
+          simd::store<Arch>(s + g, x);
+          block_max = xsimd::max(block_max, x);
         }
-        for (; jj < kn; ++jj) even = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v + jj * v_row, n, pad + W), even);
-        simd::store<Arch>(o + d, even + odd);
+        simd::store<Arch>(part, block_max);
+        float mx = m;
+        for (Index r = 0; r < W; ++r) mx = std::max(mx, part[r]);
+        if (mx == kNegInf) continue;  // nothing allowed yet
+        const float alpha = std::exp2(m - mx);
+        m = mx;
+        V sum(0.0f);
+        for (Index g = 0; g < kn; g += W) {
+          const V e = simd::exp2<Arch>(simd::load<Arch>(s + g) - V(mx));  // -inf lanes give 0
+          simd::store<Arch>(s + g, e);
+          sum = sum + e;
+        }
+        simd::store<Arch>(part, sum);
+        float block_sum = 0.0f;
+        for (Index r = 0; r < W; ++r) block_sum += part[r];
+        l = l * alpha + block_sum;
+        // Two accumulators per output vector (even and odd keys): independent FMA chains.
+        for (Index d = 0; d < Pv; d += W) {
+          const Index n = std::min(W, Pv - d);
+          V even = simd::load<Arch>(o + d) * V(alpha), odd(0.0f);
+          const float* v = v_block + d;
+          Index jj = 0;
+          if (n == W)
+            for (; jj + 2 <= kn; jj += 2) {
+              even = simd::fmadd<Arch>(V(s[jj]), simd::load<Arch>(v + jj * v_row), even);
+              odd = simd::fmadd<Arch>(V(s[jj + 1]), simd::load<Arch>(v + (jj + 1) * v_row), odd);
+            }
+          for (; jj < kn; ++jj) even = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v + jj * v_row, n, pad + W), even);
+          simd::store<Arch>(o + d, even + odd);
+        }
       }
     });
-    float* out = p.out + (b * p.heads + h) * Pv;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (Index d = 0; d < Pv; ++d) out[d] = o[d] * inv;
-    if (p.lse) p.lse[b * p.heads + h] = l > 0.0f ? (m + std::log2(l)) * kLn2 : kNegInf;
+    for (Index h = h0; h < h1; ++h) {
+      const float* o = scratch + (h - h0) * per_head + P_pad;
+      const float m = o[Pv_pad], l = o[Pv_pad + 1];
+      float* out = p.out + (b * p.heads + h) * Pv;
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      for (Index d = 0; d < Pv; ++d) out[d] = o[d] * inv;
+      if (p.lse) p.lse[b * p.heads + h] = l > 0.0f ? (m + std::log2(l)) * kLn2 : kNegInf;
+    }
   }
 };
 
