@@ -34,11 +34,17 @@ after one warm-up run (more runs, up to --max-runs, while the case has run for l
 Threads: torch.set_num_threads(--threads) (default 1, like the C++ bench); OpenBLAS sizes its pool
 when it is loaded, so the script re-executes itself with OPENBLAS_NUM_THREADS=--threads (and
 OMP_WAIT_POLICY=passive) set before torch is imported, as bench/blocks/mamba_torch.py does.
-Memory reuse: --malloc reuse (default) keeps freed memory in the process (mallopt M_MMAP_MAX=0,
-M_TRIM_THRESHOLD=2^31-1), as a caching allocator would, so the GiB-sized score temporaries are not
-page-faulted anew on every call; --malloc default measures glibc as it comes (each score tensor a
-fresh mmap). Run with Debian's python3-torch (and OpenBLAS: apt-get install -y libopenblas0-pthread):
-    /usr/bin/python3 bench/attention/attention_torch.py [--threads 1] [--malloc reuse|default]
+Memory: every op of the dense formulation allocates a fresh GiB-sized tensor, and in this Firecracker
+VM a 4 KiB first-touch page fault costs ~12 us (~1.5 s to fault in 512 MiB, against ~0.05 s with 2 MiB
+pages), which would swamp the arithmetic. --malloc thp (default) re-executes with
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: malloc madvise()s its memory MADV_HUGEPAGE, so
+the kernel's transparent huge pages, here in "madvise" mode, back it: what a THP=always distribution
+does by default); the AnonHugePages the process ends with are printed. --malloc default measures glibc
+as it comes (4 KiB pages, each score tensor a fresh mmap faulted in anew on every call). (mamba_torch's
+mallopt "reuse" does not help here: torch's 64-byte-aligned posix_memalign requests do not fit the
+same-size holes the freed score tensors leave, so the heap just grows.)
+Run with Debian's python3-torch (and OpenBLAS: apt-get install -y libopenblas0-pthread):
+    /usr/bin/python3 bench/attention/attention_torch.py [--threads 1] [--malloc thp|default]
 """
 import argparse
 import os
@@ -58,9 +64,9 @@ def parse_args():
     p.add_argument('--min-time', type=float, default=1.0,
                    help='keep timing a case until it has run this many seconds (default 1.0)')
     p.add_argument('--max-runs', type=int, default=50, help='at most this many timed runs per case')
-    p.add_argument('--malloc', choices=('reuse', 'default'), default='reuse',
-                   help='reuse: mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1 so large temporaries '
-                        'reuse freed heap memory; default: glibc as it comes')
+    p.add_argument('--malloc', choices=('thp', 'default'), default='thp',
+                   help='thp: GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for malloc); '
+                        'default: glibc as it comes (4 KiB pages)')
     p.add_argument('--skip-check', action='store_true', help='skip the small-shape formulation check')
     return p.parse_args()
 
@@ -69,19 +75,16 @@ if __name__ == '__main__':
     # Before torch is imported: OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded.
     a = parse_args()
     _env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY='passive')
-    if any(os.environ.get(k) != _env[k] for k in ('OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY')):
+    _tunables = [t for t in os.environ.get('GLIBC_TUNABLES', '').split(':') if t and 'malloc.hugetlb' not in t]
+    if a.malloc == 'thp':
+        _tunables.append('glibc.malloc.hugetlb=1')
+    _env['GLIBC_TUNABLES'] = ':'.join(_tunables)
+    if any(os.environ.get(k, '') != _env[k] for k in ('OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY', 'GLIBC_TUNABLES')):
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], _env)
 
-import ctypes  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                                                   # <malloc.h>
-if __name__ == '__main__' and a.malloc == 'reuse':
-    _libc = ctypes.CDLL('libc.so.6')
-    if not (_libc.mallopt(M_MMAP_MAX, 0) and _libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)):
-        raise SystemExit('mallopt failed')
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -145,12 +148,12 @@ def time_case(fn, min_time, max_runs, min_runs=3):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+    return statistics.median(times), times
 
 
-def report(name, seconds, runs, flops, extra=''):
-    print(f'{name:72s} {seconds * 1e3:11.3f} ms {flops / seconds / 1e9:8.2f} GFLOP/s  runs={runs}{extra}',
-          flush=True)
+def report(name, seconds, times, flops, extra=''):
+    print(f'{name:72s} {seconds * 1e3:11.3f} ms {flops / seconds / 1e9:8.2f} GFLOP/s  runs={len(times)} '
+          f'(min {min(times) * 1e3:.3f}, max {max(times) * 1e3:.3f} ms){extra}', flush=True)
 
 
 def inputs(Lq, Lk, gen):
@@ -181,6 +184,22 @@ def check(gen):
     print('check passed: masked dense (none / causal / sliding window) == per-query loop on L 300', flush=True)
 
 
+def thp_mode():
+    try:
+        with open('/sys/kernel/mm/transparent_hugepage/enabled') as f:
+            return f.read().strip()
+    except OSError:
+        return '?'
+
+
+def anon_huge_pages():
+    try:
+        with open('/proc/self/smaps_rollup') as f:
+            return next((line.split(':')[1].strip() for line in f if line.startswith('AnonHugePages')), '?')
+    except OSError:
+        return '?'
+
+
 def blas_lines():
     alternative = os.path.realpath(LIBBLAS)
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))                                   # loads BLAS
@@ -203,7 +222,9 @@ def main():
     gen = torch.Generator().manual_seed(7)
     print(f'torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, '
           f'OPENBLAS_NUM_THREADS={os.environ.get("OPENBLAS_NUM_THREADS")}, '
-          f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}, malloc={a.malloc}')
+          f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}, '
+          f'malloc={a.malloc} (GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES")!r}, '
+          f'THP {thp_mode()})')
     for line in blas_lines():
         print(line)
     print(f'fp32, B=1, H={H}, P={P}, layout [B, H, L, P] (transposes from [B, L, H, P] not timed); '
@@ -223,12 +244,11 @@ def main():
             q, k, v = inputs(L, L, gen)
             mask = causal_mask(L) if causal else None
             pairs = H * (L * (L + 1) / 2 if causal else L * L)
-            t, n = time_case(lambda: attention_matmul(q, k, v, mask), mt, mr)
-            report(name, t, n, 4 * P * pairs, f'  scores {H * L * L * 4 / 2**30:.3g} GiB')
+            t, runs = time_case(lambda: attention_matmul(q, k, v, mask), mt, mr)
+            report(name, t, runs, 4 * P * pairs, f'  scores {H * L * L * 4 / 2**30:.3g} GiB')
             if SDPA is not None:
-                t, n = time_case(lambda: attention_sdpa(q, k, v, causal=bool(causal)), mt, mr)
-                report(name + ' [sdpa]', t, n, 4 * P * pairs)
-            del q, k, v, mask
+                t, runs = time_case(lambda: attention_sdpa(q, k, v, causal=bool(causal)), mt, mr)
+                report(name + ' [sdpa]', t, runs, 4 * P * pairs)
 
     # Block-sparse (sliding window) as the masked dense formulation
     for L in SPARSE_LENGTHS:
@@ -243,26 +263,25 @@ def main():
             continue
         q, k, v = inputs(L, L, gen)
         mask = sliding_window_mask(L, window)
-        t, n = time_case(lambda: attention_matmul(q, k, v, mask), mt, mr)
-        report(name, t, n, 4 * P * H * kept,
+        t, runs = time_case(lambda: attention_matmul(q, k, v, mask), mt, mr)
+        report(name, t, runs, 4 * P * H * kept,
                f'  window={window} density={density:.4f} (block density {block_density:.4f})')
         if SDPA is not None:
-            t, n = time_case(lambda: attention_sdpa(q, k, v, mask), mt, mr)
-            report(name + ' [sdpa]', t, n, 4 * P * H * kept)
-        del q, k, v, mask
+            t, runs = time_case(lambda: attention_sdpa(q, k, v, mask), mt, mr)
+            report(name + ' [sdpa]', t, runs, 4 * P * H * kept)
 
     # Decode
     for Lk in DECODE_LENGTHS:
         name = f'BM_Attention_Decode/Lk:{Lk}/H:{H}/P:{P}'
         q, k, v = inputs(1, Lk, gen)
         kv_bytes = 2 * Lk * H * P * 4
-        t, n = time_case(lambda: attention_matmul(q, k, v), mt, mr)
-        report(name, t, n, 4 * P * H * Lk, f'  K+V {kv_bytes / t / 1e9:.2f} GB/s')
+        t, runs = time_case(lambda: attention_matmul(q, k, v), mt, mr)
+        report(name, t, runs, 4 * P * H * Lk, f'  K+V {kv_bytes / t / 1e9:.2f} GB/s')
         if SDPA is not None:
-            t, n = time_case(lambda: attention_sdpa(q, k, v), mt, mr)
-            report(name + ' [sdpa]', t, n, 4 * P * H * Lk, f'  K+V {kv_bytes / t / 1e9:.2f} GB/s')
-        del q, k, v
-    print(f'total timed-section wall time {time.perf_counter() - start:.1f} s', flush=True)
+            t, runs = time_case(lambda: attention_sdpa(q, k, v), mt, mr)
+            report(name + ' [sdpa]', t, runs, 4 * P * H * Lk, f'  K+V {kv_bytes / t / 1e9:.2f} GB/s')
+    print(f'total timed-section wall time {time.perf_counter() - start:.1f} s; '
+          f'AnonHugePages at the end: {anon_huge_pages()}', flush=True)
 
 
 if __name__ == '__main__':

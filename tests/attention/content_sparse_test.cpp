@@ -177,6 +177,9 @@ TEST(ContentSparseAttention, RejectsBadArguments) {
   EXPECT_TRUE(testing::throws_error_mentioning(
       [&] { attention::block_topk_attention(in.q, in.k, in.v, {16, 2, 1, 0}); }, "block_topk_layout",
       "local_blocks >= 1"));
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::block_topk_attention(in.q, in.k, in.v, {8, 4, 1, 1}); }, "block_topk_layout",
+      "top_k is 4 blocks, but the 20 keys make only 3 blocks of 8"));
   const Tensor<float, 3> tau(1, 2, 19);
   EXPECT_TRUE(testing::throws_error_mentioning(
       [&] { attention::selective_attention(in.q, in.k, in.v, tau); }, "selective_attention", "row_scale has shape [1, 2, 19]"));

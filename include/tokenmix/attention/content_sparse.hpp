@@ -261,6 +261,8 @@ inline BlockLayout block_topk_layout(const ConstTensorView<float, 4>& q,  // [1,
                  ", ", p.top_k, ", ", p.sink_blocks, ", ", p.local_blocks);
   const Index L = q.dimension(1), H = q.dimension(2), P = q.dimension(3), Hkv = k.dimension(2);
   const Index nb = (L + p.block - 1) / p.block, group = H / Hkv;
+  TOKENMIX_CHECK(p.top_k <= nb, op, ": top_k is ", p.top_k, " blocks, but the ", L, " keys make only ", nb,
+                 " blocks of ", p.block);
   auto pooled = [&](const ConstTensorView<float, 4>& t, Index heads) {  // [heads, nb, P] block means
     std::vector<double> m(static_cast<std::size_t>(heads * nb * P), 0.0);
     for (Index t0 = 0; t0 < L; ++t0)
