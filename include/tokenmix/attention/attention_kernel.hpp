@@ -311,6 +311,76 @@ struct AttentionKernel {
       for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
   }
 
+  // part[r] = the W-lane partial sums of <k_r, q> for the `count` key rows at k (rows k_stride apart),
+  // zeros for r >= count. PW = P / W known at compile time (the query stays in registers; the
+  // products of one key are independent, summed as a tree), or 0 for any P.
+  template <int PW>
+  static TOKENMIX_ALWAYS_INLINE void key_partials(const float* k, Index k_stride, const float* qs, Index P, Index count,
+                                                  float* part, float* pad) noexcept {
+    if constexpr (PW > 0) {
+      V q[PW];
+#pragma GCC unroll 8
+      for (int c = 0; c < PW; ++c) q[c] = simd::load<Arch>(qs + c * W);
+      for (Index r = 0; r < count; ++r) {
+        const float* row = k + r * k_stride;
+        V prod[PW];
+#pragma GCC unroll 8
+        for (int c = 0; c < PW; ++c) prod[c] = simd::load<Arch>(row + c * W) * q[c];
+#pragma GCC unroll 8
+        for (int width = PW / 2; width > 0; width /= 2)
+#pragma GCC unroll 8
+          for (int c = 0; c < width; ++c) prod[c] = prod[c] + prod[c + width];
+        simd::store<Arch>(part + r * W, prod[0]);
+      }
+    } else {
+      for (Index r = 0; r < count; ++r) {
+        const float* row = k + r * k_stride;
+        V acc(0.0f);
+        Index d = 0;
+        for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(row + d), simd::load<Arch>(qs + d), acc);
+        if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(row + d, P - d, pad), simd::load<Arch>(qs + d), acc);
+        simd::store<Arch>(part + r * W, acc);
+      }
+    }
+    for (Index r = count; r < W; ++r) simd::store<Arch>(part + r * W, V(0.0f));
+  }
+
+  // o = α·o + Σ_j w[j]·v_j over the kn value rows at v (rows v_stride apart). VW = Pv / W known at
+  // compile time (o in 2·VW registers: even and odd keys, independent FMA chains), or 0 for any Pv.
+  template <int VW>
+  static TOKENMIX_ALWAYS_INLINE void weighted_values(const float* v, Index v_stride, const float* w, Index kn,
+                                                     float alpha, Index Pv, float* o, float* pad) noexcept {
+    if constexpr (VW > 0) {
+      V even[VW], odd[VW];
+#pragma GCC unroll 8
+      for (int c = 0; c < VW; ++c) even[c] = simd::load<Arch>(o + c * W) * V(alpha), odd[c] = V(0.0f);
+      Index j = 0;
+      for (; j + 2 <= kn; j += 2) {
+        const V w0(w[j]), w1(w[j + 1]);
+#pragma GCC unroll 8
+        for (int c = 0; c < VW; ++c) {
+          even[c] = simd::fmadd<Arch>(w0, simd::load<Arch>(v + j * v_stride + c * W), even[c]);
+          odd[c] = simd::fmadd<Arch>(w1, simd::load<Arch>(v + (j + 1) * v_stride + c * W), odd[c]);
+        }
+      }
+      if (j < kn) {
+        const V w0(w[j]);
+#pragma GCC unroll 8
+        for (int c = 0; c < VW; ++c) even[c] = simd::fmadd<Arch>(w0, simd::load<Arch>(v + j * v_stride + c * W), even[c]);
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < VW; ++c) simd::store<Arch>(o + c * W, even[c] + odd[c]);
+    } else {
+      for (Index d = 0; d < Pv; d += W) {
+        const Index n = std::min(W, Pv - d);
+        V acc = simd::load<Arch>(o + d) * V(alpha);
+        for (Index j = 0; j < kn; ++j)
+          acc = simd::fmadd<Arch>(V(w[j]), simd::load_upto<Arch>(v + j * v_stride + d, n, pad + W), acc);
+        simd::store<Arch>(o + d, acc);
+      }
+    }
+  }
+
   // A single query (decode) for query heads [h0, h1) of batch b. The heads walk the key blocks
   // together (when they share the block list: dense, or a layout with one pattern), head after head
   // within a block, so K and V are read row after row, as stored ([Lk, Hkv, P]): a sequential
@@ -336,18 +406,9 @@ struct AttentionKernel {
       qs[P_pad + Pv_pad] = kNegInf;  // m
     }
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
-    for_each_key_block(p, h0, qb, i, [&](Index kb, std::int64_t mask, Index next_kb) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    for_each_key_block(p, h0, qb, i, [&](Index kb, std::int64_t mask, Index) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
-      // The next block's rows of K and V (all kv heads: contiguous), prefetched a slice per head.
-      const Index next_rows = next_kb >= 0 ? std::min(p.k_block, p.k_len - next_kb * p.k_block) : 0;
-      const float* next_k = p.k + (b * p.k_len + std::max<Index>(next_kb, 0) * p.k_block) * kv_row;
-      const float* next_v = p.v + (b * p.k_len + std::max<Index>(next_kb, 0) * p.k_block) * v_row;
-      const Index k_slice = (next_rows * kv_row + nh - 1) / nh, v_slice = (next_rows * v_row + nh - 1) / nh;
       for (Index h = h0; h < h1; ++h) {
-        for (Index f = (h - h0) * k_slice; f < std::min(next_rows * kv_row, (h - h0 + 1) * k_slice); f += 16)
-          __builtin_prefetch(next_k + f, 0, 1);
-        for (Index f = (h - h0) * v_slice; f < std::min(next_rows * v_row, (h - h0 + 1) * v_slice); f += 16)
-          __builtin_prefetch(next_v + f, 0, 1);
         float* qs = scratch + (h - h0) * per_head;
         float* o = qs + P_pad;
         float& m = o[Pv_pad];
@@ -359,19 +420,19 @@ struct AttentionKernel {
         V block_max(kNegInf);
         for (Index g = 0; g < kn; g += W) {
           const Index count = std::min(W, kn - g);
-          for (Index r = 0; r < W; ++r) {
-            V acc(0.0f);
-            if (r < count) {
-              const float* k = k_block + (g + r) * kv_row;
-              Index d = 0;
-              for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(k + d), simd::load<Arch>(qs + d), acc);
-              if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(k + d, P - d, pad), simd::load<Arch>(qs + d), acc);
-            }
-            simd::store<Arch>(part + r * W, acc);
+          switch (P == P_pad ? P / W : 0) {  // the query in registers for the common head dims
+            case 1: key_partials<1>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
+            case 2: key_partials<2>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
+            case 4: key_partials<4>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
+            case 8: key_partials<8>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
+            default: key_partials<0>(k_block + g * kv_row, kv_row, qs, P, count, part, pad);
           }
           simd::transpose_square<Arch>(part, partT, W, W);
+          // Column sums of part = row sums of partT, as a tree (depth log2 W, not a W-long chain).
+          for (Index width = W / 2; width > 0; width /= 2)
+            for (Index r = 0; r < width; ++r)
+              simd::store<Arch>(partT + r * W, simd::load<Arch>(partT + r * W) + simd::load<Arch>(partT + (r + width) * W));
           V x = simd::load<Arch>(partT);
-          for (Index r = 1; r < W; ++r) x = x + simd::load<Arch>(partT + r * W);
           if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
           if (bias) x = x + simd::load_upto<Arch>(bias + g, count, pad) * V(kLog2e);
           // Allowed keys of the group as lane bits: in range, causal, and the layout's mask.
@@ -400,19 +461,12 @@ struct AttentionKernel {
         float block_sum = 0.0f;
         for (Index r = 0; r < W; ++r) block_sum += part[r];
         l = l * alpha + block_sum;
-        // Two accumulators per output vector (even and odd keys): independent FMA chains.
-        for (Index d = 0; d < Pv; d += W) {
-          const Index n = std::min(W, Pv - d);
-          V even = simd::load<Arch>(o + d) * V(alpha), odd(0.0f);
-          const float* v = v_block + d;
-          Index jj = 0;
-          if (n == W)
-            for (; jj + 2 <= kn; jj += 2) {
-              even = simd::fmadd<Arch>(V(s[jj]), simd::load<Arch>(v + jj * v_row), even);
-              odd = simd::fmadd<Arch>(V(s[jj + 1]), simd::load<Arch>(v + (jj + 1) * v_row), odd);
-            }
-          for (; jj < kn; ++jj) even = simd::fmadd<Arch>(V(s[jj]), simd::load_upto<Arch>(v + jj * v_row, n, pad + W), even);
-          simd::store<Arch>(o + d, even + odd);
+        switch (Pv == Pv_pad ? Pv / W : 0) {  // the output in registers for the common value dims
+          case 1: weighted_values<1>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
+          case 2: weighted_values<2>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
+          case 4: weighted_values<4>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
+          case 8: weighted_values<8>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
+          default: weighted_values<0>(v_block, v_row, s, kn, alpha, Pv, o, pad);
         }
       }
     });
