@@ -385,14 +385,14 @@ struct AttentionKernel {
   // together (when they share the block list: dense, or a layout with one pattern), head after head
   // within a block, so K and V are read row after row, as stored ([Lk, Hkv, P]): a sequential
   // stream the hardware prefetcher follows, where one head alone would stride 2 KiB per key.
-  // Per head and group of W keys: W partial-sum vectors of the dot products over P (FMA), one
-  // in-register transpose and W - 1 adds give the W logits in one vector; the softmax runs on
-  // vectors of keys, and o = α·o + Σ_j p_j·v_j on vectors of Pv.
+  // Per group of W keys and head: W partial-sum vectors of the dot products over P, one in-register
+  // transpose and a tree of adds give the W logits in one vector; the online softmax advances by
+  // the group, and o = α·o + Σ_j w_j·v_j runs on vectors of Pv.
   static void decode_rows(const AttentionProblem& p, Index b, Index h0, Index h1, float* scratch) noexcept {
     const Index P = p.dim, Pv = p.v_dim, i = p.q_offset, group = p.heads / p.kv_heads;
     const Index qb = i / p.q_block, bit = i - qb * p.q_block, kb_cap = std::max(p.k_block, W);
     const Index P_pad = padded(P), Pv_pad = padded(Pv), per_head = P_pad + Pv_pad + 2, nh = h1 - h0;
-    float* s = scratch + nh * per_head;  // [kb_cap + W] logits, then weights, of one block and head
+    float* s = scratch + nh * per_head;  // [kb_cap + W] logits, then weights, of one group and head
     float* part = s + kb_cap + W;        // [W, W] per-key partial sums
     float* partT = part + W * W;         // [W, W] transposed
     float* pad = partT + W * W;          // [2W]
@@ -408,65 +408,60 @@ struct AttentionKernel {
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
     for_each_key_block(p, h0, qb, i, [&](Index kb, std::int64_t mask, Index) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       const Index j0 = kb * p.k_block, kn = std::min(p.k_block, p.k_len - j0);
-      for (Index h = h0; h < h1; ++h) {
-        float* qs = scratch + (h - h0) * per_head;
-        float* o = qs + P_pad;
-        float& m = o[Pv_pad];
-        float& l = o[Pv_pad + 1];
-        const Index hk = h / group;
-        const float* k_block = p.k + ((b * p.k_len + j0) * p.kv_heads + hk) * P;   // key j0 + r at + r·Hkv·P
-        const float* v_block = p.v + ((b * p.k_len + j0) * p.kv_heads + hk) * Pv;
-        const float* bias = p.key_bias ? p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len + j0 : nullptr;
-        V block_max(kNegInf);
-        for (Index g = 0; g < kn; g += W) {
-          const Index count = std::min(W, kn - g);
+      // Groups of W keys, every head of the chunk per group: the group's rows of K and V (all kv
+      // heads, W·Hkv·P floats) are read in order, then left for the next group.
+      for (Index g = 0; g < kn; g += W) {
+        const Index count = std::min(W, kn - g), j = j0 + g;  // keys [j, j + count)
+        std::uint32_t allowed = 0;  // in range, causal, and the layout's mask, as lane bits
+        for (Index r = 0; r < count; ++r) {
+          const bool ok = (!p.causal || j + r <= i) && (mask < 0 || p.layout->mask_bit(mask, g + r, bit));
+          allowed |= std::uint32_t(ok) << r;
+        }
+        if (allowed == 0) continue;
+        for (Index h = h0; h < h1; ++h) {
+          float* qs = scratch + (h - h0) * per_head;
+          float* o = qs + P_pad;
+          float& m = o[Pv_pad];
+          float& l = o[Pv_pad + 1];
+          const Index hk = h / group;
+          const float* k_rows = p.k + ((b * p.k_len + j) * p.kv_heads + hk) * P;  // key j + r at + r·Hkv·P
+          const float* v_rows = p.v + ((b * p.k_len + j) * p.kv_heads + hk) * Pv;
           switch (P == P_pad ? P / W : 0) {  // the query in registers for the common head dims
-            case 1: key_partials<1>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
-            case 2: key_partials<2>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
-            case 4: key_partials<4>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
-            case 8: key_partials<8>(k_block + g * kv_row, kv_row, qs, P, count, part, pad); break;
-            default: key_partials<0>(k_block + g * kv_row, kv_row, qs, P, count, part, pad);
+            case 1: key_partials<1>(k_rows, kv_row, qs, P, count, part, pad); break;
+            case 2: key_partials<2>(k_rows, kv_row, qs, P, count, part, pad); break;
+            case 4: key_partials<4>(k_rows, kv_row, qs, P, count, part, pad); break;
+            case 8: key_partials<8>(k_rows, kv_row, qs, P, count, part, pad); break;
+            default: key_partials<0>(k_rows, kv_row, qs, P, count, part, pad);
           }
           simd::transpose_square<Arch>(part, partT, W, W);
           // Column sums of part = row sums of partT, as a tree (depth log2 W, not a W-long chain).
           for (Index width = W / 2; width > 0; width /= 2)
             for (Index r = 0; r < width; ++r)
               simd::store<Arch>(partT + r * W, simd::load<Arch>(partT + r * W) + simd::load<Arch>(partT + (r + width) * W));
-          V x = simd::load<Arch>(partT);
+          V x = simd::load<Arch>(partT);  // the W logits (log2 units)
           if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
-          if (bias) x = x + simd::load_upto<Arch>(bias + g, count, pad) * V(kLog2e);
-          // Allowed keys of the group as lane bits: in range, causal, and the layout's mask.
-          std::uint32_t allowed = 0;
-          for (Index r = 0; r < count; ++r) {
-            const bool ok = (!p.causal || j0 + g + r <= i) && (mask < 0 || p.layout->mask_bit(mask, g + r, bit));
-            allowed |= std::uint32_t(ok) << r;
-          }
+          if (p.key_bias)
+            x = x + simd::load_upto<Arch>(p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len + j, count, pad) *
+                        V(kLog2e);
           x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
-          simd::store<Arch>(s + g, x);
-          block_max = xsimd::max(block_max, x);
-        }
-        simd::store<Arch>(part, block_max);
-        float mx = m;
-        for (Index r = 0; r < W; ++r) mx = std::max(mx, part[r]);
-        if (mx == kNegInf) continue;  // nothing allowed yet
-        const float alpha = std::exp2(m - mx);
-        m = mx;
-        V sum(0.0f);
-        for (Index g = 0; g < kn; g += W) {
-          const V e = simd::exp2<Arch>(simd::load<Arch>(s + g) - V(mx));  // -inf lanes give 0
-          simd::store<Arch>(s + g, e);
-          sum = sum + e;
-        }
-        simd::store<Arch>(part, sum);
-        float block_sum = 0.0f;
-        for (Index r = 0; r < W; ++r) block_sum += part[r];
-        l = l * alpha + block_sum;
-        switch (Pv == Pv_pad ? Pv / W : 0) {  // the output in registers for the common value dims
-          case 1: weighted_values<1>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
-          case 2: weighted_values<2>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
-          case 4: weighted_values<4>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
-          case 8: weighted_values<8>(v_block, v_row, s, kn, alpha, Pv, o, pad); break;
-          default: weighted_values<0>(v_block, v_row, s, kn, alpha, Pv, o, pad);
+          // Online softmax over the group: m ← max(m, max x), α = 2^(m_old - m), w = 2^(x - m).
+          simd::store<Arch>(s, x);
+          float mx = m;
+          for (Index r = 0; r < count; ++r) mx = std::max(mx, s[r]);
+          const float alpha = std::exp2(m - mx);
+          m = mx;
+          const V w = simd::exp2<Arch>(x - V(mx));  // -inf lanes give 0
+          simd::store<Arch>(s, w);
+          float sum = 0.0f;
+          for (Index r = 0; r < count; ++r) sum += s[r];
+          l = l * alpha + sum;
+          switch (Pv == Pv_pad ? Pv / W : 0) {  // the output in registers for the common value dims
+            case 1: weighted_values<1>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;
+            case 2: weighted_values<2>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;
+            case 4: weighted_values<4>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;
+            case 8: weighted_values<8>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;
+            default: weighted_values<0>(v_rows, v_row, s, count, alpha, Pv, o, pad);
+          }
         }
       }
     });
