@@ -12,11 +12,14 @@
 #include "tokenmix/simd/activations.hpp"
 #include "tokenmix/simd/arch.hpp"
 #include "tokenmix/simd/exp.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 #include "tokenmix/io/json.hpp"
 #include "tokenmix/io/npy.hpp"
 #include "tokenmix/io/safetensors.hpp"
 
+#include "tokenmix/reference/attention.hpp"
+#include "tokenmix/reference/content_sparse.hpp"
 #include "tokenmix/reference/linear.hpp"
 #include "tokenmix/reference/local_bidirectional_scan.hpp"
 #include "tokenmix/reference/mamba_mixer.hpp"
@@ -37,6 +40,9 @@
 #include "tokenmix/ssm/spatial_state_fusion.hpp"
 #include "tokenmix/ssm/ssd.hpp"
 
+#include "tokenmix/attention/attention.hpp"
+#include "tokenmix/attention/block_layout.hpp"
+#include "tokenmix/attention/content_sparse.hpp"
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/blocks/mamba2_mixer.hpp"
