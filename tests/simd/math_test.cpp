@@ -602,6 +602,30 @@ TYPED_TEST(SimdMathTyped, SelectByBits) {
   }
 }
 
+// lane_sums: lane r of the result is the sum of the lanes of vector r; reduce_max: the largest lane.
+TYPED_TEST(SimdMathTyped, LaneSumsAndReduceMax) {
+  using T = TestFixture;
+  using V = simd::vfloat<TypeParam>;
+  constexpr std::size_t W = T::W;
+  alignas(64) float x[W * W], out[W];
+  V v[W];
+  for (std::size_t r = 0; r < W; ++r) {
+    for (std::size_t l = 0; l < W; ++l) x[r * W + l] = float((r + 1) * 100 + l) * ((l % 3 == 0) ? -1.0f : 1.0f);
+    v[r] = simd::load<TypeParam>(x + r * W);
+  }
+  simd::store<TypeParam>(out, simd::lane_sums<TypeParam>(v));
+  for (std::size_t r = 0; r < W; ++r) {
+    float want = 0.0f;
+    for (std::size_t l = 0; l < W; ++l) want += x[r * W + l];
+    EXPECT_EQ(out[r], want) << "vector " << r;  // small integers: exact in any order
+    float mx = x[r * W];
+    for (std::size_t l = 1; l < W; ++l) mx = std::max(mx, x[r * W + l]);
+    EXPECT_EQ(simd::reduce_max<TypeParam>(v[r]), mx) << "vector " << r;
+  }
+  x[0] = -kInf;  // lane 0 of vector 0 (-100) was not its largest: -inf lanes change nothing
+  EXPECT_EQ(simd::reduce_max<TypeParam>(simd::load<TypeParam>(x)), simd::reduce_max<TypeParam>(v[0]));
+}
+
 // transpose_square: row i of the W x W source becomes column i; only `rows` rows are written.
 TYPED_TEST(SimdMathTyped, TransposeSquare) {
   using T = TestFixture;

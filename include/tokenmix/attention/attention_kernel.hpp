@@ -311,17 +311,23 @@ struct AttentionKernel {
       for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
   }
 
-  // part[r] = the W-lane partial sums of <k_r, q> for the `count` key rows at k (rows k_stride apart),
-  // zeros for r >= count. PW = P / W known at compile time (the query stays in registers; the
-  // products of one key are independent, summed as a tree), or 0 for any P.
+  // The W-lane vector of <k_r, q> for the `count` key rows at k (rows k_stride apart), 0 past
+  // count: per key a vector of partial products (PW = P / W known at compile time: the query in
+  // registers, a tree of adds; or 0 for any P), then simd::lane_sums.
   template <int PW>
-  static TOKENMIX_ALWAYS_INLINE void key_partials(const float* k, Index k_stride, const float* qs, Index P, Index count,
-                                                  float* part, float* pad) noexcept {
+  static TOKENMIX_ALWAYS_INLINE V key_logits(const float* k, Index k_stride, const float* qs, Index P, Index count,
+                                             float* pad) noexcept {
+    V part[W];
     if constexpr (PW > 0) {
       V q[PW];
 #pragma GCC unroll 8
       for (int c = 0; c < PW; ++c) q[c] = simd::load<Arch>(qs + c * W);
-      for (Index r = 0; r < count; ++r) {
+#pragma GCC unroll 16
+      for (Index r = 0; r < W; ++r) {
+        if (r >= count) {
+          part[r] = V(0.0f);
+          continue;
+        }
         const float* row = k + r * k_stride;
         V prod[PW];
 #pragma GCC unroll 8
@@ -330,19 +336,21 @@ struct AttentionKernel {
         for (int width = PW / 2; width > 0; width /= 2)
 #pragma GCC unroll 8
           for (int c = 0; c < width; ++c) prod[c] = prod[c] + prod[c + width];
-        simd::store<Arch>(part + r * W, prod[0]);
+        part[r] = prod[0];
       }
     } else {
-      for (Index r = 0; r < count; ++r) {
-        const float* row = k + r * k_stride;
+      for (Index r = 0; r < W; ++r) {
         V acc(0.0f);
-        Index d = 0;
-        for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(row + d), simd::load<Arch>(qs + d), acc);
-        if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(row + d, P - d, pad), simd::load<Arch>(qs + d), acc);
-        simd::store<Arch>(part + r * W, acc);
+        if (r < count) {
+          const float* row = k + r * k_stride;
+          Index d = 0;
+          for (; d + W <= P; d += W) acc = simd::fmadd<Arch>(simd::load<Arch>(row + d), simd::load<Arch>(qs + d), acc);
+          if (d < P) acc = simd::fmadd<Arch>(simd::load_partial<Arch>(row + d, P - d, pad), simd::load<Arch>(qs + d), acc);
+        }
+        part[r] = acc;
       }
     }
-    for (Index r = count; r < W; ++r) simd::store<Arch>(part + r * W, V(0.0f));
+    return simd::lane_sums<Arch>(part);
   }
 
   // o = α·o + Σ_j w[j]·v_j over the kn value rows at v (rows v_stride apart). VW = Pv / W known at
@@ -393,9 +401,7 @@ struct AttentionKernel {
     const Index qb = i / p.q_block, bit = i - qb * p.q_block, kb_cap = std::max(p.k_block, W);
     const Index P_pad = padded(P), Pv_pad = padded(Pv), per_head = P_pad + Pv_pad + 2, nh = h1 - h0;
     float* s = scratch + nh * per_head;  // [kb_cap + W] logits, then weights, of one group and head
-    float* part = s + kb_cap + W;        // [W, W] per-key partial sums
-    float* partT = part + W * W;         // [W, W] transposed
-    float* pad = partT + W * W;          // [2W]
+    float* pad = s + kb_cap + W;         // [2W]
     for (Index h = h0; h < h1; ++h) {    // per head: qs [P_pad] scaled query, o [Pv_pad], m, l
       float* qs = scratch + (h - h0) * per_head;
       const float q_scale = (p.softcap > 0.0f ? p.scale : p.scale * kLog2e) *
@@ -426,35 +432,26 @@ struct AttentionKernel {
           const Index hk = h / group;
           const float* k_rows = p.k + ((b * p.k_len + j) * p.kv_heads + hk) * P;  // key j + r at + r·Hkv·P
           const float* v_rows = p.v + ((b * p.k_len + j) * p.kv_heads + hk) * Pv;
+          V x;  // the W logits (log2 units)
           switch (P == P_pad ? P / W : 0) {  // the query in registers for the common head dims
-            case 1: key_partials<1>(k_rows, kv_row, qs, P, count, part, pad); break;
-            case 2: key_partials<2>(k_rows, kv_row, qs, P, count, part, pad); break;
-            case 4: key_partials<4>(k_rows, kv_row, qs, P, count, part, pad); break;
-            case 8: key_partials<8>(k_rows, kv_row, qs, P, count, part, pad); break;
-            default: key_partials<0>(k_rows, kv_row, qs, P, count, part, pad);
+            case 1: x = key_logits<1>(k_rows, kv_row, qs, P, count, pad); break;
+            case 2: x = key_logits<2>(k_rows, kv_row, qs, P, count, pad); break;
+            case 4: x = key_logits<4>(k_rows, kv_row, qs, P, count, pad); break;
+            case 8: x = key_logits<8>(k_rows, kv_row, qs, P, count, pad); break;
+            default: x = key_logits<0>(k_rows, kv_row, qs, P, count, pad);
           }
-          simd::transpose_square<Arch>(part, partT, W, W);
-          // Column sums of part = row sums of partT, as a tree (depth log2 W, not a W-long chain).
-          for (Index width = W / 2; width > 0; width /= 2)
-            for (Index r = 0; r < width; ++r)
-              simd::store<Arch>(partT + r * W, simd::load<Arch>(partT + r * W) + simd::load<Arch>(partT + (r + width) * W));
-          V x = simd::load<Arch>(partT);  // the W logits (log2 units)
           if (p.softcap > 0.0f) x = softcap_log2(x, p.softcap);
           if (p.key_bias)
             x = x + simd::load_upto<Arch>(p.key_bias + (b * p.bias_heads + bias_head(p, h, hk)) * p.k_len + j, count, pad) *
                         V(kLog2e);
           x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
           // Online softmax over the group: m ← max(m, max x), α = 2^(m_old - m), w = 2^(x - m).
-          simd::store<Arch>(s, x);
-          float mx = m;
-          for (Index r = 0; r < count; ++r) mx = std::max(mx, s[r]);
+          const float mx = std::max(m, simd::reduce_max<Arch>(x));  // finite: some key is allowed
           const float alpha = std::exp2(m - mx);
           m = mx;
           const V w = simd::exp2<Arch>(x - V(mx));  // -inf lanes give 0
           simd::store<Arch>(s, w);
-          float sum = 0.0f;
-          for (Index r = 0; r < count; ++r) sum += s[r];
-          l = l * alpha + sum;
+          l = l * alpha + simd::reduce_add<Arch>(w);
           switch (Pv == Pv_pad ? Pv / W : 0) {  // the output in registers for the common value dims
             case 1: weighted_values<1>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;
             case 2: weighted_values<2>(v_rows, v_row, s, count, alpha, Pv, o, pad); break;

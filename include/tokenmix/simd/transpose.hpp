@@ -7,6 +7,9 @@
 //   simd::transpose_square<Arch>(src, dst, stride, rows)
 //       row i of the W x W block at src (row stride W) becomes column i; row `lane` of the result
 //       goes to dst + lane·stride, for lane < rows. On other archs: a scalar transpose.
+//   simd::lane_sums<Arch>(v)   for W vectors v[0..W): the vector whose lane r is the sum of the
+//       lanes of v[r] (a transpose and a sum in one: 45 shuffles and adds on AVX-512, in registers).
+//   simd::reduce_max<Arch>(v)  the largest lane.
 
 #include <cstddef>
 #include <type_traits>
@@ -110,6 +113,57 @@ TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, float* dst, std::
   constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
   for (std::ptrdiff_t i = 0; i < rows; ++i)
     for (std::ptrdiff_t j = 0; j < W; ++j) dst[i * dst_stride + j] = src[j * W + i];
+}
+
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE vfloat<Arch> lane_sums(const vfloat<Arch>* v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (detail::is_avx512_square<Arch>) {
+    // Level 1: pairs of vectors; per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3].
+    __m512 t[8];
+    for (int i = 0; i < 8; ++i) {
+      const __m512 a = v[2 * i], b = v[2 * i + 1];
+      t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    // Level 2: per 128-bit lane c, u[j] holds the lane-c partial sums of vectors 4j .. 4j + 3.
+    __m512 u[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m512d x = _mm512_castps_pd(t[2 * j]), y = _mm512_castps_pd(t[2 * j + 1]);
+      u[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    // Level 3: sum the four 128-bit lanes; 128-bit lane q of the result holds vectors 4q .. 4q + 3.
+    const __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x44), _mm512_shuffle_f32x4(u[0], u[1], 0xEE));
+    const __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x44), _mm512_shuffle_f32x4(u[2], u[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, 0x88), _mm512_shuffle_f32x4(s01, s23, 0xDD));
+  } else
+#endif
+  {
+    constexpr std::size_t W = lanes<Arch>;
+    alignas(64) float lanes_of[W * W], sums[W];
+    for (std::size_t r = 0; r < W; ++r) store<Arch>(lanes_of + r * W, v[r]);
+    for (std::size_t r = 0; r < W; ++r) {
+      float sum = 0.0f;
+      for (std::size_t l = 0; l < W; ++l) sum += lanes_of[r * W + l];
+      sums[r] = sum;
+    }
+    return load<Arch>(sums);
+  }
+}
+
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE float reduce_max(vfloat<Arch> v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) return _mm512_reduce_max_ps(v);
+  else
+#endif
+  {
+    constexpr std::size_t W = lanes<Arch>;
+    alignas(64) float x[W];
+    store<Arch>(x, v);
+    float m = x[0];
+    for (std::size_t l = 1; l < W; ++l) m = x[l] > m ? x[l] : m;
+    return m;
+  }
 }
 
 }  // namespace tokenmix::simd
