@@ -634,7 +634,7 @@ TYPED_TEST(SimdMathTyped, TransposeSquare) {
   for (std::ptrdiff_t i = 0; i < W * W; ++i) src[std::size_t(i)] = float(i);
   for (const std::ptrdiff_t rows : {W, W - 1, std::ptrdiff_t(1)}) {
     std::fill(dst.begin(), dst.end(), -1.0f);
-    simd::transpose_square<TypeParam>(src.data(), dst.data(), W + 3, rows);
+    simd::transpose_square<TypeParam>(src.data(), W, dst.data(), W + 3, rows);
     for (std::ptrdiff_t r = 0; r < W; ++r)
       for (std::ptrdiff_t c = 0; c < W + 3; ++c) {
         const float want = r < rows && c < W ? src[std::size_t(c * W + r)] : -1.0f;

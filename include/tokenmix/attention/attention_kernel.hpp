@@ -147,14 +147,32 @@ struct AttentionKernel {
     // Logits in log2 units: scale·log2(e) folded into Q unless softcap needs natural units first.
     const float q_scale = p.softcap > 0.0f ? p.scale : p.scale * kLog2e;
     const Index kv_row = p.kv_heads * P, v_row = p.kv_heads * Pv;
+    const Index q_row = p.heads * P;  // query r + 1 is q_row floats after query r
+    const float* q_first = p.q + ((b * p.q_len + (i0 - p.q_offset)) * p.heads + h) * P;
+    float* lane_scale = l;  // [T] the logit scale of each lane, before l is initialised
     for (Index lane = 0; lane < T; ++lane) {
-      const Index i = i0 + std::min(lane, n - 1);  // padding lanes repeat the last query
-      const float* q = p.q + ((b * p.q_len + (i - p.q_offset)) * p.heads + h) * P;
-      const float row = p.row_scale ? q_scale * p.row_scale[(b * p.heads + h) * p.q_len + (i - p.q_offset)] : q_scale;
-      for (Index d = 0; d < P; ++d) Qt[d * T + lane] = q[d] * row;
-      qpos[lane] = static_cast<float>(i);
-      m[lane] = kNegInf, l[lane] = 0.0f;
+      const Index r = std::min(lane, n - 1);  // padding lanes repeat the last query
+      lane_scale[lane] = p.row_scale ? q_scale * p.row_scale[(b * p.heads + h) * p.q_len + (i0 + r - p.q_offset)] : q_scale;
+      qpos[lane] = static_cast<float>(i0 + r);
     }
+    // Qt = the tile's queries transposed (W × W in-register transposes where a lane group is full),
+    // each lane scaled.
+    for (int v = 0; v < QV; ++v) {
+      const bool full = simd::has_square_transpose<Arch> && P % W == 0 && (v + 1) * W <= n;
+      if (full) {
+        for (Index c = 0; c < P; c += W)
+          simd::transpose_square<Arch>(q_first + v * W * q_row + c, q_row, Qt + c * T + v * W, T, W);
+      } else {
+        for (Index lane = v * W; lane < (v + 1) * W; ++lane) {
+          const float* q = q_first + std::min(lane, n - 1) * q_row;
+          for (Index d = 0; d < P; ++d) Qt[d * T + lane] = q[d];
+        }
+      }
+      const V scale = simd::load<Arch>(lane_scale + v * W);
+      for (Index d = 0; d < P; ++d) simd::store<Arch>(Qt + d * T + v * W, simd::load<Arch>(Qt + d * T + v * W) * scale);
+    }
+    std::fill(m, m + T, kNegInf);
+    std::fill(l, l + T, 0.0f);
     std::fill(Ot, Ot + Pv * T, 0.0f);
     const float* k_head = p.k + (b * p.k_len * p.kv_heads + hk) * P;   // row j at + j·Hkv·P
     const float* v_head = p.v + (b * p.k_len * p.kv_heads + hk) * Pv;  // row j at + j·Hkv·Pv
@@ -167,15 +185,15 @@ struct AttentionKernel {
       const Index next_j0 = next_kb >= 0 ? next_kb * p.k_block : p.k_len;
       Index j = 0;
       for (; j + 6 <= kn; j += 6) {
-        qk_rows<QV, 6>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        broadcast_fma_rows<QV, 6>(k_head + (j0 + j) * kv_row, kv_row, 1, Qt, P, nullptr, S + j * T);
         prefetch_rows(p, k_head, v_head, next_j0 + j, 6);
       }
       for (; j + 4 <= kn; j += 4) {
-        qk_rows<QV, 4>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        broadcast_fma_rows<QV, 4>(k_head + (j0 + j) * kv_row, kv_row, 1, Qt, P, nullptr, S + j * T);
         prefetch_rows(p, k_head, v_head, next_j0 + j, 4);
       }
       for (; j < kn; ++j) {
-        qk_rows<QV, 1>(k_head + (j0 + j) * kv_row, kv_row, Qt, P, S + j * T);
+        broadcast_fma_rows<QV, 1>(k_head + (j0 + j) * kv_row, kv_row, 1, Qt, P, nullptr, S + j * T);
         prefetch_rows(p, k_head, v_head, next_j0 + j, 1);
       }
       // Logit transforms and masks, then the block's max per lane.
@@ -219,19 +237,37 @@ struct AttentionKernel {
       // Ot = α·Ot + Vᵀ·S
       const float* v_block = v_head + j0 * v_row;
       Index d = 0;
-      for (; d + 6 <= Pv; d += 6) pv_rows<QV, 6>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
-      for (; d + 4 <= Pv; d += 4) pv_rows<QV, 4>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
-      for (; d < Pv; ++d) pv_rows<QV, 1>(v_block + d, v_row, S, kn, alpha, Ot + d * T);
+      for (; d + 6 <= Pv; d += 6) broadcast_fma_rows<QV, 6>(v_block + d, 1, v_row, S, kn, alpha, Ot + d * T);
+      for (; d + 4 <= Pv; d += 4) broadcast_fma_rows<QV, 4>(v_block + d, 1, v_row, S, kn, alpha, Ot + d * T);
+      for (; d < Pv; ++d) broadcast_fma_rows<QV, 1>(v_block + d, 1, v_row, S, kn, alpha, Ot + d * T);
     });
 
-    // out = Ot / l (0 where no key was allowed), lse = (m + log2 l)·ln 2.
-    for (Index lane = 0; lane < n; ++lane) {
-      const Index r = i0 + lane - p.q_offset;
-      float* o = p.out + ((b * p.q_len + r) * p.heads + h) * Pv;
-      const float inv = l[lane] > 0.0f ? 1.0f / l[lane] : 0.0f;
-      for (Index d = 0; d < Pv; ++d) o[d] = Ot[d * T + lane] * inv;
-      if (p.lse) p.lse[(b * p.heads + h) * p.q_len + r] = l[lane] > 0.0f ? (m[lane] + std::log2(l[lane])) * kLn2 : kNegInf;
+    // out = Ot / l (0 where no key was allowed: Ot is 0 there too), lse = (m + log2 l)·ln 2.
+    const Index out_row = p.heads * Pv;  // query r + 1 is out_row floats after query r
+    float* out_first = p.out + ((b * p.q_len + (i0 - p.q_offset)) * p.heads + h) * Pv;
+    for (int v = 0; v < QV; ++v) {
+      const Index lanes = std::min(W, n - v * W);
+      if (lanes <= 0) break;
+      if (simd::has_square_transpose<Arch> && Pv % W == 0 && lanes == W) {
+        for (Index c = 0; c < Pv; c += W)
+          simd::transpose_square<Arch>(Ot + c * T + v * W, T, out_first + v * W * out_row + c, out_row, W);
+        for (Index lane = v * W; lane < (v + 1) * W; ++lane) {
+          const V inv(l[lane] > 0.0f ? 1.0f / l[lane] : 0.0f);
+          float* o = out_first + lane * out_row;
+          for (Index d = 0; d < Pv; d += W) simd::store<Arch>(o + d, simd::load<Arch>(o + d) * inv);
+        }
+      } else {
+        for (Index lane = v * W; lane < v * W + lanes; ++lane) {
+          const float inv = l[lane] > 0.0f ? 1.0f / l[lane] : 0.0f;
+          float* o = out_first + lane * out_row;
+          for (Index d = 0; d < Pv; ++d) o[d] = Ot[d * T + lane] * inv;
+        }
+      }
     }
+    if (p.lse)
+      for (Index lane = 0; lane < n; ++lane)
+        p.lse[(b * p.heads + h) * p.q_len + (i0 + lane - p.q_offset)] =
+            l[lane] > 0.0f ? (m[lane] + std::log2(l[lane])) * kLn2 : kNegInf;
   }
 
   static Index bias_head(const AttentionProblem& p, Index h, Index hk) {
@@ -257,58 +293,35 @@ struct AttentionKernel {
     return static_cast<std::uint32_t>(w & ((std::uint64_t(1) << W) - 1));
   }
 
-  // S[r] = Σ_d K[r][d]·Qt[d] for R key rows (rows k_stride apart): R × QV accumulators.
+  // The tile micro-kernel: C[r] = c0[r] + Σ_x a(r, x)·M[x] for R rows of QV vectors (rows of C and
+  // M T = QV·W floats apart), a(r, x) = a[r·a_row + x·a_col] broadcast; R × QV accumulators in
+  // registers. c0 = 0, or C·scale (lane-wise, scale [QV] vectors) when scale is not null.
+  //   S = K_block · Qt:        a = K rows (a_row = Hkv·P, a_col = 1), M = Qt, x over P
+  //   Ot = α·Ot + Vᵀ·S:        a = V columns (a_row = 1, a_col = Hkv·Pv), M = S, x over the keys
   template <int QV, int R>
-  static TOKENMIX_ALWAYS_INLINE void qk_rows(const float* k, Index k_stride, const float* Qt, Index P,
-                                             float* S) noexcept {
+  static TOKENMIX_ALWAYS_INLINE void broadcast_fma_rows(const float* a, Index a_row, Index a_col, const float* M,
+                                                        Index n, const V* scale, float* C) noexcept {
     constexpr Index T = QV * W;
     V acc[R][QV];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-      for (int v = 0; v < QV; ++v) acc[r][v] = V(0.0f);
-    for (Index d = 0; d < P; ++d) {
-      V qv[QV];
+      for (int v = 0; v < QV; ++v) acc[r][v] = scale ? simd::load<Arch>(C + r * T + v * W) * scale[v] : V(0.0f);
+    for (Index x = 0; x < n; ++x) {
+      V m[QV];
 #pragma GCC unroll 4
-      for (int v = 0; v < QV; ++v) qv[v] = simd::load<Arch>(Qt + d * T + v * W);
+      for (int v = 0; v < QV; ++v) m[v] = simd::load<Arch>(M + x * T + v * W);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const V kd(k[r * k_stride + d]);
+        const V ar(a[r * a_row + x * a_col]);
 #pragma GCC unroll 4
-        for (int v = 0; v < QV; ++v) acc[r][v] = simd::fmadd<Arch>(kd, qv[v], acc[r][v]);
+        for (int v = 0; v < QV; ++v) acc[r][v] = simd::fmadd<Arch>(ar, m[v], acc[r][v]);
       }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-      for (int v = 0; v < QV; ++v) simd::store<Arch>(S + r * T + v * W, acc[r][v]);
-  }
-
-  // Ot[r] = α·Ot[r] + Σ_j V[j][r]·S[j] for R value columns (v points at column d of key row 0).
-  template <int QV, int R>
-  static TOKENMIX_ALWAYS_INLINE void pv_rows(const float* v, Index v_stride, const float* S, Index kn,
-                                             const V* alpha, float* Ot) noexcept {
-    constexpr Index T = QV * W;
-    V acc[R][QV];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int q = 0; q < QV; ++q) acc[r][q] = simd::load<Arch>(Ot + r * T + q * W) * alpha[q];
-    for (Index j = 0; j < kn; ++j) {
-      V s[QV];
-#pragma GCC unroll 4
-      for (int q = 0; q < QV; ++q) s[q] = simd::load<Arch>(S + j * T + q * W);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const V vj(v[j * v_stride + r]);
-#pragma GCC unroll 4
-        for (int q = 0; q < QV; ++q) acc[r][q] = simd::fmadd<Arch>(vj, s[q], acc[r][q]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int q = 0; q < QV; ++q) simd::store<Arch>(Ot + r * T + q * W, acc[r][q]);
+      for (int v = 0; v < QV; ++v) simd::store<Arch>(C + r * T + v * W, acc[r][v]);
   }
 
   // The W-lane vector of <k_r, q> for the `count` key rows at k (rows k_stride apart), 0 past

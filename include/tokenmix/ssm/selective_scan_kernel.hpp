@@ -276,7 +276,7 @@ struct SelectiveScanKernel {
     if (N == 1) return simd::store_upto<Arch>(dst, simd::load<Arch>(stage), width, pad);
     if constexpr (simd::has_square_transpose<Arch>) {
       if (N % W == 0) {
-        for (Index j = 0; j < N; j += W) simd::transpose_square<Arch>(stage + j * W, dst + j, N, width);
+        for (Index j = 0; j < N; j += W) simd::transpose_square<Arch>(stage + j * W, W, dst + j, N, width);
         return;
       }
     }
