@@ -1,0 +1,125 @@
+#pragma once
+// Oracle of neighborhood attention in R = 1, 2, 3 spatial dimensions (NATTEN >= 0.20 semantics, the
+// window rule in attention/neighborhood_types.hpp), written as loops from the definition:
+//   for each batch b, query position x (R coordinates) and head h (kv head h / (H / Hkv)):
+//     keys = the product over axes of neighborhood_axis_window(x_a, L_a, K_a, d_a, s_a, causal_a)
+//     s_j = scale·<q[b, x, h], k[b, j, hk]> + rpb[h, rpb index per axis]   (rpb optional)
+//     out[b, x, h] = Σ_j softmax(s)_j · v[b, j, hk];  lse[b, x, h] = log Σ_j e^{s_j}
+// Layout heads-last, as NATTEN >= 0.20: q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv],
+// out [B, X.., H, Pv], lse [B, X.., H]; rpb [H, 2K_1 - 1, ..., 2K_R - 1] (NATTEN <= 0.17's table).
+
+#include <array>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/core/shape.hpp"
+
+namespace tokenmix::ref {
+
+template <int R, class Acc = double>
+Tensor<float, R + 3> neighborhood_attention(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
+                                            const ConstTensorView<float, R + 3>& v,
+                                            const attention::NeighborhoodParams<R>& params,
+                                            const std::optional<ConstTensorView<float, R + 1>>& rpb = std::nullopt,
+                                            Tensor<float, R + 2>* lse = nullptr) {
+  constexpr const char* op = "ref::neighborhood_attention";
+  const Index B = q.dimension(0), H = q.dimension(R + 1), P = q.dimension(R + 2);
+  const Index Hkv = k.dimension(R + 1), Pv = v.dimension(R + 2);
+  std::array<Index, R> extent{};
+  Index tokens = 1;
+  for (int a = 0; a < R; ++a) extent[std::size_t(a)] = q.dimension(a + 1), tokens *= extent[std::size_t(a)];
+  for (int a = 0; a < R + 3; ++a)
+    if (a != R + 1 && a != R + 2)
+      TOKENMIX_CHECK(k.dimension(a) == q.dimension(a) && v.dimension(a) == q.dimension(a), op,
+                     ": k has shape ", shape_of(k), " and v ", shape_of(v), ", expected the batch and spatial extents of q ",
+                     shape_of(q));
+  TOKENMIX_CHECK(Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P && v.dimension(R + 1) == Hkv, op, ": q has shape ",
+                 shape_of(q), ", k ", shape_of(k), ", v ", shape_of(v),
+                 ": expected k [..., Hkv, P] and v [..., Hkv, Pv] with H a multiple of Hkv");
+  attention::detail::check_neighborhood_params<R>(op, params, extent);
+  if (rpb) {
+    TOKENMIX_CHECK(rpb->dimension(0) == H, op, ": rpb has shape ", shape_of(*rpb), ", expected [H=", H, ", 2K-1 per axis]");
+    for (int a = 0; a < R; ++a) {
+      TOKENMIX_CHECK(rpb->dimension(a + 1) == 2 * params.kernel_size[std::size_t(a)] - 1, op, ": rpb has shape ",
+                     shape_of(*rpb), ", expected [H=", H, ", 2K-1 per axis]");
+      TOKENMIX_CHECK(!params.causal[std::size_t(a)], op, ": rpb is not defined with causal axes (as NATTEN)");
+    }
+  }
+  const Acc scale = params.scale ? Acc(*params.scale) : Acc(1) / std::sqrt(Acc(P));
+  std::array<Index, R> stride{};  // token strides of the spatial axes (row-major)
+  stride[std::size_t(R - 1)] = 1;
+  for (int a = R - 2; a >= 0; --a) stride[std::size_t(a)] = stride[std::size_t(a + 1)] * extent[std::size_t(a + 1)];
+  std::array<Index, R> rpb_stride{};
+  if (rpb) {
+    rpb_stride[std::size_t(R - 1)] = 1;
+    for (int a = R - 2; a >= 0; --a) rpb_stride[std::size_t(a)] = rpb_stride[std::size_t(a + 1)] * rpb->dimension(a + 2);
+  }
+  std::array<Index, R + 3> out_dims;  // [B, X.., H, Pv]
+  for (int a = 0; a < R + 3; ++a) out_dims[std::size_t(a)] = q.dimension(a);
+  out_dims[std::size_t(R + 2)] = Pv;
+  Tensor<float, R + 3> out(out_dims);
+  if (lse) {
+    std::array<Index, R + 2> dims;
+    for (int a = 0; a < R + 2; ++a) dims[std::size_t(a)] = q.dimension(a);
+    *lse = Tensor<float, R + 2>(dims);
+  }
+  std::vector<Acc> logit, acc(static_cast<std::size_t>(Pv));
+  std::vector<Index> key_token;
+  for (Index b = 0; b < B; ++b)
+    for (Index t = 0; t < tokens; ++t) {
+      std::array<attention::AxisWindow, R> win;
+      for (int a = 0; a < R; ++a) {
+        const Index x = (t / stride[std::size_t(a)]) % extent[std::size_t(a)];
+        win[std::size_t(a)] = attention::neighborhood_axis_window(
+            x, extent[std::size_t(a)], params.kernel_size[std::size_t(a)], params.dilation[std::size_t(a)],
+            params.stride[std::size_t(a)], params.causal[std::size_t(a)]);
+      }
+      for (Index h = 0; h < H; ++h) {
+        const Index hk = h / (H / Hkv);
+        logit.clear(), key_token.clear();
+        // Odometer over the product of the axis windows (ascending key position, row-major).
+        std::array<Index, R> n{};
+        for (bool more = true; more;) {
+          Index j = 0, r = 0;
+          for (int a = 0; a < R; ++a) {
+            const attention::AxisWindow& w = win[std::size_t(a)];
+            j += (w.first + n[std::size_t(a)] * w.step) * stride[std::size_t(a)];
+            r += (w.rpb_first + n[std::size_t(a)]) * rpb_stride[std::size_t(a)];
+          }
+          Acc dot = 0;
+          for (Index d = 0; d < P; ++d)
+            dot += Acc(q.data()[((b * tokens + t) * H + h) * P + d]) * Acc(k.data()[((b * tokens + j) * Hkv + hk) * P + d]);
+          Acc s = scale * dot;
+          if (rpb) s += Acc(rpb->data()[h * (rpb->size() / H) + r]);
+          logit.push_back(s), key_token.push_back(j);
+          more = false;
+          for (int a = R - 1; a >= 0; --a) {
+            if (++n[std::size_t(a)] < win[std::size_t(a)].count) {
+              more = true;
+              break;
+            }
+            n[std::size_t(a)] = 0;
+          }
+        }
+        Acc m = -std::numeric_limits<Acc>::infinity();
+        for (const Acc s : logit) m = std::max(m, s);
+        Acc sum = 0;
+        std::fill(acc.begin(), acc.end(), Acc(0));
+        for (std::size_t n2 = 0; n2 < logit.size(); ++n2) {
+          const Acc e = std::exp(logit[n2] - m);
+          sum += e;
+          const float* vj = v.data() + ((b * tokens + key_token[n2]) * Hkv + hk) * Pv;
+          for (Index d = 0; d < Pv; ++d) acc[std::size_t(d)] += e * Acc(vj[d]);
+        }
+        float* o = out.data() + ((b * tokens + t) * H + h) * Pv;
+        for (Index d = 0; d < Pv; ++d) o[d] = static_cast<float>(acc[std::size_t(d)] / sum);
+        if (lse) lse->data()[(b * tokens + t) * H + h] = static_cast<float>(m + std::log(sum));
+      }
+    }
+  return out;
+}
+
+}  // namespace tokenmix::ref
