@@ -30,51 +30,14 @@ namespace tokenmix::attention {
 
 namespace detail {
 
-// The spatial geometry of one call: extents, token strides, slot counts.
-template <int R>
-struct NeighborhoodGrid {
-  std::array<Index, R> extent{}, stride{};
-  Index tokens = 1, slots = 1;
-
-  template <class T>
-  NeighborhoodGrid(const T& q, const NeighborhoodParams<R>& p) {
-    for (int a = 0; a < R; ++a) extent[std::size_t(a)] = q.dimension(a + 1), tokens *= extent[std::size_t(a)];
-    stride[std::size_t(R - 1)] = 1;
-    for (int a = R - 2; a >= 0; --a) stride[std::size_t(a)] = stride[std::size_t(a + 1)] * extent[std::size_t(a + 1)];
-    for (int a = 0; a < R; ++a) slots *= p.kernel_size[std::size_t(a)];
-  }
-
-  // Calls f(slot, key_token, rpb_offset) for every valid slot of query token t, in slot order;
-  // rpb_offset is the flat index into one head's [2K_0 - 1, ..] table.
-  template <class F>
-  void for_each_slot(Index t, const NeighborhoodParams<R>& p, F&& f) const {
-    std::array<AxisWindow, R> win;
-    for (int a = 0; a < R; ++a)
-      win[std::size_t(a)] = neighborhood_axis_window((t / stride[std::size_t(a)]) % extent[std::size_t(a)],
-                                                     extent[std::size_t(a)], p.kernel_size[std::size_t(a)],
-                                                     p.dilation[std::size_t(a)], p.stride[std::size_t(a)],
-                                                     p.causal[std::size_t(a)]);
-    std::array<Index, R> n{};
-    for (bool more = true; more;) {
-      Index slot = 0, key = 0, rpb = 0;
-      for (int a = 0; a < R; ++a) {
-        const Index K = p.kernel_size[std::size_t(a)];
-        slot = slot * K + n[std::size_t(a)];
-        rpb = rpb * (2 * K - 1) + win[std::size_t(a)].rpb_first + n[std::size_t(a)];
-        key += (win[std::size_t(a)].first + n[std::size_t(a)] * win[std::size_t(a)].step) * stride[std::size_t(a)];
-      }
-      f(slot, key, rpb);
-      more = false;
-      for (int a = R - 1; a >= 0; --a) {
-        if (++n[std::size_t(a)] < win[std::size_t(a)].count) {
-          more = true;
-          break;
-        }
-        n[std::size_t(a)] = 0;
-      }
-    }
-  }
-};
+// An uninitialised tensor with t's extents but the last, which is `last`.
+template <int N, class T>
+Tensor<float, N> like_with_last(const T& t, Index last) {
+  std::array<Index, N> dims;
+  for (int a = 0; a < N - 1; ++a) dims[std::size_t(a)] = t.dimension(a);
+  dims[std::size_t(N - 1)] = last;
+  return Tensor<float, N>(dims);
+}
 
 template <int R, class T>
 void check_same_grid(const char* op, const char* name, const T& t, const ConstTensorView<float, R + 3>& q) {
@@ -97,17 +60,8 @@ Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, con
                  shape_of(k), ", expected k [..., Hkv, P=", P, "] with H a multiple of Hkv");
   const detail::NeighborhoodGrid<R> grid(q, params);
   detail::check_neighborhood_params<R>(op, params, grid.extent);
-  if (rpb) {
-    bool ok = rpb->dimension(0) == H;
-    for (int a = 0; a < R; ++a) ok = ok && rpb->dimension(a + 1) == 2 * params.kernel_size[std::size_t(a)] - 1;
-    TOKENMIX_CHECK(ok, op, ": rpb has shape ", shape_of(*rpb), ", expected [H=", H, ", 2K-1 per axis]");
-    for (int a = 0; a < R; ++a)
-      TOKENMIX_CHECK(!params.causal[std::size_t(a)], op, ": rpb is not defined with causal axes (as NATTEN)");
-  }
-  std::array<Index, R + 3> dims;
-  for (int a = 0; a < R + 2; ++a) dims[std::size_t(a)] = q.dimension(a);
-  dims[std::size_t(R + 2)] = grid.slots;
-  Tensor<float, R + 3> logits(dims);
+  if (rpb) detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
+  Tensor<float, R + 3> logits = detail::like_with_last<R + 3>(q, grid.slots);  // [B, X.., H, S]
   const float scale = params.scale ? *params.scale : 1.0f / std::sqrt(static_cast<float>(P));
   const Index rpb_table = rpb ? rpb->size() / H : 0;
   using V = simd::vfloat<Arch>;
@@ -150,10 +104,7 @@ Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weight
                  ", expected [B, X.., H, S=", grid.slots, "] (one weight per window slot)");
   TOKENMIX_CHECK(Hkv >= 1 && H % Hkv == 0 && Pv >= 1, op, ": weights has ", H, " heads and v ", shape_of(v),
                  ", expected v [..., Hkv, Pv] with H a multiple of Hkv");
-  std::array<Index, R + 3> dims;
-  for (int a = 0; a < R + 2; ++a) dims[std::size_t(a)] = weights.dimension(a);
-  dims[std::size_t(R + 2)] = Pv;
-  Tensor<float, R + 3> out(dims);
+  Tensor<float, R + 3> out = detail::like_with_last<R + 3>(weights, Pv);  // [B, X.., H, Pv]
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   tokenmix::detail::parallel_for(device, B * grid.tokens, [&](Index first, Index last) {

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "tokenmix/config.hpp"
+#include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/tensor.hpp"
 
 namespace tokenmix::attention {
@@ -88,6 +89,63 @@ void check_neighborhood_params(const char* op, const NeighborhoodParams<R>& p, c
                    ", larger than the axis (", L, ")");
   }
 }
+
+// rpb [H, 2K_0 - 1, ...]: one table per head, not with causal axes (as NATTEN).
+template <int R, class Rpb>
+void check_neighborhood_rpb(const char* op, const Rpb& rpb, const NeighborhoodParams<R>& p, Index heads) {
+  bool ok = rpb.dimension(0) == heads;
+  for (int a = 0; a < R; ++a) ok = ok && rpb.dimension(a + 1) == 2 * p.kernel_size[std::size_t(a)] - 1;
+  TOKENMIX_CHECK(ok, op, ": rpb has shape ", shape_of(rpb), ", expected [H=", heads, ", 2K-1 per axis]");
+  for (int a = 0; a < R; ++a)
+    TOKENMIX_CHECK(!p.causal[std::size_t(a)], op, ": rpb is not defined with causal axes (as NATTEN)");
+}
+
+// The spatial geometry of one call (extents, token strides, window slots) and the walk over a
+// query's neighbourhood, shared by the operators and the oracle.
+template <int R>
+struct NeighborhoodGrid {
+  std::array<Index, R> extent{}, stride{};
+  Index tokens = 1, slots = 1;
+
+  template <class T>
+  NeighborhoodGrid(const T& q, const NeighborhoodParams<R>& p) {
+    for (int a = 0; a < R; ++a) extent[std::size_t(a)] = q.dimension(a + 1), tokens *= extent[std::size_t(a)];
+    stride[std::size_t(R - 1)] = 1;
+    for (int a = R - 2; a >= 0; --a) stride[std::size_t(a)] = stride[std::size_t(a + 1)] * extent[std::size_t(a + 1)];
+    for (int a = 0; a < R; ++a) slots *= p.kernel_size[std::size_t(a)];
+  }
+
+  // Calls f(slot, key_token, rpb_offset) for every valid slot of query token t, in slot order;
+  // rpb_offset is the flat index into one head's [2K_0 - 1, ..] table.
+  template <class F>
+  void for_each_slot(Index t, const NeighborhoodParams<R>& p, F&& f) const {
+    std::array<AxisWindow, R> win;
+    for (int a = 0; a < R; ++a)
+      win[std::size_t(a)] = neighborhood_axis_window((t / stride[std::size_t(a)]) % extent[std::size_t(a)],
+                                                     extent[std::size_t(a)], p.kernel_size[std::size_t(a)],
+                                                     p.dilation[std::size_t(a)], p.stride[std::size_t(a)],
+                                                     p.causal[std::size_t(a)]);
+    std::array<Index, R> n{};
+    for (bool more = true; more;) {
+      Index slot = 0, key = 0, rpb = 0;
+      for (int a = 0; a < R; ++a) {
+        const Index K = p.kernel_size[std::size_t(a)];
+        slot = slot * K + n[std::size_t(a)];
+        rpb = rpb * (2 * K - 1) + win[std::size_t(a)].rpb_first + n[std::size_t(a)];
+        key += (win[std::size_t(a)].first + n[std::size_t(a)] * win[std::size_t(a)].step) * stride[std::size_t(a)];
+      }
+      f(slot, key, rpb);
+      more = false;
+      for (int a = R - 1; a >= 0; --a) {
+        if (++n[std::size_t(a)] < win[std::size_t(a)].count) {
+          more = true;
+          break;
+        }
+        n[std::size_t(a)] = 0;
+      }
+    }
+  }
+};
 
 }  // namespace detail
 }  // namespace tokenmix::attention

@@ -40,23 +40,9 @@ Tensor<float, R + 3> neighborhood_attention(const ConstTensorView<float, R + 3>&
                  shape_of(q), ", k ", shape_of(k), ", v ", shape_of(v),
                  ": expected k [..., Hkv, P] and v [..., Hkv, Pv] with H a multiple of Hkv");
   attention::detail::check_neighborhood_params<R>(op, params, extent);
-  if (rpb) {
-    TOKENMIX_CHECK(rpb->dimension(0) == H, op, ": rpb has shape ", shape_of(*rpb), ", expected [H=", H, ", 2K-1 per axis]");
-    for (int a = 0; a < R; ++a) {
-      TOKENMIX_CHECK(rpb->dimension(a + 1) == 2 * params.kernel_size[std::size_t(a)] - 1, op, ": rpb has shape ",
-                     shape_of(*rpb), ", expected [H=", H, ", 2K-1 per axis]");
-      TOKENMIX_CHECK(!params.causal[std::size_t(a)], op, ": rpb is not defined with causal axes (as NATTEN)");
-    }
-  }
+  if (rpb) attention::detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
   const Acc scale = params.scale ? Acc(*params.scale) : Acc(1) / std::sqrt(Acc(P));
-  std::array<Index, R> stride{};  // token strides of the spatial axes (row-major)
-  stride[std::size_t(R - 1)] = 1;
-  for (int a = R - 2; a >= 0; --a) stride[std::size_t(a)] = stride[std::size_t(a + 1)] * extent[std::size_t(a + 1)];
-  std::array<Index, R> rpb_stride{};
-  if (rpb) {
-    rpb_stride[std::size_t(R - 1)] = 1;
-    for (int a = R - 2; a >= 0; --a) rpb_stride[std::size_t(a)] = rpb_stride[std::size_t(a + 1)] * rpb->dimension(a + 2);
-  }
+  const attention::detail::NeighborhoodGrid<R> grid(q, params);
   std::array<Index, R + 3> out_dims;  // [B, X.., H, Pv]
   for (int a = 0; a < R + 3; ++a) out_dims[std::size_t(a)] = q.dimension(a);
   out_dims[std::size_t(R + 2)] = Pv;
@@ -70,40 +56,17 @@ Tensor<float, R + 3> neighborhood_attention(const ConstTensorView<float, R + 3>&
   std::vector<Index> key_token;
   for (Index b = 0; b < B; ++b)
     for (Index t = 0; t < tokens; ++t) {
-      std::array<attention::AxisWindow, R> win;
-      for (int a = 0; a < R; ++a) {
-        const Index x = (t / stride[std::size_t(a)]) % extent[std::size_t(a)];
-        win[std::size_t(a)] = attention::neighborhood_axis_window(
-            x, extent[std::size_t(a)], params.kernel_size[std::size_t(a)], params.dilation[std::size_t(a)],
-            params.stride[std::size_t(a)], params.causal[std::size_t(a)]);
-      }
       for (Index h = 0; h < H; ++h) {
         const Index hk = h / (H / Hkv);
         logit.clear(), key_token.clear();
-        // Odometer over the product of the axis windows (ascending key position, row-major).
-        std::array<Index, R> n{};
-        for (bool more = true; more;) {
-          Index j = 0, r = 0;
-          for (int a = 0; a < R; ++a) {
-            const attention::AxisWindow& w = win[std::size_t(a)];
-            j += (w.first + n[std::size_t(a)] * w.step) * stride[std::size_t(a)];
-            r += (w.rpb_first + n[std::size_t(a)]) * rpb_stride[std::size_t(a)];
-          }
+        grid.for_each_slot(t, params, [&](Index, Index j, Index r) {
           Acc dot = 0;
           for (Index d = 0; d < P; ++d)
             dot += Acc(q.data()[((b * tokens + t) * H + h) * P + d]) * Acc(k.data()[((b * tokens + j) * Hkv + hk) * P + d]);
           Acc s = scale * dot;
           if (rpb) s += Acc(rpb->data()[h * (rpb->size() / H) + r]);
           logit.push_back(s), key_token.push_back(j);
-          more = false;
-          for (int a = R - 1; a >= 0; --a) {
-            if (++n[std::size_t(a)] < win[std::size_t(a)].count) {
-              more = true;
-              break;
-            }
-            n[std::size_t(a)] = 0;
-          }
-        }
+        });
         Acc m = -std::numeric_limits<Acc>::infinity();
         for (const Acc s : logit) m = std::max(m, s);
         Acc sum = 0;
