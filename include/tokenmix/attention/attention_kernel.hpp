@@ -10,12 +10,14 @@
 //   S  [Bk, QV·W]  logits of one key block: S[j] = Σ_p k_j[p]·Qt[p]  (key row broadcast, FMA)
 //   Ot [Pv, QV·W]  the running output:        Ot[p] = α·Ot[p] + Σ_j v_j[p]·S[j]
 // so the softmax statistics (running max m, sum l) are per lane and every reduction over keys is a
-// vertical max / add, never a horizontal one; K and V rows are read in place (no packing). The
-// two products are register-blocked micro-kernels (6 rows × QV vectors of accumulators).
+// vertical max / add, never a horizontal one; K and V rows are read in place (no packing; the next
+// key block's rows are prefetched), Q enters and O leaves through in-register W × W transposes.
+// Both products run one register-blocked micro-kernel (broadcast_fma_rows: 6 rows × QV vectors).
 // Masking: keys past the causal diagonal (position test), and the layout's token masks on masked
-// blocks only; full blocks pay nothing. A query with no allowed key ends with l = 0: out 0, lse -inf.
-// The single-query case (decode against a KV cache) runs a separate row kernel: keys in the lanes
-// would waste W - 1 lanes per vector here, so it vectorises the dot products over P instead.
+// blocks only (a vector blend per key row); full blocks pay nothing. A query with no allowed key
+// ends with l = 0: out 0, lse -inf.
+// The single-query case (decode against a KV cache, decode_rows) puts keys in the lanes instead:
+// the heads of a chunk walk the keys together, 16 at a time, reading K and V in storage order.
 // Each lane's arithmetic is the same whatever the thread or tile order: results are bitwise
 // identical for any thread count.
 
