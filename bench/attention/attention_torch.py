@@ -51,7 +51,6 @@ import os
 import sys
 import time
 
-LIBBLAS = '/usr/lib/x86_64-linux-gnu/libblas.so.3'
 H, P, BLOCK, DENSITY_PCT = 8, 64, 64, 10
 DENSE_LENGTHS = (1024, 2048, 4096, 8192)
 SPARSE_LENGTHS = (8192, 32768)
@@ -87,6 +86,8 @@ import math  # noqa: E402
 import statistics  # noqa: E402
 
 import torch  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
+from torch_blas import blas_report  # noqa: E402  (bench/support/torch_blas.py)
 import torch.nn.functional as F  # noqa: E402
 
 SDPA = getattr(F, 'scaled_dot_product_attention', None)
@@ -200,23 +201,6 @@ def anon_huge_pages():
         return '?'
 
 
-def blas_lines():
-    alternative = os.path.realpath(LIBBLAS)
-    torch.mm(torch.ones(64, 64), torch.ones(64, 64))                                   # loads BLAS
-    loaded = set()
-    with open('/proc/self/maps') as f:
-        for line in f:
-            path = line.split()[-1]
-            if path.startswith('/') and ('blas' in os.path.basename(path)) and '.so' in path:
-                loaded.add(path)
-    lines = [f'libblas.so.3 -> {alternative}; loaded: {", ".join(sorted(loaded)) or "none"}']
-    if 'openblas' not in alternative or not any('openblas' in p for p in loaded):
-        lines.append('WARNING: torch is not using OpenBLAS (probably the reference BLAS, ~2.5 GFLOP/s): '
-                     'apt-get install -y libopenblas0-pthread')
-    return lines
-
-
-@torch.no_grad()
 def main():
     torch.set_num_threads(a.threads)
     gen = torch.Generator().manual_seed(7)
@@ -225,7 +209,7 @@ def main():
           f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}, '
           f'malloc={a.malloc} (GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES")!r}, '
           f'THP {thp_mode()})')
-    for line in blas_lines():
+    for line in blas_report():
         print(line)
     print(f'fp32, B=1, H={H}, P={P}, layout [B, H, L, P] (transposes from [B, L, H, P] not timed); '
           f'median of >= 3 runs after a warm-up; GFLOP/s = 4*P*kept_pairs / time', flush=True)

@@ -65,7 +65,6 @@ import sys
 import tempfile
 import time
 
-LIBBLAS = '/usr/lib/x86_64-linux-gnu/libblas.so.3'
 
 
 def parse_args():
@@ -153,6 +152,8 @@ if __name__ == '__main__' and a.malloc == 'reuse':
         raise SystemExit('mallopt failed')
 
 import torch  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
+from torch_blas import blas_report  # noqa: E402  (bench/support/torch_blas.py)
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -359,44 +360,6 @@ def build_model(config, seed=0):
     for layer in model.backbone.layers:
         init_mixer_(layer.mixer, config, gen)
     return model.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# Environment report
-
-def blas_report():
-    lines = []
-    build = [line for line in torch.__config__.show().splitlines() if 'BLAS_INFO' in line]
-    blas_info = 'BLAS_INFO=?'
-    if build:
-        items = [s.strip() for s in build[0].split(',')]
-        blas_info = ', '.join(s.split('Build settings: ')[-1] for s in items
-                              if 'BLAS_INFO' in s or 'LAPACK_INFO' in s)
-    alternative = os.path.realpath(LIBBLAS)
-    torch.mm(torch.ones(64, 64), torch.ones(64, 64))                                   # loads BLAS
-    loaded = set()
-    with open('/proc/self/maps') as f:
-        for line in f:
-            path = line.split()[-1]
-            name = os.path.basename(path)
-            if path.startswith('/') and ('blas' in name or 'mkl' in name) and '.so' in name:
-                loaded.add(path)
-    lines.append(f'torch.__config__: {blas_info}')
-    lines.append(f'libblas.so.3 alternative -> {alternative}; BLAS libraries loaded: '
-                 f'{", ".join(sorted(loaded)) or "none"}')
-    openblas = [p for p in loaded if 'openblas' in p]
-    if openblas:
-        try:
-            lib = ctypes.CDLL(openblas[0])
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            lines.append(f'OpenBLAS: {lib.openblas_get_config().decode()}, '
-                         f'openblas_get_num_threads()={lib.openblas_get_num_threads()}')
-        except (OSError, AttributeError):
-            pass
-    if 'openblas' not in alternative or not openblas:
-        lines.append('WARNING: torch is not using OpenBLAS (libblas.so.3 is probably the reference '
-                     'BLAS, ~2.5 GFLOP/s): apt-get install -y libopenblas0-pthread')
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
