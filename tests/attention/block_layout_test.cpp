@@ -302,13 +302,13 @@ TEST(PowerLayout, EveryEarlierBlockWithinPopcountHops) {
     ASSERT_EQ(layout.q_blocks(), 128);
     for (Index start = 0; start < layout.q_blocks(); ++start) {
       std::vector<Index> hops(static_cast<std::size_t>(start + 1), -1);
-      std::queue<Index> todo;
-      hops[static_cast<std::size_t>(start)] = 0, todo.push(start);
-      while (!todo.empty()) {
-        const Index qb = todo.front();
-        todo.pop();
+      std::queue<Index> frontier;
+      hops[static_cast<std::size_t>(start)] = 0, frontier.push(start);
+      while (!frontier.empty()) {
+        const Index qb = frontier.front();
+        frontier.pop();
         for (const Index kb : row_blocks(layout, 0, qb))
-          if (hops[static_cast<std::size_t>(kb)] < 0) hops[static_cast<std::size_t>(kb)] = hops[static_cast<std::size_t>(qb)] + 1, todo.push(kb);
+          if (hops[static_cast<std::size_t>(kb)] < 0) hops[static_cast<std::size_t>(kb)] = hops[static_cast<std::size_t>(qb)] + 1, frontier.push(kb);
       }
       for (Index kb = 0; kb < start; ++kb) {
         const Index bound = __builtin_popcountll(static_cast<unsigned long long>(start - kb));
