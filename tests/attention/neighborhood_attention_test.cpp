@@ -1,4 +1,8 @@
-// Neighborhood attention: the per-axis window rule against NATTEN's definition worked by hand
+// Neighborhood attention: the fused operator (attention/neighborhood_attention.hpp) against the oracle
+// over sweeps of every axis combination (kernel sizes odd and even, 1 and the whole axis; dilations
+// dividing the axis or not; strides; causal per axis; rpb; P and Pv around the SIMD width; GQA; tiles
+// cut by the axis end), on every representative arch, bitwise identical for any thread count; its
+// argument errors. Then the per-axis window rule against NATTEN's definition worked by hand
 // (borders shift inward, even kernels, dilation groups of unequal length, causal, stride), and the
 // oracle (reference/neighborhood_attention.hpp) against dense attention where they must agree:
 // a kernel covering every axis equals full attention, 1-D causal with K = L equals causal
@@ -7,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,7 +21,9 @@
 #include "support/random.hpp"
 #include "support/tolerance.hpp"
 #include "tokenmix/core/threading.hpp"
-#include "tokenmix/attention/neighborhood_split.hpp"
+#include "support/archs.hpp"
+#include "tokenmix/attention/attention.hpp"
+#include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
@@ -205,74 +213,215 @@ TEST(NeighborhoodAttentionOracle, RejectsBadArguments) {
       op, "rpb has shape [2, 4, 5], expected [H=2, 2K-1 per axis]"));
 }
 
-// Softmax over the last axis of [.., S] logits (-inf slots get weight 0).
-template <int N>
-Tensor<float, N> softmax_last(Tensor<float, N> x) {
-  const Index S = x.dimension(N - 1), rows = x.size() / S;
-  for (Index r = 0; r < rows; ++r) {
-    float* row = x.data() + r * S;
-    double m = -1e300, sum = 0;
-    for (Index s = 0; s < S; ++s) m = std::max(m, double(row[s]));
-    for (Index s = 0; s < S; ++s) sum += std::exp(double(row[s]) - m);
-    for (Index s = 0; s < S; ++s) row[s] = float(std::exp(double(row[s]) - m) / sum);
+
+// One case of the sweeps: per-axis extent, kernel size, dilation, stride, causal; heads and widths.
+template <int R>
+struct NaCase {
+  std::array<Index, R> extent{}, K{}, d{}, s{};
+  std::array<bool, R> causal{};
+  Index B = 1, H = 2, Hkv = 1, P = 16, Pv = 16;
+  bool rpb = false;
+
+  std::string name() const {
+    std::string n;
+    for (int a = 0; a < R; ++a)
+      n += "[L" + std::to_string(extent[std::size_t(a)]) + " K" + std::to_string(K[std::size_t(a)]) + " d" +
+           std::to_string(d[std::size_t(a)]) + " s" + std::to_string(s[std::size_t(a)]) +
+           (causal[std::size_t(a)] ? " causal]" : "]");
+    return n + " B" + std::to_string(B) + " H" + std::to_string(H) + "/" + std::to_string(Hkv) + " P" +
+           std::to_string(P) + " Pv" + std::to_string(Pv) + (rpb ? " rpb" : "");
   }
-  return x;
+  attention::NeighborhoodParams<R> params() const {
+    attention::NeighborhoodParams<R> p;
+    p.kernel_size = K, p.dilation = d, p.stride = s, p.causal = causal;
+    return p;
+  }
+};
+
+template <int R>
+std::array<Index, R + 3> na_dims(const NaCase<R>& c, Index heads, Index width) {
+  std::array<Index, R + 3> dims{};
+  dims[0] = c.B;
+  for (int a = 0; a < R; ++a) dims[std::size_t(a + 1)] = c.extent[std::size_t(a)];
+  dims[std::size_t(R + 1)] = heads, dims[std::size_t(R + 2)] = width;
+  return dims;
 }
 
-// qk -> softmax -> av equals the oracle in 1-D, 2-D and 3-D (GQA, Pv != P, rpb, dilation, causal).
-TEST(NeighborhoodSplit, QkSoftmaxAvEqualsTheOracle) {
-  Rng rng(9);
-  const testing::Tolerance tol = testing::tolerance::attention;
-  {
-    const auto q = random_tensor<1>({2, 23, 4, 20}, rng), k = random_tensor<1>({2, 23, 2, 20}, rng);
-    const auto v = random_tensor<1>({2, 23, 2, 7}, rng);
-    for (const bool causal : {false, true}) {
-      attention::NeighborhoodParams<1> p;
-      p.kernel_size = {5}, p.dilation = {3}, p.causal = {causal};
-      const Tensor<float, 4> logits = attention::neighborhood_qk<1>(q, k, p);
-      const Tensor<float, 4> out = attention::neighborhood_av<1>(softmax_last(logits), v, p);
-      EXPECT_TRUE(testing::all_close(out, ref::neighborhood_attention<1>(q, k, v, p), tol, causal ? "1-D causal" : "1-D"));
-      if (causal) {  // query 1 (group 1, first of its group) sees only itself: slots 1.. are -inf
-        for (Index s = 1; s < 5; ++s) EXPECT_TRUE(std::isinf(logits(0, 1, 0, s)) && logits(0, 1, 0, s) < 0);
+// The fused operator (out and lse) against the oracle on random inputs.
+template <int R, class Arch = simd::default_arch>
+::testing::AssertionResult fused_matches_oracle(const NaCase<R>& c, Rng& rng, const Eigen::ThreadPoolDevice* device = nullptr) {
+  const auto q = random_tensor<R>(na_dims<R>(c, c.H, c.P), rng), k = random_tensor<R>(na_dims<R>(c, c.Hkv, c.P), rng),
+             v = random_tensor<R>(na_dims<R>(c, c.Hkv, c.Pv), rng);
+  std::array<Index, R + 1> rpb_dims{};
+  rpb_dims[0] = c.H;
+  for (int a = 0; a < R; ++a) rpb_dims[std::size_t(a + 1)] = 2 * c.K[std::size_t(a)] - 1;
+  const Tensor<float, R + 1> table = testing::random_normal<R + 1>(rpb_dims, 0.f, 1.f, rng);
+  std::optional<ConstTensorView<float, R + 1>> rpb;
+  if (c.rpb) rpb.emplace(table.data(), table.dimensions());
+  Tensor<float, R + 2> lse, want_lse;
+  const Tensor<float, R + 3> out = attention::neighborhood_attention<R, Arch>(q, k, v, c.params(), rpb, &lse, device);
+  const Tensor<float, R + 3> want = ref::neighborhood_attention<R>(q, k, v, c.params(), rpb, &want_lse);
+  const ::testing::AssertionResult out_ok = testing::all_close(out, want, testing::tolerance::attention, c.name() + " out");
+  if (!out_ok) return out_ok;
+  return testing::all_close(lse, want_lse, testing::tolerance::attention, c.name() + " lse");
+}
+
+TEST(NeighborhoodAttention, OneDimensionalSweep) {
+  Rng rng(21);
+  for (const Index L : {1, 2, 7, 16, 17, 40, 67})
+    for (const Index d : {1, 2, 3})
+      for (const Index K : {1, 2, 3, 5, 8, 13, 33, 67}) {
+        if (K * d > L) continue;
+        for (const bool causal : {false, true})
+          for (const Index s : {Index(1), std::min<Index>(K, 3)}) {
+            NaCase<1> c;
+            c.extent = {L}, c.K = {K}, c.d = {d}, c.s = {s}, c.causal = {causal};
+            c.P = (L + K) % 3 == 0 ? 3 : (L + K) % 3 == 1 ? 16 : 17;
+            c.Pv = c.P == 16 ? 16 : 7;
+            c.H = 2, c.Hkv = (L % 2) ? 1 : 2;
+            c.rpb = !causal && (K + d) % 2 == 0;
+            EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
+          }
       }
-    }
-  }
-  {
-    const auto q = random_tensor<2>({1, 9, 11, 2, 16}, rng), k = random_tensor<2>({1, 9, 11, 2, 16}, rng);
-    const auto v = random_tensor<2>({1, 9, 11, 2, 33}, rng);
-    auto p = attention::NeighborhoodParams<2>::uniform(3, 2);
-    p.kernel_size = {3, 5};
-    const Tensor<float, 3> rpb = testing::random_normal<3>({2, 5, 9}, 0.f, 1.f, rng);  // [H, 2K0 - 1, 2K1 - 1]
-    const Tensor<float, 5> logits = attention::neighborhood_qk<2>(q, k, p, ConstTensorView<float, 3>(rpb));
-    EXPECT_TRUE(testing::all_close(attention::neighborhood_av<2>(softmax_last(logits), v, p),
-                                   ref::neighborhood_attention<2>(q, k, v, p, ConstTensorView<float, 3>(rpb)), tol,
-                                   "2-D with rpb"));
-  }
-  {
-    const auto q = random_tensor<3>({1, 4, 6, 7, 2, 8}, rng), k = random_tensor<3>({1, 4, 6, 7, 1, 8}, rng);
-    const auto v = random_tensor<3>({1, 4, 6, 7, 1, 8}, rng);
-    attention::NeighborhoodParams<3> p;
-    p.kernel_size = {3, 3, 5}, p.causal = {true, false, false};
-    ThreadPool pool(2);
-    const Tensor<float, 6> logits = attention::neighborhood_qk<3>(q, k, p, std::nullopt, pool.device());
-    EXPECT_TRUE(testing::all_close(attention::neighborhood_av<3>(softmax_last(logits), v, p, pool.device()),
-                                   ref::neighborhood_attention<3>(q, k, v, p), tol, "3-D causal on the first axis"));
-  }
 }
 
-TEST(NeighborhoodSplit, RejectsBadArguments) {
-  Rng rng(10);
+TEST(NeighborhoodAttention, TwoDimensionalSweep) {
+  Rng rng(22);
+  const std::vector<std::array<Index, 2>> extents{{5, 7}, {9, 20}, {17, 33}};
+  for (const auto& e : extents)
+    for (const Index K0 : {Index(1), Index(3), Index(4), e[0]})
+      for (const Index K1 : {Index(1), Index(5), Index(7), e[1]})
+        for (const auto& [d0, d1] : std::vector<std::pair<Index, Index>>{{1, 1}, {2, 1}, {1, 3}, {3, 2}}) {
+          if (K0 * d0 > e[0] || K1 * d1 > e[1]) continue;
+          for (const auto& [c0, c1] : std::vector<std::pair<bool, bool>>{{false, false}, {true, false}, {false, true}, {true, true}}) {
+            NaCase<2> c;
+            c.extent = e, c.K = {K0, K1}, c.d = {d0, d1}, c.s = {1, 1}, c.causal = {c0, c1};
+            c.P = (K0 + K1) % 2 ? 16 : 5, c.Pv = (K0 + d1) % 2 ? 16 : 20;
+            c.B = e[0] == 5 ? 2 : 1, c.H = 2, c.Hkv = K1 % 2 ? 2 : 1;
+            c.rpb = !c0 && !c1 && (K0 + K1 + d0) % 2 == 0;
+            EXPECT_TRUE(fused_matches_oracle<2>(c, rng));
+          }
+        }
+}
+
+TEST(NeighborhoodAttention, ThreeDimensionalAndStrides) {
+  Rng rng(23);
+  NaCase<3> c;
+  c.extent = {4, 6, 19}, c.K = {3, 3, 7}, c.d = {1, 2, 2}, c.s = {1, 1, 1}, c.rpb = true;
+  EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
+  c.K = {2, 3, 5}, c.d = {2, 1, 3}, c.causal = {true, false, true}, c.rpb = false, c.H = 4, c.Hkv = 2, c.Pv = 9;
+  EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
+  c.extent = {3, 4, 5}, c.K = {3, 4, 5}, c.d = {1, 1, 1}, c.causal = {false, false, false}, c.P = 33, c.Pv = 1;
+  EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
+  // Strides (NATTEN's query stride: groups of queries share their leader's window), up to K.
+  NaCase<2> s;
+  s.extent = {12, 37}, s.K = {3, 9}, s.d = {1, 1}, s.s = {2, 9};
+  EXPECT_TRUE(fused_matches_oracle<2>(s, rng));
+  s.s = {3, 5}, s.d = {2, 3}, s.causal = {false, true};
+  EXPECT_TRUE(fused_matches_oracle<2>(s, rng));
+  NaCase<1> wide;  // stride 16 with K 16: windows far apart inside one tile
+  wide.extent = {100}, wide.K = {16}, wide.d = {1}, wide.s = {16}, wide.P = 8, wide.Pv = 8;
+  EXPECT_TRUE(fused_matches_oracle<1>(wide, rng));
+}
+
+// Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
+// permuted on AVX-512, gathered elsewhere).
+template <class Arch>
+class NeighborhoodAttentionArchTest : public ::testing::Test {};
+TYPED_TEST_SUITE(NeighborhoodAttentionArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+
+TYPED_TEST(NeighborhoodAttentionArchTest, MatchesTheOracle) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  Rng rng(24);
+  NaCase<1> one;
+  one.extent = {45}, one.K = {7}, one.d = {2}, one.s = {1}, one.P = 17, one.Pv = 9, one.rpb = true;
+  EXPECT_TRUE((fused_matches_oracle<1, TypeParam>(one, rng)));
+  one.causal = {true}, one.rpb = false, one.K = {5}, one.d = {1};
+  EXPECT_TRUE((fused_matches_oracle<1, TypeParam>(one, rng)));
+  NaCase<2> two;
+  two.extent = {11, 29}, two.K = {5, 7}, two.d = {2, 1}, two.s = {1, 1}, two.P = 12, two.Pv = 20, two.rpb = true;
+  two.H = 4, two.Hkv = 2;
+  EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
+}
+
+// The work items split differently with the thread count; each query's arithmetic does not.
+TEST(NeighborhoodAttention, BitwiseIdenticalForAnyThreadCount) {
+  Rng rng(25);
+  const auto q = random_tensor<2>({2, 23, 37, 4, 16}, rng), k = random_tensor<2>({2, 23, 37, 2, 16}, rng),
+             v = random_tensor<2>({2, 23, 37, 2, 16}, rng);
+  auto p = attention::NeighborhoodParams<2>::uniform(7);
+  p.dilation = {2, 1};
+  Tensor<float, 4> lse1;
+  const Tensor<float, 5> one = attention::neighborhood_attention(q, k, v, p, std::nullopt, &lse1);
+  for (const int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    Tensor<float, 4> lse;
+    EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q, k, v, p, std::nullopt, &lse, pool.device()), one));
+    EXPECT_TRUE(testing::bitwise_equal(lse, lse1));
+  }
+  const auto q1 = random_tensor<1>({1, 1000, 2, 32}, rng), k1 = random_tensor<1>({1, 1000, 2, 32}, rng);
+  const auto p1 = attention::NeighborhoodParams<1>::uniform(13, 3);
+  const Tensor<float, 4> serial = attention::neighborhood_attention(q1, k1, k1, p1);
+  ThreadPool pool(2);
+  EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q1, k1, k1, p1, std::nullopt, nullptr, pool.device()), serial));
+}
+
+// A kernel covering every axis is dense attention: the fused op equals the dense engine.
+TEST(NeighborhoodAttention, WholeExtentKernelEqualsTheDenseEngine) {
+  Rng rng(26);
+  const auto q = random_tensor<2>({1, 6, 9, 2, 16}, rng), k = random_tensor<2>({1, 6, 9, 2, 16}, rng),
+             v = random_tensor<2>({1, 6, 9, 2, 16}, rng);
+  attention::NeighborhoodParams<2> p;
+  p.kernel_size = {6, 9};
+  attention::AttentionOptions dense;
+  dense.q_offset = 0;
+  EXPECT_TRUE(testing::all_close(Tensor<float, 4>(flat(attention::neighborhood_attention(q, k, v, p))),
+                                 attention::attention(flat(q), flat(k), flat(v), dense).out, testing::tolerance::attention,
+                                 "whole-extent kernel vs dense engine"));
+}
+
+TEST(NeighborhoodAttention, RejectsBadArguments) {
+  Rng rng(27);
+  const char* op = "neighborhood_attention";
   const auto q = random_tensor<2>({1, 6, 7, 2, 4}, rng);
   const auto p = attention::NeighborhoodParams<2>::uniform(3);
-  const Tensor<float, 5> bad_weights(1, 6, 7, 2, 8);
-  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_av<2>(bad_weights, q, p); },
-                                               "neighborhood_av", "expected [B, X.., H, S=9]"));
-  auto big = attention::NeighborhoodParams<2>::uniform(7);
-  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(q, q, big); }, "neighborhood_qk",
-                                               "larger than the axis (6)"));
+  auto big = p;
+  big.dilation = {1, 3};
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention(q, q, q, big); }, op,
+                                               "kernel_size·dilation on axis 1 is 3·3 = 9, larger than the axis (7)"));
   const auto k3 = random_tensor<2>({1, 6, 7, 3, 4}, rng);
-  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(q, k3, p); }, "neighborhood_qk",
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention(q, k3, k3, p); }, op,
                                                "with H a multiple of Hkv"));
+  const auto k_short = random_tensor<2>({1, 6, 6, 2, 4}, rng);
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention(q, k_short, k_short, p); }, op,
+                                               "expected the batch and spatial extents of q"));
+  Tensor<float, 3> rpb(2, 5, 5);
+  auto causal = p;
+  causal.causal = {false, true};
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_attention(q, q, q, causal, ConstTensorView<float, 3>(rpb)); }, op,
+      "rpb is not defined with causal axes"));
+  Tensor<float, 5> out(1, 6, 7, 2, 5);
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_attention(q, q, q, p, std::nullopt, TensorView<float, 5>(out.data(), out.dimensions()), nullptr); },
+      op, "out has shape [1, 6, 7, 2, 5], expected [B, X.., H, Pv]"));
+  Tensor<float, 5> good(1, 6, 7, 2, 4);
+  Tensor<float, 4> lse(1, 6, 2, 7);
+  TensorView<float, 4> lse_view(lse.data(), lse.dimensions());
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_attention(q, q, q, p, std::nullopt, TensorView<float, 5>(good.data(), good.dimensions()), &lse_view); },
+      op, "lse has shape [1, 6, 2, 7], expected [B, X.., H]"));
+  Tensor<float, 5> inplace = q;
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] {
+        attention::neighborhood_attention(inplace, q, q, p, std::nullopt,
+                                          TensorView<float, 5>(inplace.data(), inplace.dimensions()), nullptr);
+      },
+      op, "out must not overlap q, k or v"));
+  auto nan_scale = p;
+  nan_scale.scale = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention(q, q, q, nan_scale); }, op,
+                                               "scale is nan, expected a finite number"));
 }
 
 }  // namespace

@@ -52,8 +52,8 @@ struct AttentionProblem {
   Index decode_heads = 1; // Lq = 1: query heads per work item (they walk the keys together)
 };
 
-constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2 = 0.693147180559945309f;
+using simd::kLn2;
+using simd::kLog2e;
 
 template <class Arch>
 struct AttentionKernel {

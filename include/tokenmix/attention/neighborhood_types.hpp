@@ -90,6 +90,23 @@ void check_neighborhood_params(const char* op, const NeighborhoodParams<R>& p, c
   }
 }
 
+// q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv]: the same batch and spatial extents,
+// H a multiple of Hkv, P and Pv >= 1. Returns the spatial extents.
+template <int R, class Q, class K, class Vt>
+std::array<Index, std::size_t(R)> check_neighborhood_qkv(const char* op, const Q& q, const K& k, const Vt& v) {
+  for (int a = 0; a <= R; ++a)
+    TOKENMIX_CHECK(k.dimension(a) == q.dimension(a) && v.dimension(a) == q.dimension(a), op, ": k has shape ",
+                   shape_of(k), " and v ", shape_of(v), ", expected the batch and spatial extents of q ", shape_of(q));
+  const Index H = q.dimension(R + 1), P = q.dimension(R + 2), Hkv = k.dimension(R + 1);
+  TOKENMIX_CHECK(H >= 1 && P >= 1 && Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P && v.dimension(R + 1) == Hkv &&
+                     v.dimension(R + 2) >= 1,
+                 op, ": q has shape ", shape_of(q), ", k ", shape_of(k), ", v ", shape_of(v),
+                 ": expected k [..., Hkv, P] and v [..., Hkv, Pv] with H a multiple of Hkv");
+  std::array<Index, std::size_t(R)> extent{};
+  for (int a = 0; a < R; ++a) extent[std::size_t(a)] = q.dimension(a + 1);
+  return extent;
+}
+
 // rpb [H, 2K_0 - 1, ...]: one table per head, not with causal axes (as NATTEN).
 template <int R, class Rpb>
 void check_neighborhood_rpb(const char* op, const Rpb& rpb, const NeighborhoodParams<R>& p, Index heads) {

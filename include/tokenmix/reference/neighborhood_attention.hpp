@@ -28,17 +28,9 @@ Tensor<float, R + 3> neighborhood_attention(const ConstTensorView<float, R + 3>&
   constexpr const char* op = "ref::neighborhood_attention";
   const Index B = q.dimension(0), H = q.dimension(R + 1), P = q.dimension(R + 2);
   const Index Hkv = k.dimension(R + 1), Pv = v.dimension(R + 2);
-  std::array<Index, R> extent{};
+  const std::array<Index, R> extent = attention::detail::check_neighborhood_qkv<R>(op, q, k, v);
   Index tokens = 1;
-  for (int a = 0; a < R; ++a) extent[std::size_t(a)] = q.dimension(a + 1), tokens *= extent[std::size_t(a)];
-  for (int a = 0; a < R + 3; ++a)
-    if (a != R + 1 && a != R + 2)
-      TOKENMIX_CHECK(k.dimension(a) == q.dimension(a) && v.dimension(a) == q.dimension(a), op,
-                     ": k has shape ", shape_of(k), " and v ", shape_of(v), ", expected the batch and spatial extents of q ",
-                     shape_of(q));
-  TOKENMIX_CHECK(Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P && v.dimension(R + 1) == Hkv, op, ": q has shape ",
-                 shape_of(q), ", k ", shape_of(k), ", v ", shape_of(v),
-                 ": expected k [..., Hkv, P] and v [..., Hkv, Pv] with H a multiple of Hkv");
+  for (const Index e : extent) tokens *= e;
   attention::detail::check_neighborhood_params<R>(op, params, extent);
   if (rpb) attention::detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
   const Acc scale = params.scale ? Acc(*params.scale) : Acc(1) / std::sqrt(Acc(P));

@@ -24,6 +24,11 @@
 #include "tokenmix/simd/arch.hpp"
 
 namespace tokenmix::simd {
+
+// exp(x) = exp2(x·log2 e): kernels that take exp2 fold log2 e into a scale, and ln 2 converts back.
+inline constexpr float kLog2e = 1.44269504088896341f;
+inline constexpr float kLn2 = 0.693147180559945309f;
+
 namespace detail {
 
 // p * 2^k for integral k (as float), any k.

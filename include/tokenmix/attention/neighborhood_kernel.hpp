@@ -1,0 +1,612 @@
+#pragma once
+// The fused neighborhood-attention kernel; the entry point and its contract are in
+// attention/neighborhood_attention.hpp, the window rule in attention/neighborhood_types.hpp.
+//
+// Queries in the lanes. A *tile* is W consecutive queries of one dilation group along the last axis
+// (in-group coordinates first .. first + W - 1) at fixed outer coordinates, the *query row*. Lane i's
+// window along the last axis starts at the in-group key a_i; inside the axis a_i = a_0 + i, so the
+// keys of window slot j of all W lanes are W consecutive keys: one vector load from a transposed copy
+// of the key row, the *slab* ([P, SW]: in-group key a_min + c in column c). Tiles whose windows are
+// shifted inward at a border take slot j's keys with one two-register permute (AVX-512) from the same
+// slab, or (other archs, very large strides) from a pre-gathered slab [P, K, W].
+//
+// Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
+// group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
+// and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). Slabs are
+// transposed once per (key row, tile) and kept in a FIFO cache while a thread walks down its column
+// of tiles, so each key row is transposed once, not once per query row.
+//
+// Buffers, per tile, query row i of the block and head:
+//   Qt [P, W]        the queries, transposed, times scale·log2(e)
+//   S  [slots, W]    logits in log2 units (slot = index of the key row in the row's window · K_last + j),
+//                    then exp2(S - m) in place
+//   Ot [Pv, W]       Σ_slots exp2(S - m) · v, divided by l = Σ_slots exp2(S - m) at the end
+// Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
+// L1, and no online rescaling is needed. Every query's arithmetic is the same whatever the blocking
+// and the thread count, so the output is bitwise identical for any number of threads.
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/core/tensor.hpp"
+#include "tokenmix/core/threading.hpp"
+#include "tokenmix/simd/arch.hpp"
+#include "tokenmix/simd/exp.hpp"
+#include "tokenmix/simd/transpose.hpp"
+
+namespace tokenmix::attention::detail {
+
+constexpr int kNaMaxRows = 3;    // query rows per block (register block I)
+constexpr int kNaMaxSlots = 8;   // window slots per micro-kernel call (register block J)
+constexpr Index kNaMaxLanes = 16;
+
+// dst[c][lane] = row(lane)[c] for lanes [lane_lo, lane_hi) and columns c < n_cols, 0 in the other
+// lanes; row(lane) = src + (lane - lane_lo)·src_stride (only valid lanes are read). dst rows have
+// stride ld. Full 16×16 (or W×W) blocks go through registers.
+template <class Arch>
+void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index lane_hi, Index n_cols, float* dst,
+                        Index ld) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  for (Index c0 = 0; c0 < n_cols; c0 += W) {
+    const Index cols = std::min(W, n_cols - c0);
+    if (lane_lo == 0 && lane_hi == W && cols == W) {
+      simd::transpose_square<Arch>(src + c0, src_stride, dst + c0 * ld, ld, W);
+      continue;
+    }
+    alignas(64) float tile[kNaMaxLanes * kNaMaxLanes] = {};  // [lane, column]
+    for (Index lane = lane_lo; lane < lane_hi; ++lane)
+      for (Index c = 0; c < cols; ++c) tile[lane * W + c] = src[(lane - lane_lo) * src_stride + c0 + c];
+    simd::transpose_square<Arch>(tile, W, dst + c0 * ld, ld, cols);
+  }
+}
+
+// The inverse for the outputs: row(lane)[c] = src[c][lane] for lanes < n_lanes and c < n_cols;
+// row(lane) = dst + lane·dst_stride. src has at least round_up(n_cols, W) rows of stride W.
+template <class Arch>
+void transpose_lanes_out(const float* src, Index n_cols, Index n_lanes, float* dst, Index dst_stride) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  for (Index c0 = 0; c0 < n_cols; c0 += W) {
+    const Index cols = std::min(W, n_cols - c0);
+    if (cols == W) {
+      simd::transpose_square<Arch>(src + c0 * W, W, dst + c0, dst_stride, n_lanes);
+      continue;
+    }
+    alignas(64) float tile[kNaMaxLanes * kNaMaxLanes];  // [lane, column]
+    simd::transpose_square<Arch>(src + c0 * W, W, tile, W, n_lanes);
+    for (Index lane = 0; lane < n_lanes; ++lane)
+      for (Index c = 0; c < cols; ++c) dst[lane * dst_stride + c0 + c] = tile[lane * W + c];
+  }
+}
+
+// One tile of the last axis and its lanes' windows.
+struct NaTile {
+  enum class Keys { shifted, permuted, gathered };
+  Index group = 0, first = 0, count = 0;  // lanes = in-group queries first .. first + count - 1
+  Index a_min = 0;                        // the smallest window start (in-group key) of the tile
+  Keys keys = Keys::shifted;
+  bool masked = false;                    // a lane's window has fewer than K keys (causal)
+  alignas(64) std::int32_t col[kNaMaxLanes] = {};  // window start - a_min, per lane
+  alignas(64) float skip[kNaMaxLanes] = {};        // leading slots outside the window (causal)
+  Index a[kNaMaxLanes] = {};                       // window start (in-group), per lane
+  Index rpb_first[kNaMaxLanes] = {};               // rpb index of slot 0 along the last axis
+};
+
+// One key row of a block's union of windows, and the block's query rows that see it.
+struct NaUnionRow {
+  Index key_row = 0;
+  int n_active = 0;
+  int active[kNaMaxRows] = {};
+  Index slot_base[kNaMaxRows] = {};  // first slot of this key row in the active row's S
+};
+
+template <int R>
+struct NaPlan {
+  Index B = 0, H = 0, Hkv = 0, P = 0, Pv = 0, tokens = 0;
+  std::array<Index, R> extent{};
+  NeighborhoodParams<R> params;
+  float q_scale = 0;  // scale·log2(e)
+  // The last axis.
+  Index L = 0, K = 0, dil = 1, W = 1, SW = 0;
+  std::vector<NaTile> tiles;
+  std::vector<int> chunk;  // slot chunk sizes along the last axis (sum K, each <= kNaMaxSlots)
+  // Outer axes: rows = ∏ extent[0 .. R-2] (1 in 1-D); blocks of up to 3 rows.
+  Index rows = 1;
+  std::vector<std::array<Index, kNaMaxRows + 1>> blocks;  // {n, row_0, .., row_{n-1}}
+  Index max_slots = 0, max_union = 0, slab_k = 0, slab_v = 0, cache_entries = 0;
+  Index blocks_per_item = 1;
+};
+
+// The outer coordinates (axes 0 .. R-2) of a flat query row.
+template <int R>
+std::array<Index, R> na_row_coords(const NaPlan<R>& plan, Index row) {
+  std::array<Index, R> c{};
+  for (int a = R - 2; a >= 0; --a) c[std::size_t(a)] = row % plan.extent[std::size_t(a)], row /= plan.extent[std::size_t(a)];
+  return c;
+}
+
+template <int R, class Arch>
+NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std::array<Index, R>& extent,
+                       const NeighborhoodParams<R>& params, float scale, Index threads) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  NaPlan<R> plan;
+  plan.B = B, plan.H = H, plan.Hkv = Hkv, plan.P = P, plan.Pv = Pv, plan.extent = extent, plan.params = params;
+  plan.tokens = 1;
+  for (int a = 0; a < R; ++a) plan.tokens *= extent[std::size_t(a)];
+  plan.q_scale = scale * simd::kLog2e;
+  const std::size_t last = std::size_t(R - 1);
+  plan.L = extent[last], plan.K = params.kernel_size[last], plan.dil = params.dilation[last], plan.W = W;
+  plan.SW = (plan.K + 2 * W + W - 1) / W * W;
+  {
+    const Index n = (plan.K + kNaMaxSlots - 1) / kNaMaxSlots;
+    for (Index c = 0; c < n; ++c) plan.chunk.push_back(int((plan.K * (c + 1)) / n - (plan.K * c) / n));
+  }
+  const int widest_chunk = *std::max_element(plan.chunk.begin(), plan.chunk.end());
+  bool any_gathered = false;
+  for (Index g = 0; g < plan.dil; ++g) {
+    const Index Lg = (plan.L - g + plan.dil - 1) / plan.dil;
+    for (Index first = 0; first < Lg; first += W) {
+      NaTile t;
+      t.group = g, t.first = first, t.count = std::min(W, Lg - first);
+      Index a_max = std::numeric_limits<Index>::min();
+      t.a_min = std::numeric_limits<Index>::max();
+      for (Index i = 0; i < W; ++i) {
+        const Index lane = std::min(i, t.count - 1);  // lanes past the group repeat the last one
+        const AxisWindow w = neighborhood_axis_window(g + plan.dil * (first + lane), plan.L, plan.K, plan.dil,
+                                                      params.stride[last], params.causal[last]);
+        const Index lo = (w.first - g) / plan.dil, hi = lo + w.count - 1;
+        t.a[i] = hi - plan.K + 1;  // slot j = key a + j; keys before lo are outside the window
+        t.skip[i] = float(lo - t.a[i]);
+        t.masked = t.masked || lo > t.a[i];
+        t.rpb_first[i] = w.rpb_first;
+        t.a_min = std::min(t.a_min, t.a[i]), a_max = std::max(a_max, t.a[i]);
+      }
+      bool shifted = true;
+      for (Index i = 0; i < t.count; ++i) shifted = shifted && t.a[i] == t.a[0] + i;
+      if (shifted) {
+        for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the group: zero columns
+        t.a_min = t.a[0];
+      }
+      for (Index i = 0; i < W; ++i) t.col[i] = std::int32_t(t.a[i] - t.a_min);
+      if (!shifted)
+        t.keys = simd::is_avx512<Arch> && a_max - t.a_min + widest_chunk <= 2 * W ? NaTile::Keys::permuted
+                                                                                    : NaTile::Keys::gathered;
+      any_gathered = any_gathered || t.keys == NaTile::Keys::gathered;
+      plan.tiles.push_back(t);
+    }
+  }
+  // Blocks of up to 3 query rows consecutive in their dilation group along axis R-2.
+  for (int a = 0; a + 1 < R; ++a) plan.rows *= extent[std::size_t(a)];
+  if constexpr (R == 1) {
+    plan.blocks.push_back({1, 0, 0, 0});
+  } else {
+    const Index Lb = extent[std::size_t(R - 2)], db = params.dilation[std::size_t(R - 2)];
+    for (Index prefix = 0; prefix < plan.rows / Lb; ++prefix)
+      for (Index g = 0; g < db; ++g)
+        for (Index u = g; u < Lb; u += kNaMaxRows * db) {
+          std::array<Index, kNaMaxRows + 1> blk{};
+          for (Index r = u; r < Lb && blk[0] < kNaMaxRows; r += db) blk[std::size_t(++blk[0])] = prefix * Lb + r;
+          plan.blocks.push_back(blk);
+        }
+  }
+  plan.max_slots = 1;
+  for (int a = 0; a < R; ++a) plan.max_slots *= params.kernel_size[std::size_t(a)];
+  plan.max_union = 1;
+  for (int a = 0; a + 1 < R; ++a) plan.max_union *= params.kernel_size[std::size_t(a)] + (a == R - 2 ? kNaMaxRows - 1 : 0);
+  const Index k_cols = any_gathered ? std::max(plan.SW, plan.K * W) : plan.SW;
+  plan.slab_k = P * k_cols, plan.slab_v = Pv * k_cols;
+  plan.cache_entries = 2 * plan.max_union + 2;
+  // Work items: (batch, kv head, tile, a run of blocks); runs only split when the other dimensions do
+  // not give every thread a few items.
+  const Index columns = B * Hkv * Index(plan.tiles.size());
+  const Index runs = std::max<Index>(1, std::min<Index>(Index(plan.blocks.size()), (4 * threads + columns - 1) / columns));
+  plan.blocks_per_item = (Index(plan.blocks.size()) + runs - 1) / runs;
+  return plan;
+}
+
+template <int R>
+Index na_items(const NaPlan<R>& plan) {
+  const Index runs = (Index(plan.blocks.size()) + plan.blocks_per_item - 1) / plan.blocks_per_item;
+  return plan.B * plan.Hkv * Index(plan.tiles.size()) * runs;
+}
+
+// The micro-kernels. Rows i < I of the block, slots j < J of one chunk:
+//   qk: s[i][j·W ..] = Σ_p qt[i][p·W ..] ⊙ key(p, j)         (one accumulator per (i, j))
+//   av: o[i][p·W ..] += Σ_j prob[i][j·W ..] ⊙ value(p, j)     (p over Pv)
+// key / value(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered
+// slabs), or the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
+struct NaMicro {
+  const float* in[kNaMaxRows];  // qk: Qt_i [depth, W]; av: the chunk's probabilities [J, W]
+  float* out[kNaMaxRows];       // qk: the chunk's logits [J, W]; av: Ot_i [depth, W]
+  const float* slab;            // the chunk's first key column
+  Index ldp, ldj, depth;
+  const std::int32_t* col;      // permuted: the tile's lane offsets
+};
+
+template <class Arch, bool Permuted, int J>
+struct NaKeyLoader {
+  using V = simd::vfloat<Arch>;
+#if defined(__AVX512F__)
+  __m512i idx[Permuted ? J : 1];
+#endif
+  explicit NaKeyLoader(const NaMicro& m) {
+#if defined(__AVX512F__)
+    if constexpr (Permuted) {
+      const __m512i col = _mm512_load_si512(m.col);
+      for (int j = 0; j < J; ++j) idx[j] = _mm512_add_epi32(col, _mm512_set1_epi32(j));
+    }
+#else
+    (void)m;
+#endif
+  }
+  template <class F>
+  TOKENMIX_ALWAYS_INLINE void row(const float* p, Index ldj, F&& use) const {
+#if defined(__AVX512F__)
+    if constexpr (Permuted) {
+      const __m512 lo = _mm512_loadu_ps(p), hi = _mm512_loadu_ps(p + 16);
+      for (int j = 0; j < J; ++j) use(j, V(_mm512_permutex2var_ps(lo, idx[j], hi)));
+      return;
+    }
+#endif
+    for (int j = 0; j < J; ++j) use(j, simd::load<Arch>(p + j * ldj));
+  }
+};
+
+template <class Arch, bool Permuted, int I, int J>
+void na_qk_micro(const NaMicro& m) {
+  using V = simd::vfloat<Arch>;
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const NaKeyLoader<Arch, Permuted, J> keys(m);
+  V acc[I][J];
+  for (int i = 0; i < I; ++i)
+    for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
+  for (Index p = 0; p < m.depth; ++p) {
+    V q[I];
+    for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(m.in[i] + p * W);
+    keys.row(m.slab + p * m.ldp, m.ldj, [&](int j, V k) {
+      for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k, acc[i][j]);
+    });
+  }
+  for (int i = 0; i < I; ++i)
+    for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
+}
+
+template <class Arch, bool Permuted, int I, int J>
+void na_av_micro(const NaMicro& m) {
+  using V = simd::vfloat<Arch>;
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const NaKeyLoader<Arch, Permuted, J> values(m);
+  V w[I][J];
+  for (int i = 0; i < I; ++i)
+    for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
+  for (Index p = 0; p < m.depth; ++p) {
+    V o[I];
+    for (int i = 0; i < I; ++i) o[i] = simd::load<Arch>(m.out[i] + p * W);
+    values.row(m.slab + p * m.ldp, m.ldj, [&](int j, V v) {
+      for (int i = 0; i < I; ++i) o[i] = simd::fmadd<Arch>(w[i][j], v, o[i]);
+    });
+    for (int i = 0; i < I; ++i) simd::store<Arch>(m.out[i] + p * W, o[i]);
+  }
+}
+
+template <class Arch, bool Qk, bool Permuted, int I>
+void na_micro_j(const NaMicro& m, int J) {
+#define TOKENMIX_NA_CASE(JJ)                                             \
+  case JJ:                                                               \
+    return Qk ? na_qk_micro<Arch, Permuted, I, JJ>(m) : na_av_micro<Arch, Permuted, I, JJ>(m);
+  switch (J) {
+    TOKENMIX_NA_CASE(1)
+    TOKENMIX_NA_CASE(2)
+    TOKENMIX_NA_CASE(3)
+    TOKENMIX_NA_CASE(4)
+    TOKENMIX_NA_CASE(5)
+    TOKENMIX_NA_CASE(6)
+    TOKENMIX_NA_CASE(7)
+    default:
+      return Qk ? na_qk_micro<Arch, Permuted, I, 8>(m) : na_av_micro<Arch, Permuted, I, 8>(m);
+  }
+#undef TOKENMIX_NA_CASE
+}
+
+template <class Arch, bool Qk>
+void na_micro(const NaMicro& m, int I, int J, bool permuted) {
+  if constexpr (simd::is_avx512<Arch>) {
+    if (permuted) {
+      if (I == 1) return na_micro_j<Arch, Qk, true, 1>(m, J);
+      if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
+      return na_micro_j<Arch, Qk, true, 3>(m, J);
+    }
+  }
+  if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
+  if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
+  return na_micro_j<Arch, Qk, false, 3>(m, J);
+}
+
+// The pointers of one call and the kernel over a range of work items.
+template <int R, class Arch>
+struct NeighborhoodKernel {
+  using V = simd::vfloat<Arch>;
+  static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+
+  const NaPlan<R>& plan;
+  const float *q, *k, *v, *rpb;  // q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv], rpb [H, ..]
+  float *out, *lse;              // out [B, X.., H, Pv], lse [B, X.., H] or nullptr
+
+  // Per-thread state: the slab cache of the current (batch, kv head, tile) and the block buffers.
+  struct Scratch {
+    std::vector<float, xsimd::aligned_allocator<float, 64>> slabs, qt, s, ot;
+    std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
+    std::vector<Index> entry;  // per key row: its cache entry, or -1
+    Index next = 0;
+    std::vector<NaUnionRow> uni;
+    Index n_slots[kNaMaxRows] = {};
+    std::vector<Index> rpb_base[kNaMaxRows];  // per key row of a query row's window: its rpb row offset
+  };
+
+  void run(Index first_item, Index last_item) const {
+    const NaPlan<R>& pl = plan;
+    Scratch sc;
+    sc.slabs.assign(std::size_t((pl.slab_k + pl.slab_v) * pl.cache_entries), 0.0f);
+    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
+    sc.qt.assign(std::size_t(kNaMaxRows * P_pad * W), 0.0f);
+    sc.s.assign(std::size_t(kNaMaxRows * pl.max_slots * W), 0.0f);
+    sc.ot.assign(std::size_t(kNaMaxRows * Pv_pad * W), 0.0f);
+    sc.owner.assign(std::size_t(pl.cache_entries), -1);
+    sc.entry.assign(std::size_t(pl.rows), -1);
+    const Index n_tiles = Index(pl.tiles.size());
+    const Index runs = (Index(pl.blocks.size()) + pl.blocks_per_item - 1) / pl.blocks_per_item;
+    Index cached_column = -1;
+    for (Index item = first_item; item < last_item; ++item) {
+      const Index column = item / runs, run = item % runs;  // column = (b, hkv, tile)
+      const Index t = column % n_tiles, bh = column / n_tiles, b = bh / pl.Hkv, hkv = bh % pl.Hkv;
+      if (column != cached_column) {
+        for (Index e = 0; e < pl.cache_entries; ++e)
+          if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
+        cached_column = column;
+      }
+      const NaTile& tile = pl.tiles[std::size_t(t)];
+      const Index last_block = std::min<Index>(Index(pl.blocks.size()), (run + 1) * pl.blocks_per_item);
+      for (Index blk = run * pl.blocks_per_item; blk < last_block; ++blk)
+        run_block(sc, pl.blocks[std::size_t(blk)], tile, b, hkv);
+    }
+  }
+
+ private:
+  // The union of the windows of a block's query rows, in ascending key row, and each row's slot count
+  // and rpb offsets.
+  void block_union(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk) const {
+    const NaPlan<R>& pl = plan;
+    const int n = int(blk[0]);
+    sc.uni.clear();
+    if constexpr (R == 1) {
+      NaUnionRow u;
+      u.key_row = 0, u.n_active = 1;
+      sc.uni.push_back(u);
+      sc.n_slots[0] = pl.K;
+      sc.rpb_base[0].assign(1, 0);
+      return;
+    } else {
+      constexpr int O = R - 1;  // outer axes
+      std::array<std::array<AxisWindow, O>, kNaMaxRows> win{};
+      for (int i = 0; i < n; ++i) {
+        const std::array<Index, R> c = na_row_coords(pl, blk[std::size_t(i + 1)]);
+        for (int a = 0; a < O; ++a)
+          win[std::size_t(i)][std::size_t(a)] = neighborhood_axis_window(
+              c[std::size_t(a)], pl.extent[std::size_t(a)], pl.params.kernel_size[std::size_t(a)],
+              pl.params.dilation[std::size_t(a)], pl.params.stride[std::size_t(a)], pl.params.causal[std::size_t(a)]);
+        Index slots = pl.K;
+        for (int a = 0; a < O; ++a) slots *= win[std::size_t(i)][std::size_t(a)].count;
+        sc.n_slots[i] = slots;
+        sc.rpb_base[i].assign(std::size_t(slots / pl.K), 0);
+      }
+      // Axes before R-2 have the same window for every row of the block; along R-2 the union runs
+      // from the smallest first key to the largest last key (consecutive windows overlap).
+      std::array<Index, O> lo{}, count{}, step{};
+      for (int a = 0; a < O; ++a) {
+        const AxisWindow& w0 = win[0][std::size_t(a)];
+        lo[std::size_t(a)] = w0.first, count[std::size_t(a)] = w0.count, step[std::size_t(a)] = w0.step;
+      }
+      {
+        Index hi = std::numeric_limits<Index>::min();
+        for (int i = 0; i < n; ++i) {
+          const AxisWindow& w = win[std::size_t(i)][std::size_t(O - 1)];
+          lo[std::size_t(O - 1)] = std::min(lo[std::size_t(O - 1)], w.first);
+          hi = std::max(hi, w.first + (w.count - 1) * w.step);
+        }
+        count[std::size_t(O - 1)] = (hi - lo[std::size_t(O - 1)]) / step[std::size_t(O - 1)] + 1;
+      }
+      std::array<Index, O> nn{};
+      for (bool more = true; more;) {
+        NaUnionRow u;
+        Index key_row = 0;
+        for (int a = 0; a < O; ++a)
+          key_row = key_row * pl.extent[std::size_t(a)] + lo[std::size_t(a)] + nn[std::size_t(a)] * step[std::size_t(a)];
+        u.key_row = key_row;
+        for (int i = 0; i < n; ++i) {
+          // This key row's index in row i's window list (mixed radix over the outer axes).
+          Index idx = 0, rpb = 0;
+          bool inside = true;
+          for (int a = 0; a < O; ++a) {
+            const AxisWindow& w = win[std::size_t(i)][std::size_t(a)];
+            const Index coord = lo[std::size_t(a)] + nn[std::size_t(a)] * step[std::size_t(a)];
+            const Index m = (coord - w.first) / w.step;
+            inside = inside && coord >= w.first && m < w.count;
+            idx = idx * w.count + m;
+            rpb = rpb * (2 * pl.params.kernel_size[std::size_t(a)] - 1) + w.rpb_first + m;
+          }
+          if (!inside) continue;
+          u.active[u.n_active] = i, u.slot_base[u.n_active] = idx * pl.K, ++u.n_active;
+          sc.rpb_base[i][std::size_t(idx)] = rpb * (2 * pl.K - 1);
+        }
+        if (u.n_active > 0) sc.uni.push_back(u);
+        more = false;
+        for (int a = O - 1; a >= 0; --a) {
+          if (++nn[std::size_t(a)] < count[std::size_t(a)]) {
+            more = true;
+            break;
+          }
+          nn[std::size_t(a)] = 0;
+        }
+      }
+    }
+  }
+
+  // The K and V slabs of key row `row` for the tile, from the cache or transposed now.
+  const float* slab(Scratch& sc, Index row, const NaTile& tile, Index b, Index hkv) const {
+    const NaPlan<R>& pl = plan;
+    const Index slab_floats = pl.slab_k + pl.slab_v;
+    if (sc.entry[std::size_t(row)] >= 0) return sc.slabs.data() + sc.entry[std::size_t(row)] * slab_floats;
+    const Index e = sc.next;
+    sc.next = (sc.next + 1) % pl.cache_entries;
+    if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1;
+    sc.owner[std::size_t(e)] = row, sc.entry[std::size_t(row)] = e;
+    float* dst = sc.slabs.data() + e * slab_floats;
+    const Index Lg = (pl.L - tile.group + pl.dil - 1) / pl.dil;
+    const Index token0 = b * pl.tokens + row * pl.L + tile.group;  // in-group key 0 of this row
+    const Index k_stride = pl.dil * pl.Hkv * pl.P, v_stride = pl.dil * pl.Hkv * pl.Pv;
+    const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
+    const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
+    if (tile.keys == NaTile::Keys::gathered) {
+      // [P, K, W] and [Pv, K, W]: lane i's slot j is key a_i + j (zero outside the axis).
+      for (Index j = 0; j < pl.K; ++j)
+        for (Index i = 0; i < W; ++i) {
+          const Index key = tile.a[i] + j;
+          const bool in = key >= 0 && key < Lg;
+          for (Index p = 0; p < pl.P; ++p) dst[(p * pl.K + j) * W + i] = in ? k0[key * k_stride + p] : 0.0f;
+          for (Index p = 0; p < pl.Pv; ++p)
+            dst[pl.slab_k + (p * pl.K + j) * W + i] = in ? v0[key * v_stride + p] : 0.0f;
+        }
+      return dst;
+    }
+    // [P, SW] and [Pv, SW]: column c holds in-group key a_min + c (zero outside the axis).
+    for (Index c0 = 0; c0 < pl.SW; c0 += W) {
+      const Index key0 = tile.a_min + c0;
+      const Index lane_lo = std::max<Index>(0, -key0), lane_hi = std::min<Index>(W, Lg - key0);
+      if (lane_lo >= lane_hi) {
+        for (Index p = 0; p < pl.P; ++p) std::fill_n(dst + p * pl.SW + c0, W, 0.0f);
+        for (Index p = 0; p < pl.Pv; ++p) std::fill_n(dst + pl.slab_k + p * pl.SW + c0, W, 0.0f);
+        continue;
+      }
+      transpose_lanes_in<Arch>(k0 + (key0 + lane_lo) * k_stride, k_stride, lane_lo, lane_hi, pl.P, dst + c0, pl.SW);
+      transpose_lanes_in<Arch>(v0 + (key0 + lane_lo) * v_stride, v_stride, lane_lo, lane_hi, pl.Pv,
+                               dst + pl.slab_k + c0, pl.SW);
+    }
+    return dst;
+  }
+
+  // One pass of micro-kernels over the union rows: logits (Qk) or the PV products.
+  template <bool Qk>
+  void products(Scratch& sc, const NaTile& tile, Index b, Index hkv) const {
+    const NaPlan<R>& pl = plan;
+    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
+    const bool gathered = tile.keys == NaTile::Keys::gathered;
+    const Index ldp_cols = gathered ? pl.K * W : pl.SW;
+    for (const NaUnionRow& u : sc.uni) {
+      const float* sl = slab(sc, u.key_row, tile, b, hkv) + (Qk ? 0 : pl.slab_k);
+      Index j0 = 0;
+      for (const int J : pl.chunk) {
+        NaMicro m{};
+        for (int x = 0; x < u.n_active; ++x) {
+          const int i = u.active[x];
+          float* s_chunk = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
+          if (Qk) {
+            m.in[x] = sc.qt.data() + i * P_pad * W, m.out[x] = s_chunk;
+          } else {
+            m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * Pv_pad * W;
+          }
+        }
+        m.slab = sl + (gathered ? j0 * W : j0);
+        m.ldp = ldp_cols, m.ldj = gathered ? W : 1, m.depth = Qk ? pl.P : pl.Pv;
+        m.col = tile.col;
+        na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
+        j0 += J;
+      }
+    }
+  }
+
+  void run_block(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTile& tile, Index b,
+                 Index hkv) const {
+    const NaPlan<R>& pl = plan;
+    const int n = int(blk[0]);
+    block_union(sc, blk);
+    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
+    const Index group_heads = pl.H / pl.Hkv;
+    const Index lane_stride = pl.dil;  // tokens between lanes
+    for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
+      for (int i = 0; i < n; ++i) {
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
+        float* qt = sc.qt.data() + i * P_pad * W;
+        transpose_lanes_in<Arch>(q + (token0 * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count, pl.P, qt, W);
+        const V scale(pl.q_scale);
+        for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
+      }
+      products<true>(sc, tile, b, hkv);
+      V row_max[kNaMaxRows], row_sum[kNaMaxRows];
+      for (int i = 0; i < n; ++i) softmax(sc, i, tile, h, row_max[i], row_sum[i]);
+      for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * Pv_pad * W, pl.Pv * W, 0.0f);
+      products<false>(sc, tile, b, hkv);
+      for (int i = 0; i < n; ++i) {
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
+        float* ot = sc.ot.data() + i * Pv_pad * W;
+        const V inv = V(1.0f) / row_sum[i];
+        for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
+        transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
+        if (lse) {
+          alignas(64) float m[kNaMaxLanes], l[kNaMaxLanes];
+          simd::store<Arch>(m, row_max[i]), simd::store<Arch>(l, row_sum[i]);
+          for (Index lane = 0; lane < tile.count; ++lane)
+            lse[(token0 + lane * lane_stride) * pl.H + h] = (m[lane] + std::log2(l[lane])) * simd::kLn2;
+        }
+      }
+    }
+  }
+
+  // Row i's logits -> exp2(S - m) in place (masks and rpb first); returns m and l = Σ exp2(S - m).
+  void softmax(Scratch& sc, int i, const NaTile& tile, Index h, V& m, V& l) const {
+    const NaPlan<R>& pl = plan;
+    float* S = sc.s.data() + i * pl.max_slots * W;  // [n_slots, W]
+    const Index n_slots = sc.n_slots[i];
+    if (rpb) {
+      const float* table = rpb + h * rpb_table_size();
+      alignas(64) float bias[kNaMaxLanes];
+      for (Index r = 0; r < n_slots / pl.K; ++r)
+        for (Index j = 0; j < pl.K; ++j) {
+          const float* row = table + sc.rpb_base[i][std::size_t(r)] + j;
+          for (Index lane = 0; lane < W; ++lane) bias[lane] = row[tile.rpb_first[lane]];
+          float* s = S + (r * pl.K + j) * W;
+          simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(bias), V(simd::kLog2e), simd::load<Arch>(s)));
+        }
+    }
+    if (tile.masked) {
+      const V skip = simd::load<Arch>(tile.skip), minus_inf(-std::numeric_limits<float>::infinity());
+      for (Index r = 0; r < n_slots / pl.K; ++r)
+        for (Index j = 0; j < pl.K; ++j) {
+          float* s = S + (r * pl.K + j) * W;
+          simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s)));
+        }
+    }
+    m = V(-std::numeric_limits<float>::infinity());
+    for (Index x = 0; x < n_slots; ++x) m = xsimd::max(m, simd::load<Arch>(S + x * W));
+    l = V(0.0f);
+    for (Index x = 0; x < n_slots; ++x) {
+      const V e = simd::exp2<Arch>(simd::load<Arch>(S + x * W) - m);
+      simd::store<Arch>(S + x * W, e);
+      l += e;
+    }
+  }
+
+  Index rpb_table_size() const {
+    Index n = 1;
+    for (int a = 0; a < R; ++a) n *= 2 * plan.params.kernel_size[std::size_t(a)] - 1;
+    return n;
+  }
+};
+
+}  // namespace tokenmix::attention::detail
