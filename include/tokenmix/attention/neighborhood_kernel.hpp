@@ -6,15 +6,17 @@
 // (in-group coordinates first .. first + W - 1) at fixed outer coordinates, the *query row*. Lane i's
 // window along the last axis starts at the in-group key a_i; inside the axis a_i = a_0 + i, so the
 // keys of window slot j of all W lanes are W consecutive keys: one vector load from a transposed copy
-// of the key row, the *slab* ([P, SW]: in-group key a_min + c in column c). Tiles whose windows are
-// shifted inward at a border take slot j's keys with one two-register permute (AVX-512) from the same
-// slab, or (other archs, very large strides) from a pre-gathered slab [P, K, W].
+// of the key row, the *row slab* ([P, RW]: in-group key c_lo + c in column c, for the columns a run
+// of tiles needs). Tiles whose windows are shifted inward at a border take slot j's keys with one
+// two-register permute (AVX-512) from the same slab, or (other archs, very large strides) from a
+// per-tile gathered copy [P, K, W].
 //
 // Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
 // group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
-// and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). Slabs are
-// transposed once per (key row, tile) and kept in a FIFO cache while a thread walks down its column
-// of tiles, so each key row is transposed once, not once per query row.
+// and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). A work
+// item is (batch, kv head, a run of <= 64 tiles of one group, a run of blocks); its row slabs are
+// transposed once and kept in a FIFO cache while the item walks down its blocks, so every key is
+// transposed once per item, not once per query row or tile.
 //
 // Buffers, per tile, query row i of the block and head:
 //   Qt [P, W]        the queries, transposed, times scale·log2(e)
@@ -48,22 +50,28 @@ constexpr int kNaMaxRows = 3;    // query rows per block (register block I)
 constexpr int kNaMaxSlots = 8;   // window slots per micro-kernel call (register block J)
 constexpr Index kNaMaxLanes = 16;
 
-// dst[c][lane] = row(lane)[c] for lanes [lane_lo, lane_hi) and columns c < n_cols, 0 in the other
-// lanes; row(lane) = src + (lane - lane_lo)·src_stride (only valid lanes are read). dst rows have
-// stride ld. Full 16×16 (or W×W) blocks go through registers.
+// dst[c][lane] = row(clamp(lane, lane_lo, lane_hi - 1))[c] for lanes < W and columns c < n_cols, with
+// row(lane) = src + (lane - lane_lo)·src_stride: lanes outside [lane_lo, lane_hi) repeat the nearest
+// valid row (finite values the caller never uses; only valid rows are read). dst rows have stride
+// ld. Full column blocks go through registers.
 template <class Arch>
 void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index lane_hi, Index n_cols, float* dst,
                         Index ld) {
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const float* rows[kNaMaxLanes];
+  for (Index lane = 0; lane < W; ++lane)
+    rows[lane] = src + (std::min(std::max(lane, lane_lo), lane_hi - 1) - lane_lo) * src_stride;
   for (Index c0 = 0; c0 < n_cols; c0 += W) {
     const Index cols = std::min(W, n_cols - c0);
-    if (lane_lo == 0 && lane_hi == W && cols == W) {
-      simd::transpose_square<Arch>(src + c0, src_stride, dst + c0 * ld, ld, W);
+    if (cols == W) {
+      const float* at[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) at[lane] = rows[lane] + c0;
+      simd::transpose_square_rows<Arch>(at, dst + c0 * ld, ld, W);
       continue;
     }
     alignas(64) float tile[kNaMaxLanes * kNaMaxLanes] = {};  // [lane, column]
-    for (Index lane = lane_lo; lane < lane_hi; ++lane)
-      for (Index c = 0; c < cols; ++c) tile[lane * W + c] = src[(lane - lane_lo) * src_stride + c0 + c];
+    for (Index lane = 0; lane < W; ++lane)
+      for (Index c = 0; c < cols; ++c) tile[lane * W + c] = rows[lane][c0 + c];
     simd::transpose_square<Arch>(tile, W, dst + c0 * ld, ld, cols);
   }
 }
@@ -86,17 +94,35 @@ void transpose_lanes_out(const float* src, Index n_cols, Index n_lanes, float* d
   }
 }
 
+// Prefetches n_rows rows of n_floats floats, stride floats apart (the strided token rows a tile
+// reads next; the hardware prefetchers do not follow 16 scattered rows far enough ahead).
+inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index n_floats, bool for_write = false) {
+  for (Index r = 0; r < n_rows; ++r)
+    for (Index f = 0; f < n_floats; f += 16) {
+      if (for_write)
+        __builtin_prefetch(first + r * stride + f, 1);
+      else
+        __builtin_prefetch(first + r * stride + f, 0);
+    }
+}
+
 // One tile of the last axis and its lanes' windows.
 struct NaTile {
   enum class Keys { shifted, permuted, gathered };
   Index group = 0, first = 0, count = 0;  // lanes = in-group queries first .. first + count - 1
-  Index a_min = 0;                        // the smallest window start (in-group key) of the tile
+  Index a_min = 0, a_max = 0;             // the smallest and largest window start (in-group key)
   Keys keys = Keys::shifted;
   bool masked = false;                    // a lane's window has fewer than K keys (causal)
   alignas(64) std::int32_t col[kNaMaxLanes] = {};  // window start - a_min, per lane
   alignas(64) float skip[kNaMaxLanes] = {};        // leading slots outside the window (causal)
   Index a[kNaMaxLanes] = {};                       // window start (in-group), per lane
   Index rpb_first[kNaMaxLanes] = {};               // rpb index of slot 0 along the last axis
+};
+
+// A run of consecutive tiles of one group and the key columns their row slabs hold.
+struct NaTileRun {
+  Index group = 0, first = 0, tiles = 0;  // tiles at in-group queries first, first + W, ...
+  Index c_lo = 0, width = 0;             // row slab column c = in-group key c_lo + c, c < width (multiple of W)
 };
 
 // One key row of a block's union of windows, and the block's query rows that see it.
@@ -114,14 +140,67 @@ struct NaPlan {
   NeighborhoodParams<R> params;
   float q_scale = 0;  // scale·log2(e)
   // The last axis.
-  Index L = 0, K = 0, dil = 1, W = 1, SW = 0;
-  std::vector<NaTile> tiles;
+  Index L = 0, K = 0, dil = 1, stride = 1, W = 1;
+  bool causal = false, permute = false;  // permute: border tiles may use the AVX-512 permute
+  std::vector<NaTileRun> runs;
   std::vector<int> chunk;  // slot chunk sizes along the last axis (sum K, each <= kNaMaxSlots)
   // Outer axes: rows = ∏ extent[0 .. R-2] (1 in 1-D); blocks of up to 3 rows.
   Index rows = 1;
   std::vector<std::array<Index, kNaMaxRows + 1>> blocks;  // {n, row_0, .., row_{n-1}}
-  Index max_slots = 0, max_union = 0, slab_k = 0, slab_v = 0, cache_entries = 0;
-  Index blocks_per_item = 1;
+  Index max_slots = 0, max_union = 0, max_width = 0, max_run_tiles = 0, cache_entries = 0;
+  bool any_gathered = false;
+  // 1-D: an item runs every kv head of its tiles (tile by tile), so the token rows are read whole
+  // and in order; 2-D / 3-D: an item is one kv head (its row slabs fill the cache).
+  bool heads_inside = R == 1;
+  Index blocks_per_item = 1, block_runs = 1;
+
+  Index group_length(Index g) const { return (L - g + dil - 1) / dil; }
+
+  // The tile of group g whose lanes are the in-group queries first .. first + W - 1.
+  NaTile tile(Index g, Index first) const {
+    NaTile t;
+    const Index Lg = group_length(g);
+    t.group = g, t.first = first, t.count = std::min(W, Lg - first);
+    const Index left = causal ? K - 1 : K / 2, right = causal ? 0 : K / 2 + K % 2 - 1;
+    if (stride == 1 && first >= left && (causal || first + t.count - 1 <= Lg - 1 - right)) {
+      // Inside the axis: every lane's window is centred (or ends at the query): a_i = a_0 + i.
+      t.a_min = first - left, t.a_max = t.a_min + W - 1;
+      for (Index i = 0; i < W; ++i)
+        t.a[i] = t.a_min + i, t.col[i] = std::int32_t(i), t.rpb_first[i] = (K - 1) - left;
+      return t;
+    }
+    t.a_max = std::numeric_limits<Index>::min();
+    t.a_min = std::numeric_limits<Index>::max();
+    for (Index i = 0; i < W; ++i) {
+      const Index lane = std::min(i, t.count - 1);  // lanes past the group repeat the last one
+      const AxisWindow w = neighborhood_axis_window(g + dil * (first + lane), L, K, dil, stride, causal);
+      const Index lo = (w.first - g) / dil, hi = lo + w.count - 1;
+      t.a[i] = hi - K + 1;  // slot j = key a + j; keys before lo are outside the window
+      t.skip[i] = float(lo - t.a[i]);
+      t.masked = t.masked || lo > t.a[i];
+      t.rpb_first[i] = w.rpb_first;
+      t.a_min = std::min(t.a_min, t.a[i]), t.a_max = std::max(t.a_max, t.a[i]);
+    }
+    bool shifted = true;
+    for (Index i = 0; i < t.count; ++i) shifted = shifted && t.a[i] == t.a[0] + i;
+    if (shifted) {
+      for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the group read columns nobody uses
+      t.a_min = t.a[0], t.a_max = t.a[0] + W - 1;
+    }
+    for (Index i = 0; i < W; ++i) t.col[i] = std::int32_t(t.a[i] - t.a_min);
+    const int widest_chunk = *std::max_element(chunk.begin(), chunk.end());
+    if (!shifted)
+      t.keys = permute && t.a_max - t.a_min + widest_chunk <= 2 * W ? NaTile::Keys::permuted : NaTile::Keys::gathered;
+    return t;
+  }
+
+  // One past the last key column the micro-kernels read for tile t: a + j for every lane and slot;
+  // permuted tiles load two vectors from each chunk start.
+  Index end_column(const NaTile& t) const {
+    Index end = t.a_max + K;
+    if (t.keys == NaTile::Keys::permuted) end = std::max(end, t.a_min + K - chunk.back() + 2 * W);
+    return end;
+  }
 };
 
 // The outer coordinates (axes 0 .. R-2) of a flat query row.
@@ -131,6 +210,9 @@ std::array<Index, R> na_row_coords(const NaPlan<R>& plan, Index row) {
   for (int a = R - 2; a >= 0; --a) c[std::size_t(a)] = row % plan.extent[std::size_t(a)], row /= plan.extent[std::size_t(a)];
   return c;
 }
+
+// Tiles per run: the row slabs of a run stay in L2 (1-D: a run is 256 queries).
+constexpr Index kNaTilesPerRun = 16;
 
 template <int R, class Arch>
 NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std::array<Index, R>& extent,
@@ -143,43 +225,27 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   plan.q_scale = scale * simd::kLog2e;
   const std::size_t last = std::size_t(R - 1);
   plan.L = extent[last], plan.K = params.kernel_size[last], plan.dil = params.dilation[last], plan.W = W;
-  plan.SW = (plan.K + 2 * W + W - 1) / W * W;
+  plan.stride = params.stride[last], plan.causal = params.causal[last], plan.permute = simd::is_avx512<Arch>;
   {
     const Index n = (plan.K + kNaMaxSlots - 1) / kNaMaxSlots;
     for (Index c = 0; c < n; ++c) plan.chunk.push_back(int((plan.K * (c + 1)) / n - (plan.K * c) / n));
   }
-  const int widest_chunk = *std::max_element(plan.chunk.begin(), plan.chunk.end());
-  bool any_gathered = false;
+  // Runs of tiles; window starts grow with the query, so a run's columns start at its first tile's.
+  const Index run_tiles = R == 1 ? kNaTilesPerRun : std::numeric_limits<Index>::max() / (2 * W);
   for (Index g = 0; g < plan.dil; ++g) {
-    const Index Lg = (plan.L - g + plan.dil - 1) / plan.dil;
-    for (Index first = 0; first < Lg; first += W) {
-      NaTile t;
-      t.group = g, t.first = first, t.count = std::min(W, Lg - first);
-      Index a_max = std::numeric_limits<Index>::min();
-      t.a_min = std::numeric_limits<Index>::max();
-      for (Index i = 0; i < W; ++i) {
-        const Index lane = std::min(i, t.count - 1);  // lanes past the group repeat the last one
-        const AxisWindow w = neighborhood_axis_window(g + plan.dil * (first + lane), plan.L, plan.K, plan.dil,
-                                                      params.stride[last], params.causal[last]);
-        const Index lo = (w.first - g) / plan.dil, hi = lo + w.count - 1;
-        t.a[i] = hi - plan.K + 1;  // slot j = key a + j; keys before lo are outside the window
-        t.skip[i] = float(lo - t.a[i]);
-        t.masked = t.masked || lo > t.a[i];
-        t.rpb_first[i] = w.rpb_first;
-        t.a_min = std::min(t.a_min, t.a[i]), a_max = std::max(a_max, t.a[i]);
+    const Index Lg = plan.group_length(g);
+    for (Index first = 0; first < Lg; first += run_tiles * W) {
+      NaTileRun run{g, first, 0, 0, 0};
+      Index end = 0;
+      for (Index f = first; f < Lg && run.tiles < run_tiles; f += W, ++run.tiles) {
+        const NaTile t = plan.tile(g, f);
+        if (f == first) run.c_lo = t.a_min;
+        run.c_lo = std::min(run.c_lo, t.a_min), end = std::max(end, plan.end_column(t));
+        plan.any_gathered = plan.any_gathered || t.keys == NaTile::Keys::gathered;
       }
-      bool shifted = true;
-      for (Index i = 0; i < t.count; ++i) shifted = shifted && t.a[i] == t.a[0] + i;
-      if (shifted) {
-        for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the group: zero columns
-        t.a_min = t.a[0];
-      }
-      for (Index i = 0; i < W; ++i) t.col[i] = std::int32_t(t.a[i] - t.a_min);
-      if (!shifted)
-        t.keys = simd::is_avx512<Arch> && a_max - t.a_min + widest_chunk <= 2 * W ? NaTile::Keys::permuted
-                                                                                    : NaTile::Keys::gathered;
-      any_gathered = any_gathered || t.keys == NaTile::Keys::gathered;
-      plan.tiles.push_back(t);
+      run.width = (end - run.c_lo + W - 1) / W * W;
+      plan.max_width = std::max(plan.max_width, run.width), plan.max_run_tiles = std::max(plan.max_run_tiles, run.tiles);
+      plan.runs.push_back(run);
     }
   }
   // Blocks of up to 3 query rows consecutive in their dilation group along axis R-2.
@@ -200,21 +266,20 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   for (int a = 0; a < R; ++a) plan.max_slots *= params.kernel_size[std::size_t(a)];
   plan.max_union = 1;
   for (int a = 0; a + 1 < R; ++a) plan.max_union *= params.kernel_size[std::size_t(a)] + (a == R - 2 ? kNaMaxRows - 1 : 0);
-  const Index k_cols = any_gathered ? std::max(plan.SW, plan.K * W) : plan.SW;
-  plan.slab_k = P * k_cols, plan.slab_v = Pv * k_cols;
-  plan.cache_entries = 2 * plan.max_union + 2;
-  // Work items: (batch, kv head, tile, a run of blocks); runs only split when the other dimensions do
-  // not give every thread a few items.
-  const Index columns = B * Hkv * Index(plan.tiles.size());
-  const Index runs = std::max<Index>(1, std::min<Index>(Index(plan.blocks.size()), (4 * threads + columns - 1) / columns));
-  plan.blocks_per_item = (Index(plan.blocks.size()) + runs - 1) / runs;
+  // FIFO capacity: the current block's union and most of the previous one's (1-D: one row).
+  plan.cache_entries = R == 1 ? Hkv : 2 * plan.max_union + 2;
+  // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
+  // split when the other dimensions do not give every thread a few items.
+  const Index columns = B * (plan.heads_inside ? 1 : Hkv) * Index(plan.runs.size());
+  plan.block_runs = std::max<Index>(1, std::min<Index>(Index(plan.blocks.size()), (4 * threads + columns - 1) / columns));
+  plan.blocks_per_item = (Index(plan.blocks.size()) + plan.block_runs - 1) / plan.block_runs;
+  plan.block_runs = (Index(plan.blocks.size()) + plan.blocks_per_item - 1) / plan.blocks_per_item;
   return plan;
 }
 
 template <int R>
 Index na_items(const NaPlan<R>& plan) {
-  const Index runs = (Index(plan.blocks.size()) + plan.blocks_per_item - 1) / plan.blocks_per_item;
-  return plan.B * plan.Hkv * Index(plan.tiles.size()) * runs;
+  return plan.B * (plan.heads_inside ? 1 : plan.Hkv) * Index(plan.runs.size()) * plan.block_runs;
 }
 
 // The micro-kernels. Rows i < I of the block, slots j < J of one chunk:
@@ -339,42 +404,63 @@ struct NeighborhoodKernel {
   const float *q, *k, *v, *rpb;  // q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv], rpb [H, ..]
   float *out, *lse;              // out [B, X.., H, Pv], lse [B, X.., H] or nullptr
 
-  // Per-thread state: the slab cache of the current (batch, kv head, tile) and the block buffers.
+  // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
   struct Scratch {
-    std::vector<float, xsimd::aligned_allocator<float, 64>> slabs, qt, s, ot;
+    using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+    Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values)
+    Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W], i < 3
+    Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
     Index next = 0;
     std::vector<NaUnionRow> uni;
+    std::vector<NaTile> tiles;  // the tiles of the current run
     Index n_slots[kNaMaxRows] = {};
     std::vector<Index> rpb_base[kNaMaxRows];  // per key row of a query row's window: its rpb row offset
   };
 
+  Index p_pad() const { return (plan.P + W - 1) / W * W; }
+  Index pv_pad() const { return (plan.Pv + W - 1) / W * W; }
+  Index slab_floats() const { return (plan.P + plan.Pv) * plan.max_width; }
+
   void run(Index first_item, Index last_item) const {
     const NaPlan<R>& pl = plan;
     Scratch sc;
-    sc.slabs.assign(std::size_t((pl.slab_k + pl.slab_v) * pl.cache_entries), 0.0f);
-    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
-    sc.qt.assign(std::size_t(kNaMaxRows * P_pad * W), 0.0f);
+    sc.slabs.assign(std::size_t(slab_floats() * pl.cache_entries), 0.0f);
+    sc.qt.assign(std::size_t(kNaMaxRows * p_pad() * W), 0.0f);
     sc.s.assign(std::size_t(kNaMaxRows * pl.max_slots * W), 0.0f);
-    sc.ot.assign(std::size_t(kNaMaxRows * Pv_pad * W), 0.0f);
+    sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
+    if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
-    sc.entry.assign(std::size_t(pl.rows), -1);
-    const Index n_tiles = Index(pl.tiles.size());
-    const Index runs = (Index(pl.blocks.size()) + pl.blocks_per_item - 1) / pl.blocks_per_item;
+    sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
+    const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
     for (Index item = first_item; item < last_item; ++item) {
-      const Index column = item / runs, run = item % runs;  // column = (b, hkv, tile)
-      const Index t = column % n_tiles, bh = column / n_tiles, b = bh / pl.Hkv, hkv = bh % pl.Hkv;
+      // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
+      const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
+      const Index hkv0 = pl.heads_inside ? 0 : column % pl.Hkv, br = pl.heads_inside ? column : column / pl.Hkv;
+      const Index b = br / n_runs;
+      const NaTileRun& tiles = pl.runs[std::size_t(br % n_runs)];
       if (column != cached_column) {
         for (Index e = 0; e < pl.cache_entries; ++e)
           if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
+        sc.tiles.clear();
+        for (Index t = 0; t < tiles.tiles; ++t) sc.tiles.push_back(pl.tile(tiles.group, tiles.first + t * W));
         cached_column = column;
+        if (pl.heads_inside) {  // the one key row of every kv head, column chunk by chunk
+          for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
+          for (Index c0 = 0; c0 < tiles.width; c0 += W)
+            for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
+        }
       }
-      const NaTile& tile = pl.tiles[std::size_t(t)];
-      const Index last_block = std::min<Index>(Index(pl.blocks.size()), (run + 1) * pl.blocks_per_item);
-      for (Index blk = run * pl.blocks_per_item; blk < last_block; ++blk)
-        run_block(sc, pl.blocks[std::size_t(blk)], tile, b, hkv);
+      const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
+      for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
+        block_union(sc, pl.blocks[std::size_t(blk)]);
+        for (std::size_t t = 0; t < sc.tiles.size(); ++t)
+          for (Index hkv = hkv0; hkv < hkv0 + heads; ++hkv)
+            run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t], t + 1 < sc.tiles.size() ? &sc.tiles[t + 1] : nullptr,
+                     b, hkv);
+      }
     }
   }
 
@@ -458,58 +544,67 @@ struct NeighborhoodKernel {
     }
   }
 
-  // The K and V slabs of key row `row` for the tile, from the cache or transposed now.
-  const float* slab(Scratch& sc, Index row, const NaTile& tile, Index b, Index hkv) const {
-    const NaPlan<R>& pl = plan;
-    const Index slab_floats = pl.slab_k + pl.slab_v;
-    if (sc.entry[std::size_t(row)] >= 0) return sc.slabs.data() + sc.entry[std::size_t(row)] * slab_floats;
-    const Index e = sc.next;
-    sc.next = (sc.next + 1) % pl.cache_entries;
+  float* slab_at(Scratch& sc, Index row, Index hkv) const {
+    return sc.slabs.data() + sc.entry[std::size_t(row * plan.Hkv + hkv)] * slab_floats();
+  }
+
+  // Gives (row, hkv) the oldest cache entry (FIFO).
+  void claim_slab(Scratch& sc, Index row, Index hkv) const {
+    const Index e = sc.next, key = row * plan.Hkv + hkv;
+    sc.next = (sc.next + 1) % plan.cache_entries;
     if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1;
-    sc.owner[std::size_t(e)] = row, sc.entry[std::size_t(row)] = e;
-    float* dst = sc.slabs.data() + e * slab_floats;
-    const Index Lg = (pl.L - tile.group + pl.dil - 1) / pl.dil;
-    const Index token0 = b * pl.tokens + row * pl.L + tile.group;  // in-group key 0 of this row
+    sc.owner[std::size_t(e)] = key, sc.entry[std::size_t(key)] = e;
+  }
+
+  // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
+  // then [Pv, width] values). Columns of keys outside the axis repeat the nearest key: only lanes
+  // past the axis end and causal slots at -inf (weight 0) read them, and the values must be finite.
+  void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
+    const NaPlan<R>& pl = plan;
+    const Index Lg = pl.group_length(tiles.group);
+    const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // in-group key 0 of this row
     const Index k_stride = pl.dil * pl.Hkv * pl.P, v_stride = pl.dil * pl.Hkv * pl.Pv;
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
-    if (tile.keys == NaTile::Keys::gathered) {
-      // [P, K, W] and [Pv, K, W]: lane i's slot j is key a_i + j (zero outside the axis).
-      for (Index j = 0; j < pl.K; ++j)
-        for (Index i = 0; i < W; ++i) {
-          const Index key = tile.a[i] + j;
-          const bool in = key >= 0 && key < Lg;
-          for (Index p = 0; p < pl.P; ++p) dst[(p * pl.K + j) * W + i] = in ? k0[key * k_stride + p] : 0.0f;
-          for (Index p = 0; p < pl.Pv; ++p)
-            dst[pl.slab_k + (p * pl.K + j) * W + i] = in ? v0[key * v_stride + p] : 0.0f;
-        }
-      return dst;
+    const Index key0 = tiles.c_lo + c0;
+    if (const Index next = std::max<Index>(key0 + 8 * W, 0); next < Lg) {  // ~8 transposes ahead
+      prefetch_rows(k0 + next * k_stride, k_stride, std::min(W, Lg - next), pl.P);
+      prefetch_rows(v0 + next * v_stride, v_stride, std::min(W, Lg - next), pl.Pv);
     }
-    // [P, SW] and [Pv, SW]: column c holds in-group key a_min + c (zero outside the axis).
-    for (Index c0 = 0; c0 < pl.SW; c0 += W) {
-      const Index key0 = tile.a_min + c0;
-      const Index lane_lo = std::max<Index>(0, -key0), lane_hi = std::min<Index>(W, Lg - key0);
-      if (lane_lo >= lane_hi) {
-        for (Index p = 0; p < pl.P; ++p) std::fill_n(dst + p * pl.SW + c0, W, 0.0f);
-        for (Index p = 0; p < pl.Pv; ++p) std::fill_n(dst + pl.slab_k + p * pl.SW + c0, W, 0.0f);
-        continue;
-      }
-      transpose_lanes_in<Arch>(k0 + (key0 + lane_lo) * k_stride, k_stride, lane_lo, lane_hi, pl.P, dst + c0, pl.SW);
-      transpose_lanes_in<Arch>(v0 + (key0 + lane_lo) * v_stride, v_stride, lane_lo, lane_hi, pl.Pv,
-                               dst + pl.slab_k + c0, pl.SW);
-    }
+    // Valid lanes [lo, hi): at least one, the nearest key when the whole chunk is outside.
+    const Index lo = std::min(std::max<Index>(0, -key0), W - 1), hi = std::max(lo + 1, std::min<Index>(W, Lg - key0));
+    const Index first_key = std::min(std::max<Index>(key0 + lo, 0), Lg - 1);
+    transpose_lanes_in<Arch>(k0 + first_key * k_stride, k_stride, lo, hi, pl.P, dst + c0, tiles.width);
+    transpose_lanes_in<Arch>(v0 + first_key * v_stride, v_stride, lo, hi, pl.Pv, dst + pl.P * tiles.width + c0,
+                             tiles.width);
+  }
+
+  // The K and V row slabs of (row, hkv) for the tile run, from the cache or transposed now.
+  const float* slab(Scratch& sc, Index row, const NaTileRun& tiles, Index b, Index hkv) const {
+    if (sc.entry[std::size_t(row * plan.Hkv + hkv)] >= 0) return slab_at(sc, row, hkv);
+    claim_slab(sc, row, hkv);
+    float* dst = slab_at(sc, row, hkv);
+    for (Index c0 = 0; c0 < tiles.width; c0 += W) fill_slab_chunk(dst, row, tiles, b, hkv, c0);
     return dst;
   }
 
-  // One pass of micro-kernels over the union rows: logits (Qk) or the PV products.
+  // One pass of micro-kernels over the block's union rows for one tile: logits (Qk) or PV products.
   template <bool Qk>
-  void products(Scratch& sc, const NaTile& tile, Index b, Index hkv) const {
+  void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
-    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
     const bool gathered = tile.keys == NaTile::Keys::gathered;
-    const Index ldp_cols = gathered ? pl.K * W : pl.SW;
+    const Index depth = Qk ? pl.P : pl.Pv;
     for (const NaUnionRow& u : sc.uni) {
-      const float* sl = slab(sc, u.key_row, tile, b, hkv) + (Qk ? 0 : pl.slab_k);
+      const float* row_slab = slab(sc, u.key_row, tiles, b, hkv) + (Qk ? 0 : pl.P * tiles.width);  // [depth, width]
+      const float* keys = row_slab + (tile.a_min - tiles.c_lo);
+      Index ldp = tiles.width, ldj = 1;
+      if (gathered) {  // [depth, K, W]: lane i's slot j is column a_i + j
+        float* g = sc.gathered.data();
+        for (Index p = 0; p < depth; ++p)
+          for (Index j = 0; j < pl.K; ++j)
+            for (Index i = 0; i < W; ++i) g[(p * pl.K + j) * W + i] = row_slab[p * tiles.width + tile.a[i] + j - tiles.c_lo];
+        keys = g, ldp = pl.K * W, ldj = W;
+      }
       Index j0 = 0;
       for (const int J : pl.chunk) {
         NaMicro m{};
@@ -517,44 +612,48 @@ struct NeighborhoodKernel {
           const int i = u.active[x];
           float* s_chunk = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
           if (Qk) {
-            m.in[x] = sc.qt.data() + i * P_pad * W, m.out[x] = s_chunk;
+            m.in[x] = sc.qt.data() + i * p_pad() * W, m.out[x] = s_chunk;
           } else {
-            m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * Pv_pad * W;
+            m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * pv_pad() * W;
           }
         }
-        m.slab = sl + (gathered ? j0 * W : j0);
-        m.ldp = ldp_cols, m.ldj = gathered ? W : 1, m.depth = Qk ? pl.P : pl.Pv;
-        m.col = tile.col;
+        m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
         na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
       }
     }
   }
 
-  void run_block(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTile& tile, Index b,
-                 Index hkv) const {
+  void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
+                const NaTile* next, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
     const int n = int(blk[0]);
-    block_union(sc, blk);
-    const Index P_pad = (pl.P + W - 1) / W * W, Pv_pad = (pl.Pv + W - 1) / W * W;
     const Index group_heads = pl.H / pl.Hkv;
     const Index lane_stride = pl.dil;  // tokens between lanes
+    if (next && !pl.heads_inside) {  // the next tile's queries and outputs (its heads)
+      const Index h0 = pl.heads_inside ? 0 : hkv * group_heads, nh = pl.heads_inside ? pl.H : group_heads;
+      for (int i = 0; i < n; ++i) {
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + next->group + pl.dil * next->first;
+        prefetch_rows(q + (token0 * pl.H + h0) * pl.P, lane_stride * pl.H * pl.P, next->count, nh * pl.P);
+        prefetch_rows(out + (token0 * pl.H + h0) * pl.Pv, lane_stride * pl.H * pl.Pv, next->count, nh * pl.Pv, true);
+      }
+    }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       for (int i = 0; i < n; ++i) {
         const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
-        float* qt = sc.qt.data() + i * P_pad * W;
+        float* qt = sc.qt.data() + i * p_pad() * W;
         transpose_lanes_in<Arch>(q + (token0 * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count, pl.P, qt, W);
         const V scale(pl.q_scale);
         for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
       }
-      products<true>(sc, tile, b, hkv);
+      products<true>(sc, tiles, tile, b, hkv);
       V row_max[kNaMaxRows], row_sum[kNaMaxRows];
       for (int i = 0; i < n; ++i) softmax(sc, i, tile, h, row_max[i], row_sum[i]);
-      for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * Pv_pad * W, pl.Pv * W, 0.0f);
-      products<false>(sc, tile, b, hkv);
+      for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
+      products<false>(sc, tiles, tile, b, hkv);
       for (int i = 0; i < n; ++i) {
         const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
-        float* ot = sc.ot.data() + i * Pv_pad * W;
+        float* ot = sc.ot.data() + i * pv_pad() * W;
         const V inv = V(1.0f) / row_sum[i];
         for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
         transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);

@@ -7,6 +7,7 @@
 //   simd::transpose_square<Arch>(src, src_stride, dst, dst_stride, rows)
 //       row i of the W x W block at src (rows src_stride apart) becomes column i; row `lane` of the
 //       result goes to dst + lane·dst_stride, for lane < rows. On other archs: a scalar transpose.
+//   simd::transpose_square_rows<Arch>(src_rows, dst, dst_stride, rows)   the same, row i at src_rows[i]
 //   simd::lane_sums<Arch>(v)   for W vectors v[0..W): the vector whose lane r is the sum of the
 //       lanes of v[r] (a transpose and a sum in one: 45 shuffles and adds on AVX-512, in registers).
 //   simd::reduce_max<Arch>(v)  the largest lane.
@@ -45,13 +46,16 @@ template <class Arch>
 inline constexpr bool has_square_transpose =
     detail::is_avx512_square<Arch> || detail::is_avx_square<Arch> || detail::is_sse_square<Arch>;
 
-template <class Arch>
-TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, std::ptrdiff_t src_stride, float* dst,
-                                             std::ptrdiff_t dst_stride, std::ptrdiff_t rows) noexcept {
+namespace detail {
+
+// The transpose with source row i at row(i) (a pointer to W floats).
+template <class Arch, class RowPtr>
+TOKENMIX_ALWAYS_INLINE void transpose_square_from(RowPtr row, float* dst, std::ptrdiff_t dst_stride,
+                                                  std::ptrdiff_t rows) noexcept {
 #if defined(__AVX512F__)
   if constexpr (detail::is_avx512_square<Arch>) {
     __m512 r[16], t[16];
-    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * src_stride);
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(row(i));
     for (int i = 0; i < 16; i += 2) {
       t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
       t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -81,7 +85,7 @@ TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, std::ptrdiff_t sr
 #if defined(__AVX__)
   if constexpr (detail::is_avx_square<Arch>) {
     __m256 r[8], t[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(row(i));
     for (int i = 0; i < 8; i += 2) {
       t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
       t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -102,8 +106,7 @@ TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, std::ptrdiff_t sr
 #endif
 #if defined(__SSE2__)
   if constexpr (detail::is_sse_square<Arch>) {
-    __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_stride), r2 = _mm_loadu_ps(src + 2 * src_stride),
-           r3 = _mm_loadu_ps(src + 3 * src_stride);
+    __m128 r0 = _mm_loadu_ps(row(0)), r1 = _mm_loadu_ps(row(1)), r2 = _mm_loadu_ps(row(2)), r3 = _mm_loadu_ps(row(3));
     _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
     const __m128 t[4] = {r0, r1, r2, r3};
     for (std::ptrdiff_t i = 0; i < rows; ++i) _mm_storeu_ps(dst + i * dst_stride, t[i]);
@@ -112,7 +115,22 @@ TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, std::ptrdiff_t sr
 #endif
   constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
   for (std::ptrdiff_t i = 0; i < rows; ++i)
-    for (std::ptrdiff_t j = 0; j < W; ++j) dst[i * dst_stride + j] = src[j * src_stride + i];
+    for (std::ptrdiff_t j = 0; j < W; ++j) dst[i * dst_stride + j] = row(int(j))[i];
+}
+
+}  // namespace detail
+
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void transpose_square(const float* src, std::ptrdiff_t src_stride, float* dst,
+                                             std::ptrdiff_t dst_stride, std::ptrdiff_t rows) noexcept {
+  detail::transpose_square_from<Arch>([=](int i) { return src + i * src_stride; }, dst, dst_stride, rows);
+}
+
+// The same with source row i at src_rows[i] (e.g. clamped to the valid rows of a border block).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void transpose_square_rows(const float* const* src_rows, float* dst, std::ptrdiff_t dst_stride,
+                                                  std::ptrdiff_t rows) noexcept {
+  detail::transpose_square_from<Arch>([=](int i) { return src_rows[i]; }, dst, dst_stride, rows);
 }
 
 template <class Arch>

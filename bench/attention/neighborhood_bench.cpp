@@ -1,0 +1,306 @@
+// Benchmarks of neighborhood attention (NA, NATTEN semantics, heads-last layout): the fused operator
+// (attention/neighborhood_attention.hpp) in 1-D, 2-D and 3-D, the split path neighborhood_qk ->
+// softmax -> neighborhood_av (attention/neighborhood_split.hpp, what A2SSM runs), the double oracle
+// (reference/neighborhood_attention.hpp) on small shapes, and the dense softmax engine
+// (attention/attention.hpp) on the same tokens. All at B 1, H 4, P = Pv 32, fp32, 1 thread,
+// non-causal, stride 1, no rpb; q, k, v standard normal.
+//
+//   BM_NeighborhoodAttention1d_Dense/L:4096/H:4/P:32                  dense, L 4096 and 16384
+//   BM_NeighborhoodAttention2d_Dense/X:56/Y:56/H:4/P:32               dense on the 3136 tokens flattened
+//   BM_NeighborhoodAttention1d_Reference/L:512/K:7/dil:1/H:4/P:32     the oracle
+//   BM_NeighborhoodAttention2d_Reference/X:14/Y:14/K:7/dil:1/H:4/P:32 the oracle
+//   BM_NeighborhoodAttention1d_Fused/L:<L>/K:<K>/dil:<d>/H:4/P:32     (L, K, d) in (4096, 7, 1),
+//        (16384, 7, 1), (65536, 7, 1), (4096, 65, 1), (65536, 65, 1), (4096, 7, 4), and (512, 7, 1)
+//        (the oracle's shape)
+//   BM_NeighborhoodAttention2d_Fused/X:<X>/Y:<Y>/K:<K>/dil:<d>/H:4/P:32 X = Y in {56, 28}, K in
+//        {7, 11, 13} per axis, d in {1, 2, 4} (combinations with K·d > X skipped), and 14×14 K 7 d 1
+//        (the oracle's shape)
+//   BM_NeighborhoodAttention3d_Fused/X:8/Y:28/Z:28/K:7/dil:1/H:4/P:32 kernel 3×7×7: K is the kernel
+//        of the Y and Z axes, the X (depth) axis has kernel 3 (kDepthKernel)
+//   BM_NeighborhoodAttention2d_Split/X:56/Y:56/K:7/dil:1/H:4/P:32     neighborhood_qk (allocates the
+//        [B, X, Y, H, K²] logits), a plain scalar softmax loop over the last axis (written here),
+//        neighborhood_av (allocates out)
+//
+// Counters: GFLOP/s of the useful products only: 2·(P + Pv) flops per (query, head, valid window
+// key) (QKᵀ and PV; the window keys are ∏ K_a per query for non-causal NA, counted per axis for causal
+// axes); dense: the same per (query, head, key), L² pairs. fma_bound = those flops at bench/limits'
+// FMA peak / time. tokens_per_s = B·∏ X_a tokens per second, ns_per_token = ns per token (plain
+// numbers: the console shows "ns_per_token=1.79k" for 1790 ns).
+//   vs_dense (Fused)      = this time / BM_NeighborhoodAttention{1,2}d_Dense's at the same tokens, H, P
+//                           (1d L 4096, 16384; 2d 56×56): NA should win (< 1) once the window is under
+//                           an eighth of the tokens (the K² < L/8 in 2-D)
+//   vs_reference (Fused)  = this time / the Reference case of the same shape (1d L 512, 2d 14×14)
+//   vs_fused (Split)      = this time / the Fused case of the same shape
+// Every time is the CPU time of the benchmark's thread (the CPU column, which Google Benchmark's rates
+// use), the ratios and per-token counters included: on this shared 2-vCPU VM the wall time (the Time
+// column) also counts the time other processes hold the core (seen at 2× the CPU time).
+// The ratios need the case they divide by to have run first in the same process: the families are
+// registered Dense, Reference, Fused, Split, so a --benchmark_filter must keep the denominators too.
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <tuple>
+
+#include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID): the thread CPU clock Google Benchmark uses
+
+#include "support/counters.hpp"
+#include "support/limits.hpp"
+#include "support/main.hpp"
+#include "tokenmix/attention/attention.hpp"
+#include "tokenmix/attention/neighborhood_attention.hpp"
+#include "tokenmix/attention/neighborhood_split.hpp"
+#include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/reference/neighborhood_attention.hpp"
+
+namespace {
+
+using namespace tokenmix;
+
+constexpr Index kDepthKernel = 3;  // kernel of the first (depth) axis of the 3-D case: 3×K×K
+
+// Standard normal q, k, v [1, X.., H, P] and an output of the same shape.
+template <int N>
+struct Inputs {
+  Tensor<float, N> q, k, v, out;
+  explicit Inputs(const std::array<Index, N>& dims) : q(dims), k(dims), v(dims), out(dims) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (auto* t : {&q, &k, &v})
+      for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+  }
+  ConstTensorView<float, N> cq() const { return ConstTensorView<float, N>(q.data(), q.dimensions()); }
+  ConstTensorView<float, N> ck() const { return ConstTensorView<float, N>(k.data(), k.dimensions()); }
+  ConstTensorView<float, N> cv() const { return ConstTensorView<float, N>(v.data(), v.dimensions()); }
+  TensorView<float, N> out_view() { return TensorView<float, N>(out.data(), out.dimensions()); }
+};
+
+// One NA case from the benchmark arguments: R extents, then K, dil, H, P.
+template <int R>
+struct Case {
+  std::array<Index, R> extent{};
+  Index K, dil, H, P, tokens = 1;
+  attention::NeighborhoodParams<R> params;
+
+  explicit Case(const benchmark::State& state)
+      : K(state.range(R)), dil(state.range(R + 1)), H(state.range(R + 2)), P(state.range(R + 3)) {
+    for (int a = 0; a < R; ++a) extent[std::size_t(a)] = state.range(a), tokens *= extent[std::size_t(a)];
+    params = attention::NeighborhoodParams<R>::uniform(K, dil);
+    if (R == 3) params.kernel_size[0] = kDepthKernel;
+  }
+  std::array<Index, R + 3> dims() const {
+    std::array<Index, R + 3> d{};
+    d[0] = 1;
+    for (int a = 0; a < R; ++a) d[std::size_t(a + 1)] = extent[std::size_t(a)];
+    d[std::size_t(R + 1)] = H, d[std::size_t(R + 2)] = P;
+    return d;
+  }
+  // Valid (query, key) pairs of one head: the neighbourhood is the product of the per-axis windows, so
+  // Σ_tokens ∏_a count_a = ∏_a Σ_{x_a} count_a(x_a) (exactly ∏ K_a per query unless an axis is causal).
+  double pairs() const {
+    double total = 1;
+    for (int a = 0; a < R; ++a) {
+      const std::size_t s = std::size_t(a);
+      double axis = 0;
+      for (Index i = 0; i < extent[s]; ++i)
+        axis += double(attention::neighborhood_axis_window(i, extent[s], params.kernel_size[s], params.dilation[s],
+                                                           params.stride[s], params.causal[s])
+                           .count);
+      total *= axis;
+    }
+    return total;
+  }
+  std::tuple<int, std::array<Index, 3>, Index, Index, Index, Index> key() const {
+    std::array<Index, 3> e{};
+    for (int a = 0; a < R; ++a) e[std::size_t(a)] = extent[std::size_t(a)];
+    return {R, e, K, dil, H, P};
+  }
+};
+
+using CaseKey = std::tuple<int, std::array<Index, 3>, Index, Index, Index, Index>;
+
+// CPU seconds of the calling thread since construction (bench::WallTimer's CPU counterpart).
+class ThreadCpuTimer {
+ public:
+  ThreadCpuTimer() : start_(now()) {}
+  double seconds() const { return now() - start_; }
+
+ private:
+  static double now() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  }
+  double start_;
+};
+
+// CPU seconds per iteration, filled by the cases that serve as denominators (run first).
+std::map<std::tuple<Index, Index, Index>, double>& dense_seconds() {  // (tokens, H, P)
+  static std::map<std::tuple<Index, Index, Index>, double> seconds;
+  return seconds;
+}
+std::map<CaseKey, double>& reference_seconds() {
+  static std::map<CaseKey, double> seconds;
+  return seconds;
+}
+std::map<CaseKey, double>& fused_seconds() {
+  static std::map<CaseKey, double> seconds;
+  return seconds;
+}
+
+// GFLOP/s and fma_bound for `pairs` (query, key) pairs per head; tokens_per_s and ns_per_token from
+// `seconds`, the CPU seconds per iteration.
+void set_na_counters(benchmark::State& state, double seconds, double tokens, double pairs, Index H, Index P, Index Pv) {
+  const double flops = 2.0 * double(P + Pv) * pairs * double(H);
+  bench::set_rates(state, 0, flops, 0);
+  bench::set_bound_fraction(state, "fma_bound", flops / (bench::machine_limits().fma_gflops * 1e9));
+  state.counters["tokens_per_s"] = tokens / seconds;
+  state.counters["ns_per_token"] = seconds * 1e9 / tokens;
+}
+
+// Adds counter `name` = seconds / the denominator found under `key` in `table`, if it ran.
+template <class Map, class Key>
+void set_ratio(benchmark::State& state, const char* name, double seconds, const Map& table, const Key& key) {
+  const auto it = table.find(key);
+  if (it != table.end()) state.counters[name] = seconds / it->second;
+}
+
+// Dense softmax attention over the tokens of extents state.range(0..R-1) flattened (non-causal).
+template <int R>
+void BM_Dense(benchmark::State& state) {
+  Index L = 1;
+  for (int a = 0; a < R; ++a) L *= state.range(a);
+  const Index H = state.range(R), P = state.range(R + 1);
+  Inputs<4> in({1, L, H, P});
+  const attention::AttentionOptions o;
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    attention::attention(in.cq(), in.ck(), in.cv(), o, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  dense_seconds()[{L, H, P}] = seconds;
+  set_na_counters(state, seconds, double(L), double(L) * double(L), H, P, P);
+}
+
+template <int R>
+void BM_Reference(benchmark::State& state) {
+  const Case<R> c(state);
+  Inputs<R + 3> in(c.dims());
+  const ThreadCpuTimer timer;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(ref::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params).data());
+  const double seconds = timer.seconds() / double(state.iterations());
+  reference_seconds()[c.key()] = seconds;
+  set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+}
+
+template <int R>
+void BM_Fused(benchmark::State& state) {
+  const Case<R> c(state);
+  Inputs<R + 3> in(c.dims());
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, std::nullopt, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  fused_seconds()[c.key()] = seconds;
+  set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));
+  set_ratio(state, "vs_reference", seconds, reference_seconds(), c.key());
+  set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+}
+
+// In-place softmax of each row of n floats (-inf entries, slots outside a causal window, become 0).
+void softmax_rows(float* x, Index rows, Index n) {
+  for (Index r = 0; r < rows; ++r, x += n) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (Index j = 0; j < n; ++j) m = std::max(m, x[j]);
+    float sum = 0;
+    for (Index j = 0; j < n; ++j) sum += (x[j] = std::exp(x[j] - m));
+    const float inv = 1.0f / sum;
+    for (Index j = 0; j < n; ++j) x[j] *= inv;
+  }
+}
+
+template <int R>
+void BM_Split(benchmark::State& state) {
+  const Case<R> c(state);
+  Inputs<R + 3> in(c.dims());
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    Tensor<float, R + 3> logits = attention::neighborhood_qk<R>(in.cq(), in.ck(), c.params);
+    softmax_rows(logits.data(), logits.size() / logits.dimension(R + 2), logits.dimension(R + 2));
+    const ConstTensorView<float, R + 3> weights(logits.data(), logits.dimensions());
+    benchmark::DoNotOptimize(attention::neighborhood_av<R>(weights, in.cv(), c.params).data());
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  set_ratio(state, "vs_fused", seconds, fused_seconds(), c.key());
+  set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+}
+
+constexpr Index kH = 4, kP = 32;
+
+void fused_1d_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"L", "K", "dil", "H", "P"});
+  static const Index shapes[][3] = {{4096, 7, 1},  {16384, 7, 1}, {65536, 7, 1}, {4096, 65, 1},
+                                    {65536, 65, 1}, {4096, 7, 4},   {512, 7, 1}};  // (L, K, dil)
+  for (const auto& s : shapes) b->Args({s[0], s[1], s[2], kH, kP});
+  b->Unit(benchmark::kMillisecond);
+}
+
+void fused_2d_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"X", "Y", "K", "dil", "H", "P"});
+  for (const Index X : {56, 28})
+    for (const Index K : {7, 11, 13})
+      for (const Index d : {1, 2, 4})
+        if (K * d <= X) b->Args({X, X, K, d, kH, kP});
+  b->Args({14, 14, 7, 1, kH, kP});
+  b->Unit(benchmark::kMillisecond);
+}
+
+// Denominators first (Dense, Reference), then Fused, then Split (see the header).
+BENCHMARK(BM_Dense<1>)
+    ->Name("BM_NeighborhoodAttention1d_Dense")
+    ->ArgNames({"L", "H", "P"})
+    ->Args({4096, kH, kP})
+    ->Args({16384, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Dense<2>)
+    ->Name("BM_NeighborhoodAttention2d_Dense")
+    ->ArgNames({"X", "Y", "H", "P"})
+    ->Args({56, 56, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Reference<1>)
+    ->Name("BM_NeighborhoodAttention1d_Reference")
+    ->ArgNames({"L", "K", "dil", "H", "P"})
+    ->Args({512, 7, 1, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Reference<2>)
+    ->Name("BM_NeighborhoodAttention2d_Reference")
+    ->ArgNames({"X", "Y", "K", "dil", "H", "P"})
+    ->Args({14, 14, 7, 1, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Fused<1>)->Name("BM_NeighborhoodAttention1d_Fused")->Apply(fused_1d_shapes);
+BENCHMARK(BM_Fused<2>)->Name("BM_NeighborhoodAttention2d_Fused")->Apply(fused_2d_shapes);
+BENCHMARK(BM_Fused<3>)
+    ->Name("BM_NeighborhoodAttention3d_Fused")
+    ->ArgNames({"X", "Y", "Z", "K", "dil", "H", "P"})
+    ->Args({8, 28, 28, 7, 1, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Split<2>)
+    ->Name("BM_NeighborhoodAttention2d_Split")
+    ->ArgNames({"X", "Y", "K", "dil", "H", "P"})
+    ->Args({56, 56, 7, 1, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+TOKENMIX_BENCHMARK_MAIN();
