@@ -293,6 +293,7 @@ struct NaMicro {
   const float* slab;            // the chunk's first key column
   Index ldp, ldj, depth;
   const std::int32_t* col;      // permuted: the tile's lane offsets
+  float* max_out[kNaMaxRows];   // qk, optional: per row, the running lane-wise max of the logits [W]
 };
 
 template <class Arch, bool Permuted, int J>
@@ -320,7 +321,11 @@ struct NaKeyLoader {
       return;
     }
 #endif
-    for (int j = 0; j < J; ++j) use(j, simd::load<Arch>(p + j * ldj));
+    for (int j = 0; j < J; ++j) {
+      V k = simd::load<Arch>(p + j * ldj);
+      simd::in_register<Arch>(k);  // loaded once for the I rows
+      use(j, k);
+    }
   }
 };
 
@@ -332,15 +337,26 @@ void na_qk_micro(const NaMicro& m) {
   V acc[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
-  for (Index p = 0; p < m.depth; ++p) {
+  // Locals: stores through the float pointers would otherwise make GCC reload m's fields.
+  const float* in[I];
+  for (int i = 0; i < I; ++i) in[i] = m.in[i];
+  const float* const slab = m.slab;
+  const Index ldp = m.ldp, ldj = m.ldj, depth = m.depth;
+  for (Index p = 0; p < depth; ++p) {
     V q[I];
-    for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(m.in[i] + p * W);
-    keys.row(m.slab + p * m.ldp, m.ldj, [&](int j, V k) {
+    for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
+    keys.row(slab + p * ldp, ldj, [&](int j, V k) {
       for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k, acc[i][j]);
     });
   }
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
+  if (m.max_out[0])
+    for (int i = 0; i < I; ++i) {
+      V mx = simd::load<Arch>(m.max_out[i]);
+      for (int j = 0; j < J; ++j) mx = xsimd::max(mx, acc[i][j]);
+      simd::store<Arch>(m.max_out[i], mx);
+    }
 }
 
 template <class Arch, bool Permuted, int I, int J>
@@ -351,13 +367,17 @@ void na_av_micro(const NaMicro& m) {
   V w[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
-  for (Index p = 0; p < m.depth; ++p) {
+  float* out[I];  // locals: see na_qk_micro
+  for (int i = 0; i < I; ++i) out[i] = m.out[i];
+  const float* const slab = m.slab;
+  const Index ldp = m.ldp, ldj = m.ldj, depth = m.depth;
+  for (Index p = 0; p < depth; ++p) {
     V o[I];
-    for (int i = 0; i < I; ++i) o[i] = simd::load<Arch>(m.out[i] + p * W);
-    values.row(m.slab + p * m.ldp, m.ldj, [&](int j, V v) {
+    for (int i = 0; i < I; ++i) o[i] = simd::load<Arch>(out[i] + p * W);
+    values.row(slab + p * ldp, ldj, [&](int j, V v) {
       for (int i = 0; i < I; ++i) o[i] = simd::fmadd<Arch>(w[i][j], v, o[i]);
     });
-    for (int i = 0; i < I; ++i) simd::store<Arch>(m.out[i] + p * W, o[i]);
+    for (int i = 0; i < I; ++i) simd::store<Arch>(out[i] + p * W, o[i]);
   }
 }
 
@@ -410,6 +430,7 @@ struct NeighborhoodKernel {
     Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values)
     Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W], i < 3
     Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
+    Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
     Index next = 0;
@@ -430,6 +451,7 @@ struct NeighborhoodKernel {
     sc.qt.assign(std::size_t(kNaMaxRows * p_pad() * W), 0.0f);
     sc.s.assign(std::size_t(kNaMaxRows * pl.max_slots * W), 0.0f);
     sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
+    sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
     if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
@@ -559,17 +581,28 @@ struct NeighborhoodKernel {
   // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
   // then [Pv, width] values). Columns of keys outside the axis repeat the nearest key: only lanes
   // past the axis end and causal slots at -inf (weight 0) read them, and the values must be finite.
+  // Prefetches the same keys of the next row along axis R-2 (the next slab a walk down the rows fills).
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
     const NaPlan<R>& pl = plan;
     const Index Lg = pl.group_length(tiles.group);
+    // A chunk wholly outside the axis is only read by lanes past its end and masked slots: whatever
+    // finite values the slab holds (zeros, or an earlier row's keys) will do.
+    if (tiles.c_lo + c0 >= Lg || tiles.c_lo + c0 + W <= 0) return;
     const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // in-group key 0 of this row
     const Index k_stride = pl.dil * pl.Hkv * pl.P, v_stride = pl.dil * pl.Hkv * pl.Pv;
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
     const Index key0 = tiles.c_lo + c0;
-    if (const Index next = std::max<Index>(key0 + 8 * W, 0); next < Lg) {  // ~8 transposes ahead
-      prefetch_rows(k0 + next * k_stride, k_stride, std::min(W, Lg - next), pl.P);
-      prefetch_rows(v0 + next * v_stride, v_stride, std::min(W, Lg - next), pl.Pv);
+    if constexpr (R == 1) {
+      if (const Index next = std::max<Index>(key0 + 8 * W, 0); next < Lg) {  // ~8 transposes ahead
+        prefetch_rows(k0 + next * k_stride, k_stride, std::min(W, Lg - next), pl.P);
+        prefetch_rows(v0 + next * v_stride, v_stride, std::min(W, Lg - next), pl.Pv);
+      }
+    } else if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; next_row < pl.rows) {
+      const Index shift = (next_row - row) * pl.L;  // tokens
+      const Index first = std::max<Index>(key0, 0), n = std::min(W, Lg - first);
+      prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
+      prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
     }
     // Valid lanes [lo, hi): at least one, the nearest key when the whole chunk is outside.
     const Index lo = std::min(std::max<Index>(0, -key0), W - 1), hi = std::max(lo + 1, std::min<Index>(W, Lg - key0));
@@ -594,6 +627,7 @@ struct NeighborhoodKernel {
     const NaPlan<R>& pl = plan;
     const bool gathered = tile.keys == NaTile::Keys::gathered;
     const Index depth = Qk ? pl.P : pl.Pv;
+    const bool fused_max = fused_row_max(tile);
     for (const NaUnionRow& u : sc.uni) {
       const float* row_slab = slab(sc, u.key_row, tiles, b, hkv) + (Qk ? 0 : pl.P * tiles.width);  // [depth, width]
       const float* keys = row_slab + (tile.a_min - tiles.c_lo);
@@ -613,6 +647,7 @@ struct NeighborhoodKernel {
           float* s_chunk = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
           if (Qk) {
             m.in[x] = sc.qt.data() + i * p_pad() * W, m.out[x] = s_chunk;
+            m.max_out[x] = fused_max ? sc.row_max.data() + i * W : nullptr;
           } else {
             m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * pv_pad() * W;
           }
@@ -646,6 +681,7 @@ struct NeighborhoodKernel {
         const V scale(pl.q_scale);
         for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
       }
+      std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
       products<true>(sc, tiles, tile, b, hkv);
       V row_max[kNaMaxRows], row_sum[kNaMaxRows];
       for (int i = 0; i < n; ++i) softmax(sc, i, tile, h, row_max[i], row_sum[i]);
@@ -691,8 +727,12 @@ struct NeighborhoodKernel {
           simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s)));
         }
     }
-    m = V(-std::numeric_limits<float>::infinity());
-    for (Index x = 0; x < n_slots; ++x) m = xsimd::max(m, simd::load<Arch>(S + x * W));
+    if (fused_row_max(tile)) {
+      m = simd::load<Arch>(sc.row_max.data() + i * W);
+    } else {
+      m = V(-std::numeric_limits<float>::infinity());
+      for (Index x = 0; x < n_slots; ++x) m = xsimd::max(m, simd::load<Arch>(S + x * W));
+    }
     l = V(0.0f);
     for (Index x = 0; x < n_slots; ++x) {
       const V e = simd::exp2<Arch>(simd::load<Arch>(S + x * W) - m);
@@ -700,6 +740,9 @@ struct NeighborhoodKernel {
       l += e;
     }
   }
+
+  // The qk micro-kernels keep the rows' max unless rpb or causal masks change the logits afterwards.
+  bool fused_row_max(const NaTile& tile) const { return !rpb && !tile.masked; }
 
   Index rpb_table_size() const {
     Index n = 1;

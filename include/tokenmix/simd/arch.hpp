@@ -52,6 +52,24 @@ TOKENMIX_ALWAYS_INLINE void store(float* p, vfloat<Arch> v) noexcept {
   v.store_unaligned(p);
 }
 
+// Makes the compiler keep v in a register from here on: a vector used by several FMAs is loaded once
+// instead of being folded into each FMA as a memory operand (which GCC prefers, multiplying the
+// loads of register-blocked micro-kernels).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void in_register(vfloat<Arch>& v) noexcept {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  typename vfloat<Arch>::register_type r = v;
+#if defined(__AVX512F__)
+  asm("" : "+v"(r));
+#else
+  asm("" : "+x"(r));
+#endif
+  v = r;
+#else
+  (void)v;
+#endif
+}
+
 // The first `count` (< lanes) floats at p, zeros beyond; never reads past p + count. AVX-512 uses a
 // masked load; other archs copy through `pad` (lanes floats) with a plain loop (no memcpy call, so
 // a hot loop with a partial-block path keeps its values in registers).
