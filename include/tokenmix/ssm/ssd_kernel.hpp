@@ -77,6 +77,11 @@ struct SsdProblem {
   const std::int32_t* seq_idx;  // [B, L] or nullptr
   float* out;                   // [B, L, H, P]
   float* final_state;           // [B, H, P, N] or nullptr
+  // Generalisations for linear attention (linear/simple_gla.hpp builds these problems; ssm::ssd never
+  // sets them): dt == nullptr means dt = 1 for every token (no bias, softplus or clamp);
+  // log_decay [B, L, H] (or nullptr) replaces dt·A as the per-token decay exponent, dt then only
+  // weighting the input.
+  const float* log_decay = nullptr;
 };
 
 template <class Arch>
@@ -89,18 +94,23 @@ struct SsdCommon {
   // and, if dA_out is not null, exp(dt·A[h]) into dA_out. Both hold round_up(n, W) floats.
   static void head_dt(const SsdProblem& p, Index b, Index h, Index t0, Index n, float* dt_out,
                       float* dA_out) noexcept {
-    const float* src = p.dt + (b * p.length + t0) * p.heads + h;
-    const Index n_pad = round_up(n, W);
-    for (Index i = 0; i < n; ++i) dt_out[i] = src[i * p.heads];
+    const Index n_pad = round_up(n, W), token0 = (b * p.length + t0) * p.heads + h;
+    for (Index i = 0; i < n; ++i) dt_out[i] = p.dt ? p.dt[token0 + i * p.heads] : 1.0f;
     for (Index i = n; i < n_pad; ++i) dt_out[i] = 0.0f;
-    const V bias(p.dt_bias ? p.dt_bias[h] : 0.0f), a(p.A[h]);
+    if (dA_out && p.log_decay) {  // the exponents, exponentiated below
+      for (Index i = 0; i < n; ++i) dA_out[i] = p.log_decay[token0 + i * p.heads];
+      for (Index i = n; i < n_pad; ++i) dA_out[i] = 0.0f;
+    }
+    const V bias(p.dt_bias ? p.dt_bias[h] : 0.0f), a(p.log_decay ? 0.0f : p.A[h]);
     for (Index i = 0; i < n_pad; i += W) {
       V d = simd::load<Arch>(dt_out + i);
-      if (p.dt_bias) d = d + bias;
-      if (p.dt_softplus) d = simd::softplus<Arch>(d);
-      if (p.dt_clamp) d = simd::detail::clamp_keep_nan<Arch>(d, p.dt_min, p.dt_max);
-      simd::store<Arch>(dt_out + i, d);
-      if (dA_out) simd::store<Arch>(dA_out + i, simd::exp<Arch>(d * a));
+      if (p.dt) {
+        if (p.dt_bias) d = d + bias;
+        if (p.dt_softplus) d = simd::softplus<Arch>(d);
+        if (p.dt_clamp) d = simd::detail::clamp_keep_nan<Arch>(d, p.dt_min, p.dt_max);
+        simd::store<Arch>(dt_out + i, d);
+      }
+      if (dA_out) simd::store<Arch>(dA_out + i, simd::exp<Arch>(p.log_decay ? simd::load<Arch>(dA_out + i) : d * a));
     }
   }
 
@@ -569,9 +579,14 @@ struct SsdChunkedKernel {
     const Index L = p.length, H = p.heads, P = p.head_dim, N = p.state, G = p.groups, QP = d.QP, PP = d.PP;
     const Index Qc = ci.Qc, t0 = ci.t0;
     Common::head_dt(p, b, h, t0, Qc, s.dt, nullptr);
-    const double a = p.A[h];
     double run = 0.0;
-    for (Index l = 0; l < Qc; ++l) s.acum[l] = run += double(s.dt[l]) * a;
+    if (p.log_decay) {
+      const float* g = p.log_decay + (b * L + t0) * H + h;
+      for (Index l = 0; l < Qc; ++l) s.acum[l] = run += double(g[l * H]);
+    } else {
+      const double a = p.A[h];
+      for (Index l = 0; l < Qc; ++l) s.acum[l] = run += double(s.dt[l]) * a;
+    }
 
     // e[l] = exp(Acum[l]) for tokens of the entering state's sequence (0 beyond).
     for (Index l = 0; l < QP; ++l) s.diff[l] = l < Qc ? static_cast<float>(s.acum[l]) : 0.0f;
