@@ -324,6 +324,20 @@ TEST(NeighborhoodAttention, ThreeDimensionalAndStrides) {
   EXPECT_TRUE(fused_matches_oracle<1>(wide, rng));
 }
 
+// Axes longer than a run of tiles (1-D: 256 queries, 2-D: 1024): the runs' slab columns overlap at
+// their seams.
+TEST(NeighborhoodAttention, LongAxesSpanSeveralTileRuns) {
+  Rng rng(28);
+  NaCase<1> one;
+  one.extent = {700}, one.K = {9}, one.d = {1}, one.s = {1}, one.P = 16, one.Pv = 16, one.rpb = true;
+  EXPECT_TRUE(fused_matches_oracle<1>(one, rng));
+  one.d = {3}, one.causal = {true}, one.rpb = false;
+  EXPECT_TRUE(fused_matches_oracle<1>(one, rng));
+  NaCase<2> two;
+  two.extent = {3, 1100}, two.K = {3, 5}, two.d = {1, 2}, two.s = {1, 1}, two.P = 8, two.Pv = 8, two.H = 1, two.Hkv = 1;
+  EXPECT_TRUE(fused_matches_oracle<2>(two, rng));
+}
+
 // Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
 // permuted on AVX-512, gathered elsewhere).
 template <class Arch>

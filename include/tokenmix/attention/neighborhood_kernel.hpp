@@ -147,7 +147,7 @@ struct NaPlan {
   // Outer axes: rows = ∏ extent[0 .. R-2] (1 in 1-D); blocks of up to 3 rows.
   Index rows = 1;
   std::vector<std::array<Index, kNaMaxRows + 1>> blocks;  // {n, row_0, .., row_{n-1}}
-  Index max_slots = 0, max_union = 0, max_width = 0, max_run_tiles = 0, cache_entries = 0;
+  Index max_slots = 0, max_union = 0, max_width = 0, cache_entries = 0;
   bool any_gathered = false;
   // 1-D: an item runs every kv head of its tiles (tile by tile), so the token rows are read whole
   // and in order; 2-D / 3-D: an item is one kv head (its row slabs fill the cache).
@@ -211,8 +211,9 @@ std::array<Index, R> na_row_coords(const NaPlan<R>& plan, Index row) {
   return c;
 }
 
-// Tiles per run: the row slabs of a run stay in L2 (1-D: a run is 256 queries).
-constexpr Index kNaTilesPerRun = 16;
+// Tiles per run along the last axis: 1-D, 256 queries (the slabs of every kv head stay in L2);
+// 2-D / 3-D, up to 1024 queries, so that the FIFO of row slabs stays bounded on wide images.
+constexpr Index kNaTilesPerRun1d = 16, kNaTilesPerRun = 64;
 
 template <int R, class Arch>
 NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std::array<Index, R>& extent,
@@ -231,7 +232,7 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     for (Index c = 0; c < n; ++c) plan.chunk.push_back(int((plan.K * (c + 1)) / n - (plan.K * c) / n));
   }
   // Runs of tiles; window starts grow with the query, so a run's columns start at its first tile's.
-  const Index run_tiles = R == 1 ? kNaTilesPerRun : std::numeric_limits<Index>::max() / (2 * W);
+  const Index run_tiles = R == 1 ? kNaTilesPerRun1d : kNaTilesPerRun;
   for (Index g = 0; g < plan.dil; ++g) {
     const Index Lg = plan.group_length(g);
     for (Index first = 0; first < Lg; first += run_tiles * W) {
@@ -244,7 +245,7 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
         plan.any_gathered = plan.any_gathered || t.keys == NaTile::Keys::gathered;
       }
       run.width = (end - run.c_lo + W - 1) / W * W;
-      plan.max_width = std::max(plan.max_width, run.width), plan.max_run_tiles = std::max(plan.max_run_tiles, run.tiles);
+      plan.max_width = std::max(plan.max_width, run.width);
       plan.runs.push_back(run);
     }
   }
