@@ -125,12 +125,10 @@ void lightning_attention(const ConstTensorView<float, 4>& q, const ConstTensorVi
 template <class Arch = simd::default_arch>
 LinearResult lightning_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                                  const ConstTensorView<float, 4>& v, const LightningOptions& options = {}) {
-  const detail::LinearShape s = detail::check_linear_qkv("lightning_attention", q, k, v);
-  LinearResult r{Tensor<float, 4>(s.batch, s.length, s.heads, s.value_dim),
-                 Tensor<float, 4>(s.batch, s.heads, s.key_dim, s.value_dim), Tensor<float, 3>()};
-  TensorView<float, 4> state(r.final_state.data(), r.final_state.dimensions());
-  lightning_attention<Arch>(q, k, v, options, TensorView<float, 4>(r.out.data(), r.out.dimensions()), &state);
-  return r;
+  return detail::new_linear_result(detail::check_linear_qkv("lightning_attention", q, k, v),
+                                   [&](TensorView<float, 4> out, TensorView<float, 4>* state) {
+                                     lightning_attention<Arch>(q, k, v, options, out, state);
+                                   });
 }
 
 struct LightningStepOptions {

@@ -118,8 +118,7 @@ LinearResult linear_attention(const ConstTensorView<float, 4>& q, const ConstTen
   const ConstTensorView<float, 4> Q = fq ? ConstTensorView<float, 4>(fq->data(), fq->dimensions()) : q;
   const ConstTensorView<float, 4> Kf = fk ? ConstTensorView<float, 4>(fk->data(), fk->dimensions()) : k;
 
-  LinearResult r{Tensor<float, 4>(s.batch, s.length, s.heads, s.value_dim),
-                 Tensor<float, 4>(s.batch, s.heads, s.key_dim, s.value_dim), Tensor<float, 3>()};
+  LinearResult r = detail::new_linear_result(s, [](TensorView<float, 4>, TensorView<float, 4>*) {});
   if (options.normalize) r.final_normalizer = Tensor<float, 3>(s.batch, s.heads, s.key_dim);
   if (!options.causal) {
     Tensor<float, 3> z(s.batch, s.heads, s.key_dim);

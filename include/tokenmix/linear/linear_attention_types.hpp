@@ -90,6 +90,16 @@ void check_linear_state(const char* op, const char* arg, const State& state, con
                                 NamedShape<4>{{"B", "H", "K", "V"}, {{s.batch, s.heads, s.key_dim, s.value_dim}}});
 }
 
+// Allocates out [B, L, H, V] and final_state [B, H, K, V], then runs core(out_view, &state_view).
+template <class Core>
+LinearResult new_linear_result(const LinearShape& s, Core&& core) {
+  LinearResult r{Tensor<float, 4>(s.batch, s.length, s.heads, s.value_dim),
+                 Tensor<float, 4>(s.batch, s.heads, s.key_dim, s.value_dim), Tensor<float, 3>()};
+  TensorView<float, 4> out(r.out.data(), r.out.dimensions()), state(r.final_state.data(), r.final_state.dimensions());
+  core(out, &state);
+  return r;
+}
+
 inline float check_linear_scale(const char* op, const std::optional<float>& scale, Index key_dim) {
   if (!scale) return 1.0f / std::sqrt(static_cast<float>(key_dim));
   TOKENMIX_CHECK(std::isfinite(*scale), op, ": scale is ", *scale, ", expected a finite number");

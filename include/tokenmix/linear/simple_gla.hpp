@@ -137,12 +137,10 @@ void simple_gla(const ConstTensorView<float, 4>& q, const ConstTensorView<float,
 template <class Arch = simd::default_arch>
 LinearResult simple_gla(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                         const ConstTensorView<float, 4>& v, const SimpleGlaOptions& options = {}) {
-  const detail::LinearShape s = detail::check_linear_qkv("simple_gla", q, k, v);
-  LinearResult r{Tensor<float, 4>(s.batch, s.length, s.heads, s.value_dim),
-                 Tensor<float, 4>(s.batch, s.heads, s.key_dim, s.value_dim), Tensor<float, 3>()};
-  TensorView<float, 4> state(r.final_state.data(), r.final_state.dimensions());
-  simple_gla<Arch>(q, k, v, options, TensorView<float, 4>(r.out.data(), r.out.dimensions()), &state);
-  return r;
+  return detail::new_linear_result(detail::check_linear_qkv("simple_gla", q, k, v),
+                                   [&](TensorView<float, 4> out, TensorView<float, 4>* state) {
+                                     simple_gla<Arch>(q, k, v, options, out, state);
+                                   });
 }
 
 // ---- decode ----
