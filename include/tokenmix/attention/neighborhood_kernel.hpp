@@ -479,10 +479,12 @@ struct NeighborhoodKernel {
       const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
       for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
+        // Prefetch distance: 2 tiles when every kv head runs per tile (1-D, streaming), else 1.
+        const std::size_t ahead = pl.heads_inside ? 2 : 1;
         for (std::size_t t = 0; t < sc.tiles.size(); ++t)
           for (Index hkv = hkv0; hkv < hkv0 + heads; ++hkv)
-            run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t], t + 1 < sc.tiles.size() ? &sc.tiles[t + 1] : nullptr,
-                     b, hkv);
+            run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t],
+                     t + ahead < sc.tiles.size() ? &sc.tiles[t + ahead] : nullptr, b, hkv);
       }
     }
   }
@@ -661,17 +663,18 @@ struct NeighborhoodKernel {
   }
 
   void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
-                const NaTile* next, Index b, Index hkv) const {
+                const NaTile* ahead, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
     const int n = int(blk[0]);
     const Index group_heads = pl.H / pl.Hkv;
     const Index lane_stride = pl.dil;  // tokens between lanes
-    if (next && !pl.heads_inside) {  // the next tile's queries and outputs (its heads)
-      const Index h0 = pl.heads_inside ? 0 : hkv * group_heads, nh = pl.heads_inside ? pl.H : group_heads;
+    if (ahead) {  // the queries and outputs of this kv head's query heads in a later tile
+      const Index h0 = hkv * group_heads;
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + next->group + pl.dil * next->first;
-        prefetch_rows(q + (token0 * pl.H + h0) * pl.P, lane_stride * pl.H * pl.P, next->count, nh * pl.P);
-        prefetch_rows(out + (token0 * pl.H + h0) * pl.Pv, lane_stride * pl.H * pl.Pv, next->count, nh * pl.Pv, true);
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + ahead->group + pl.dil * ahead->first;
+        prefetch_rows(q + (token0 * pl.H + h0) * pl.P, lane_stride * pl.H * pl.P, ahead->count, group_heads * pl.P);
+        prefetch_rows(out + (token0 * pl.H + h0) * pl.Pv, lane_stride * pl.H * pl.Pv, ahead->count, group_heads * pl.Pv,
+                      true);
       }
     }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
