@@ -9,7 +9,7 @@
 //
 // No softmax, no denominator, no feature map; scale defaults to 1 as TransNormerLLM (fla's
 // chunk_lightning_attn uses 1/sqrt(K): pass it). No slopes: the no-decay variant (λ = 1). The block
-// size of Lightning Attention-2 is simple_gla's chunk size (default 64, BLOCK of lightning_attn2).
+// size of Lightning Attention-2 is simple_gla's chunk size (default kLinearDefaultChunk = 32; lightning_attn2's BLOCK is 64 on GPUs).
 // Initial and final states [B, H, K, V] continue a sequence across calls (OpenNLPLab's kernel has
 // neither; fla's and the HF TNL decode path have both, with this convention: the state after token t
 // holds Σ_{s <= t} λ^(t-s) k_sᵀ v_s).

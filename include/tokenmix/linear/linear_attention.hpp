@@ -26,66 +26,105 @@ namespace tokenmix::linear {
 
 namespace detail {
 
-inline float feature(FeatureMap map, float x) {
-  switch (map) {
-    case FeatureMap::elu_plus_one:
-      return x > 0.0f ? x + 1.0f : std::exp(x);  // elu(x) + 1 = exp(x) for x <= 0
-    case FeatureMap::relu:
-      return x > 0.0f ? x : 0.0f;
-    case FeatureMap::identity:
-      break;
-  }
-  return x;
-}
-
-inline Tensor<float, 4> apply_feature_map(FeatureMap map, const ConstTensorView<float, 4>& x) {
-  Tensor<float, 4> y(x.dimensions());
-  for (Index i = 0; i < x.size(); ++i) y.data()[i] = feature(map, x.data()[i]);
-  return y;
+// y = φ(x) over n floats, vectorised (elu(x) + 1 = exp(x) for x <= 0).
+template <class Arch>
+void apply_feature_map(FeatureMap map, const float* x, Index n, float* y, const Eigen::ThreadPoolDevice* device) {
+  using V = simd::vfloat<Arch>;
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>), kBlock = 1 << 14;
+  tokenmix::detail::parallel_for(device, (n + kBlock - 1) / kBlock, [&](Index first, Index last) {
+    alignas(64) float pad[2 * W];
+    for (Index i = first * kBlock; i < std::min(n, last * kBlock); i += W) {
+      const Index m = std::min(W, n - i);
+      const V v = simd::load_upto<Arch>(x + i, m, pad);
+      V f = v;
+      if (map == FeatureMap::elu_plus_one) f = xsimd::select(v > V(0.0f), v + V(1.0f), simd::exp<Arch>(xsimd::min(v, V(0.0f))));
+      if (map == FeatureMap::relu) f = xsimd::max(v, V(0.0f));
+      simd::store_upto<Arch>(y + i, f, m, pad + W);
+    }
+  });
 }
 
 // Non-causal per (b, h): S = φ(K)ᵀ V [K, V], z = Σ φ(k) [K]; o = scale·φ(Q) S (/ (scale·φ(q)·z + eps)).
+// Both products are register-blocked: 4 rows × 4 vectors of accumulators, the other operand
+// broadcast (S: 4 key features of a token; O: 4 tokens' query features).
 template <class Arch>
 void linear_attention_noncausal(const LinearShape& s, const float* q, const float* k, const float* v, float scale,
                                 bool normalize, float eps, float* out, float* state, float* normalizer,
                                 const Eigen::ThreadPoolDevice* device) {
   using Vf = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  constexpr int MR = 4, NV = 4;
   const Index L = s.length, H = s.heads, K = s.key_dim, Vd = s.value_dim;
   tokenmix::detail::parallel_for(device, s.batch * H, [&](Index first, Index last) {
     alignas(64) float pad[2 * W];
     for (Index bh = first; bh < last; ++bh) {
       const Index b = bh / H, h = bh % H;
+      const Index ldq = H * K, ldv = H * Vd;  // token rows of one head
+      const float* kb = k + (b * L * H + h) * K;
+      const float* qb = q + (b * L * H + h) * K;
+      const float* vb = v + (b * L * H + h) * Vd;
+      float* ob = out + (b * L * H + h) * Vd;
       float* S = state + bh * K * Vd;  // [K, V]
       float* z = normalizer + bh * K;  // [K]
-      std::fill_n(S, K * Vd, 0.0f);
-      std::fill_n(z, K, 0.0f);
-      for (Index t = 0; t < L; ++t) {
-        const float* kt = k + ((b * L + t) * H + h) * K;
-        const float* vt = v + ((b * L + t) * H + h) * Vd;
-        for (Index r = 0; r < K; ++r) {
-          const Vf kr(kt[r]);
-          z[r] += kt[r];
-          for (Index c = 0; c < Vd; c += W) {
-            const Index n = std::min(W, Vd - c);
-            simd::store_upto<Arch>(S + r * Vd + c,
-                                   simd::fmadd<Arch>(kr, simd::load_upto<Arch>(vt + c, n, pad),
-                                                     simd::load_upto<Arch>(S + r * Vd + c, n, pad + W)),
-                                   n, pad);
-          }
-        }
+      for (Index r = 0; r < K; ++r) {
+        double sum = 0;
+        for (Index t = 0; t < L; ++t) sum += kb[t * ldq + r];
+        z[r] = static_cast<float>(sum);
       }
-      for (Index t = 0; t < L; ++t) {
-        const float* qt = q + ((b * L + t) * H + h) * K;
-        float* ot = out + ((b * L + t) * H + h) * Vd;
-        float den = 0.0f;
-        for (Index r = 0; r < K; ++r) den += qt[r] * z[r];
-        const float factor = normalize ? scale / (scale * den + eps) : scale;
-        for (Index c = 0; c < Vd; c += W) {
-          const Index n = std::min(W, Vd - c);
-          Vf acc(0.0f);
-          for (Index r = 0; r < K; ++r) acc = simd::fmadd<Arch>(Vf(qt[r]), simd::load_upto<Arch>(S + r * Vd + c, n, pad), acc);
-          simd::store_upto<Arch>(ot + c, acc * Vf(factor), n, pad);
+      // S[r0 .. r0 + 4][c0 .. c0 + 4W) = Σ_t k[t][r] v[t][c]
+      for (Index r0 = 0; r0 < K; r0 += MR)
+        for (Index c0 = 0; c0 < Vd; c0 += NV * W) {
+          const int rows = int(std::min<Index>(MR, K - r0));
+          Vf acc[MR][NV];
+          for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NV; ++j) acc[i][j] = Vf(0.0f);
+          for (Index t = 0; t < L; ++t) {
+            Vf vv[NV];
+            for (int j = 0; j < NV; ++j) {
+              const Index c = c0 + j * W, n = std::max<Index>(0, std::min(W, Vd - c));
+              vv[j] = n > 0 ? simd::load_upto<Arch>(vb + t * ldv + c, n, pad) : Vf(0.0f);
+            }
+            for (int i = 0; i < rows; ++i) {
+              const Vf kr(kb[t * ldq + r0 + i]);
+              for (int j = 0; j < NV; ++j) acc[i][j] = simd::fmadd<Arch>(kr, vv[j], acc[i][j]);
+            }
+          }
+          for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < NV; ++j) {
+              const Index c = c0 + j * W, n = std::min(W, Vd - c);
+              if (n > 0) simd::store_upto<Arch>(S + (r0 + i) * Vd + c, acc[i][j], n, pad);
+            }
+        }
+      // o[t0 .. t0 + 4][c0 .. c0 + 4W) = factor_t · Σ_r q[t][r] S[r][c]
+      for (Index t0 = 0; t0 < L; t0 += MR) {
+        const int rows = int(std::min<Index>(MR, L - t0));
+        float factor[MR];
+        for (int i = 0; i < rows; ++i) {
+          const float* qt = qb + (t0 + i) * ldq;
+          float den = 0.0f;
+          for (Index r = 0; r < K; ++r) den += qt[r] * z[r];
+          factor[i] = normalize ? scale / (scale * den + eps) : scale;
+        }
+        for (Index c0 = 0; c0 < Vd; c0 += NV * W) {
+          Vf acc[MR][NV];
+          for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NV; ++j) acc[i][j] = Vf(0.0f);
+          for (Index r = 0; r < K; ++r) {
+            Vf sv[NV];
+            for (int j = 0; j < NV; ++j) {
+              const Index c = c0 + j * W, n = std::max<Index>(0, std::min(W, Vd - c));
+              sv[j] = n > 0 ? simd::load_upto<Arch>(S + r * Vd + c, n, pad) : Vf(0.0f);
+            }
+            for (int i = 0; i < rows; ++i) {
+              const Vf qr(qb[(t0 + i) * ldq + r]);
+              for (int j = 0; j < NV; ++j) acc[i][j] = simd::fmadd<Arch>(qr, sv[j], acc[i][j]);
+            }
+          }
+          for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < NV; ++j) {
+              const Index c = c0 + j * W, n = std::min(W, Vd - c);
+              if (n > 0) simd::store_upto<Arch>(ob + (t0 + i) * ldv + c, acc[i][j] * Vf(factor[i]), n, pad);
+            }
         }
       }
     }
@@ -94,60 +133,84 @@ void linear_attention_noncausal(const LinearShape& s, const float* q, const floa
 
 }  // namespace detail
 
+// View-based core: writes out [B, L, H, V], final_state [B, H, K, V] and, with normalize,
+// final_normalizer [B, H, K] (each may be null but out). Scratch (φ(q), φ(k), the denominator pass) is
+// kept per thread across calls: fresh buffers would cost a page fault per 4 KiB on every call.
 template <class Arch = simd::default_arch>
-LinearResult linear_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
-                              const ConstTensorView<float, 4>& v, const LinearAttentionOptions& options = {}) {
+void linear_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
+                      const ConstTensorView<float, 4>& v, const LinearAttentionOptions& options, TensorView<float, 4> out,
+                      TensorView<float, 4>* final_state, TensorView<float, 3>* final_normalizer) {
   constexpr const char* op = "linear_attention";
   using tokenmix::detail::check_shape;
   const detail::LinearShape s = detail::check_linear_qkv(op, q, k, v);
   const float scale = detail::check_linear_scale(op, options.scale, s.key_dim);
   TOKENMIX_CHECK(options.causal || (!options.initial_state && !options.initial_normalizer), op,
                  ": initial_state / initial_normalizer continue a causal sequence; causal is false");
-  TOKENMIX_CHECK(options.normalize || !options.initial_normalizer, op, ": initial_normalizer needs normalize = true");
+  TOKENMIX_CHECK(options.normalize || (!options.initial_normalizer && !final_normalizer), op,
+                 ": initial_normalizer / final_normalizer need normalize = true");
   TOKENMIX_CHECK(options.eps >= 0.0f && std::isfinite(options.eps), op, ": eps is ", options.eps, ", expected finite >= 0");
   if (options.initial_state) detail::check_linear_state(op, "initial_state", *options.initial_state, s);
-  if (options.initial_normalizer)
-    check_shape(op, "initial_normalizer", *options.initial_normalizer,
-                NamedShape<3>{{"B", "H", "K"}, {{s.batch, s.heads, s.key_dim}}});
+  const NamedShape<3> z_shape{{"B", "H", "K"}, {{s.batch, s.heads, s.key_dim}}};
+  if (options.initial_normalizer) check_shape(op, "initial_normalizer", *options.initial_normalizer, z_shape);
+  check_shape(op, "out", out, NamedShape<4>{{"B", "L", "H", "V"}, {{s.batch, s.length, s.heads, s.value_dim}}});
+  if (final_state) detail::check_linear_state(op, "final_state", *final_state, s);
+  if (final_normalizer) check_shape(op, "final_normalizer", *final_normalizer, z_shape);
   TOKENMIX_CHECK(options.chunk_size >= 0, op, ": chunk_size is ", options.chunk_size, ", expected >= 0 (0: the default)");
+  detail::check_no_alias(op, out.data(), out.size(), {q.data(), k.data(), v.data()}, {q.size(), k.size(), v.size()});
 
+  using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  static thread_local Buffer fq, fk, state_buf, z_buf, ones, den;
   // φ(q), φ(k): copies unless the map is the identity.
-  std::optional<Tensor<float, 4>> fq, fk;
-  if (options.feature_map != FeatureMap::identity)
-    fq = detail::apply_feature_map(options.feature_map, q), fk = detail::apply_feature_map(options.feature_map, k);
-  const ConstTensorView<float, 4> Q = fq ? ConstTensorView<float, 4>(fq->data(), fq->dimensions()) : q;
-  const ConstTensorView<float, 4> Kf = fk ? ConstTensorView<float, 4>(fk->data(), fk->dimensions()) : k;
-
-  LinearResult r = detail::new_linear_result(s, [](TensorView<float, 4>, TensorView<float, 4>*) {});
-  if (options.normalize) r.final_normalizer = Tensor<float, 3>(s.batch, s.heads, s.key_dim);
+  const float *Qp = q.data(), *Kp = k.data();
+  if (options.feature_map != FeatureMap::identity) {
+    fq.resize(std::size_t(q.size())), fk.resize(std::size_t(k.size()));
+    detail::apply_feature_map<Arch>(options.feature_map, q.data(), q.size(), fq.data(), options.device);
+    detail::apply_feature_map<Arch>(options.feature_map, k.data(), k.size(), fk.data(), options.device);
+    Qp = fq.data(), Kp = fk.data();
+  }
+  const ConstTensorView<float, 4> Q(Qp, q.dimensions()), Kf(Kp, k.dimensions());
+  state_buf.resize(std::size_t(s.batch * s.heads * s.key_dim * s.value_dim));
+  z_buf.resize(std::size_t(s.batch * s.heads * s.key_dim));
+  float* S = final_state ? final_state->data() : state_buf.data();
+  float* z = final_normalizer ? final_normalizer->data() : z_buf.data();
   if (!options.causal) {
-    Tensor<float, 3> z(s.batch, s.heads, s.key_dim);
-    detail::linear_attention_noncausal<Arch>(s, Q.data(), Kf.data(), v.data(), scale, options.normalize, options.eps,
-                                             r.out.data(), r.final_state.data(), z.data(), options.device);
-    if (options.normalize) r.final_normalizer = z;
-    return r;
+    detail::linear_attention_noncausal<Arch>(s, Qp, Kp, v.data(), scale, options.normalize, options.eps, out.data(), S, z,
+                                             options.device);
+    return;
   }
   SimpleGlaOptions o;
   o.scale = scale, o.initial_state = options.initial_state, o.algorithm = options.algorithm;
   o.chunk_size = options.chunk_size, o.device = options.device;
-  TensorView<float, 4> state(r.final_state.data(), r.final_state.dimensions());
-  simple_gla<Arch>(Q, Kf, v, o, TensorView<float, 4>(r.out.data(), r.out.dimensions()), &state);
-  if (options.normalize) {
-    // The denominator: the same recurrence with one value column of ones.
-    Tensor<float, 4> ones(s.batch, s.length, s.heads, 1), den(s.batch, s.length, s.heads, 1),
-        z(s.batch, s.heads, s.key_dim, 1);
-    ones.setConstant(1.0f);
-    SimpleGlaOptions zo = o;
-    zo.initial_state.reset();
-    if (options.initial_normalizer) zo.initial_state.emplace(options.initial_normalizer->data(), s.batch, s.heads, s.key_dim, 1);
-    TensorView<float, 4> z_view(z.data(), z.dimensions());
-    simple_gla<Arch>(Q, Kf, ones, zo, TensorView<float, 4>(den.data(), den.dimensions()), &z_view);
-    for (Index row = 0; row < s.batch * s.length * s.heads; ++row) {
-      const float inv = 1.0f / (den.data()[row] + options.eps);
-      for (Index c = 0; c < s.value_dim; ++c) r.out.data()[row * s.value_dim + c] *= inv;
-    }
-    std::copy(z.data(), z.data() + z.size(), r.final_normalizer.data());
+  TensorView<float, 4> state(S, s.batch, s.heads, s.key_dim, s.value_dim);
+  simple_gla<Arch>(Q, Kf, v, o, out, &state);
+  if (!options.normalize) return;
+  // The denominator: the same recurrence with one value column of ones.
+  const Index rows = s.batch * s.length * s.heads;
+  ones.assign(std::size_t(rows), 1.0f), den.resize(std::size_t(rows));
+  SimpleGlaOptions zo = o;
+  zo.initial_state.reset();
+  if (options.initial_normalizer) zo.initial_state.emplace(options.initial_normalizer->data(), s.batch, s.heads, s.key_dim, 1);
+  TensorView<float, 4> z_view(z, s.batch, s.heads, s.key_dim, 1);
+  simple_gla<Arch>(Q, Kf, ConstTensorView<float, 4>(ones.data(), s.batch, s.length, s.heads, 1), zo,
+                   TensorView<float, 4>(den.data(), s.batch, s.length, s.heads, 1), &z_view);
+  for (Index row = 0; row < rows; ++row) {
+    const float inv = 1.0f / (den[std::size_t(row)] + options.eps);
+    for (Index c = 0; c < s.value_dim; ++c) out.data()[row * s.value_dim + c] *= inv;
   }
+}
+
+// Convenience overload: allocates and returns out, the final state and (normalize) the final
+// normaliser.
+template <class Arch = simd::default_arch>
+LinearResult linear_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
+                              const ConstTensorView<float, 4>& v, const LinearAttentionOptions& options = {}) {
+  const detail::LinearShape s = detail::check_linear_qkv("linear_attention", q, k, v);
+  Tensor<float, 3> z = options.normalize ? Tensor<float, 3>(s.batch, s.heads, s.key_dim) : Tensor<float, 3>();
+  TensorView<float, 3> z_view(z.data(), z.dimensions());
+  LinearResult r = detail::new_linear_result(s, [&](TensorView<float, 4> out, TensorView<float, 4>* state) {
+    linear_attention<Arch>(q, k, v, options, out, state, options.normalize ? &z_view : nullptr);
+  });
+  r.final_normalizer = std::move(z);
   return r;
 }
 

@@ -19,8 +19,10 @@
 // factor is ever formed, so decays near 0 cannot overflow. The products run in SSD's register-blocked
 // micro-kernel. The scale multiplies the outputs at the end (the operator is linear in q).
 // auto_select: chunked from kLinearAutoMinLength tokens on when V fills a vector (SSD's rule).
-// Chunk size kLinearDefaultChunk = 64 (Lightning Attention-2's BLOCK; measured on this project's
-// machine for SSD at N = P = 64: 32..64 within 3%, 128 and 256 slower, see ssm/ssd.hpp).
+// Chunk size kLinearDefaultChunk = 32 (Lightning Attention-2 uses 64 on GPUs): on this project's
+// machine (bench/linear/linear_attention_bench.cpp, BM_LightningAttention_Chunked/L:4096/H:8/K:64/V:64)
+// block 32 / 64 / 128 / 256 took 7.6 / 8.8 / 13.8 / 14.9 ms: the intra-chunk products grow with the
+// block while the state products do not shrink below 2·K·V per token.
 //
 // The decode step is its own kernel: the state [K, V] row by row (V contiguous), per row
 // s = exp(g)·s + k_r·v and o += q_r·s, vectorised over V; the state is read and written once.
@@ -40,7 +42,7 @@
 
 namespace tokenmix::linear {
 
-inline constexpr Index kLinearDefaultChunk = 64;
+inline constexpr Index kLinearDefaultChunk = 32;
 inline constexpr Index kLinearAutoMinLength = ssm::kSsdAutoMinLength;
 
 namespace detail {
