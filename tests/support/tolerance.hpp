@@ -161,3 +161,31 @@ namespace tokenmix::testing::tolerance {
 inline constexpr Tolerance attention{1e-5, 1e-5, 1e-11};
 
 }  // namespace tokenmix::testing::tolerance
+
+namespace tokenmix::testing::tolerance {
+
+// The linear-attention family (linear::simple_gla, lightning_attention, retention, linear_attention,
+// and the decode steps) vs ref:: in double (the quadratic form), measured with LINEAR_TEST_REPORT=1
+// over every comparison of tests/linear/ (default arch, AVX-512). Inputs: q, k, v ~ N(0, 1) with
+// q·k·scale ~ N(0, 1), L <= 130, K <= 129, V <= 300; outputs are sums over up to L past tokens, so
+// |out| reaches ~40 (~280 for positive features without the normaliser) and the errors scale with the
+// outputs and with the number of tokens a decay keeps (the recurrent form and the step multiply the
+// state by the float λ = exp(g) once per token, so a rounding of λ compounds over the decay horizon;
+// the chunked form once per chunk).
+//   linear_attention: worst |a - r| 4.2e-5 where |r| < 1 (cancellation in a slope-0.0026 lightning
+//   head over 130 tokens, recurrent form and chunk 1), 2.4e-5 relative where |r| >= 1, NMSE 2.9e-12;
+//   strong decays (simple_gla's g ~ U(-3, 0)) and no decay (linear_attention) stay below 1.1e-5 /
+//   8.2e-6 / 1.7e-13. The worst element is at 0.16 of this bound (6x headroom), the NMSE at 0.15.
+inline constexpr Tolerance linear_attention{2e-4, 1e-4, 2e-11};
+// 2000 tokens with a decay of 1 - 1e-6 (g = -1e-6, slope 1e-6) and 0 (g = -30, slope 20), outputs
+// RMS ~20-35, max ~180: the recurrent form and the step drift by up to 2000 roundings of λ (measured
+// 2.8e-3 absolute, 1.0e-3 where |r| < 1, 7.6e-4 relative where |r| >= 1, NMSE 2.5e-10, i.e. ~1e-5 of
+// the RMS); the chunked form is 15x more accurate (1.2e-4 / 7.4e-5 / NMSE 7.2e-13). The worst element
+// is at 0.19 of this bound, the NMSE at 0.17.
+inline constexpr Tolerance linear_attention_long{5e-3, 1e-3, 1.5e-9};
+// Two double oracles of one operator (ref::lightning_attention's masked form vs ref::simple_gla with
+// g_gamma = -slope), each rounded to float once: at most 1 ulp apart (2^-23 relative); measured
+// bitwise equal.
+inline constexpr Tolerance linear_attention_oracles{1e-9, 2.4e-7, 1e-13};
+
+}  // namespace tokenmix::testing::tolerance

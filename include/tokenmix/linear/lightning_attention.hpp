@@ -79,34 +79,6 @@ inline std::vector<float> retention_log_decay(Index H) {
   return g;
 }
 
-struct LightningOptions {
-  std::optional<ConstTensorView<float, 1>> slopes;  // [H], slope = -log λ >= 0; none: no decay
-  float scale = 1.0f;                               // TransNormerLLM: 1
-  std::optional<ConstTensorView<float, 4>> initial_state;  // [B, H, K, V]
-  LinearAlgorithm algorithm = LinearAlgorithm::auto_select;
-  Index block_size = 0;  // 0: kLinearDefaultChunk
-  const Eigen::ThreadPoolDevice* device = nullptr;
-};
-
-namespace detail {
-
-// -slopes as simple_gla's g_gamma, validated (finite, >= 0: λ in (0, 1]).
-inline std::vector<float> lightning_log_decay(const char* op, const std::optional<ConstTensorView<float, 1>>& slopes,
-                                              Index heads) {
-  if (!slopes) return {};
-  tokenmix::detail::check_shape(op, "slopes", *slopes, NamedShape<1>{{"H"}, {{heads}}});
-  std::vector<float> g(static_cast<std::size_t>(heads));
-  for (Index h = 0; h < heads; ++h) {
-    const float s = slopes->data()[h];
-    TOKENMIX_CHECK(std::isfinite(s) && s >= 0.0f, op, ": slopes[", h, "] is ", s,
-                   ", expected a finite slope >= 0 (decay exp(-slope) in (0, 1])");
-    g[std::size_t(h)] = -s;
-  }
-  return g;
-}
-
-}  // namespace detail
-
 template <class Arch = simd::default_arch>
 void lightning_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                          const ConstTensorView<float, 4>& v, const LightningOptions& options, TensorView<float, 4> out,
@@ -119,7 +91,7 @@ void lightning_attention(const ConstTensorView<float, 4>& q, const ConstTensorVi
   o.scale = options.scale, o.initial_state = options.initial_state, o.algorithm = options.algorithm;
   o.chunk_size = options.block_size, o.device = options.device;
   TOKENMIX_CHECK(options.block_size >= 0, op, ": block_size is ", options.block_size, ", expected >= 0 (0: the default)");
-  simple_gla<Arch>(q, k, v, o, out, final_state);
+  detail::simple_gla_core<Arch>(op, q, k, v, o, out, final_state);
 }
 
 template <class Arch = simd::default_arch>
@@ -131,10 +103,6 @@ LinearResult lightning_attention(const ConstTensorView<float, 4>& q, const Const
                                    });
 }
 
-struct LightningStepOptions {
-  std::optional<ConstTensorView<float, 1>> slopes;  // [H]; none: no decay
-  float scale = 1.0f;
-};
 
 // One decode step of lightning_attention: state [B, H, K, V] in place, q1 / k1 [B, H, K], v1 [B, H, V].
 template <class Arch = simd::default_arch>
@@ -145,7 +113,9 @@ Tensor<float, 3> lightning_attention_step(TensorView<float, 4> state, const Cons
   LinearStepOptions o;
   if (!g_gamma.empty()) o.g_gamma.emplace(g_gamma.data(), q1.dimension(1));
   o.scale = options.scale;
-  return simple_gla_step<Arch>(state, q1, k1, v1, o);
+  Tensor<float, 3> out(q1.dimension(0), q1.dimension(1), v1.dimension(2));
+  detail::simple_gla_step_core<Arch>("lightning_attention_step", state, q1, k1, v1, o, TensorView<float, 3>(out.data(), out.dimensions()));
+  return out;
 }
 
 // RetNet-style retention (fla's chunk_retention): simple_gla with g_gamma = retention_log_decay(H);

@@ -37,8 +37,10 @@ void apply_feature_map(FeatureMap map, const float* x, Index n, float* y, const 
       const Index m = std::min(W, n - i);
       const V v = simd::load_upto<Arch>(x + i, m, pad);
       V f = v;
-      if (map == FeatureMap::elu_plus_one) f = xsimd::select(v > V(0.0f), v + V(1.0f), simd::exp<Arch>(xsimd::min(v, V(0.0f))));
-      if (map == FeatureMap::relu) f = xsimd::max(v, V(0.0f));
+      // NaN propagates (torch's elu / relu): comparisons are false for NaN, so NaN lanes keep v.
+      const auto positive = v > V(0.0f);
+      if (map == FeatureMap::elu_plus_one) f = xsimd::select(positive, v + V(1.0f), simd::exp<Arch>(xsimd::select(positive, V(0.0f), v)));
+      if (map == FeatureMap::relu) f = xsimd::select(v < V(0.0f), V(0.0f), v);
       simd::store_upto<Arch>(y + i, f, m, pad + W);
     }
   });
@@ -157,6 +159,12 @@ void linear_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<
   if (final_normalizer) check_shape(op, "final_normalizer", *final_normalizer, z_shape);
   TOKENMIX_CHECK(options.chunk_size >= 0, op, ": chunk_size is ", options.chunk_size, ", expected >= 0 (0: the default)");
   detail::check_no_alias(op, out.data(), out.size(), {q.data(), k.data(), v.data()}, {q.size(), k.size(), v.size()});
+  if (final_state)
+    TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(final_state->data(), final_state->size(), out.data(), out.size()), op,
+                   ": final_state must not overlap out");
+  if (final_normalizer)
+    TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(final_normalizer->data(), final_normalizer->size(), out.data(), out.size()),
+                   op, ": final_normalizer must not overlap out");
 
   using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
   static thread_local Buffer fq, fk, state_buf, z_buf, ones, den;

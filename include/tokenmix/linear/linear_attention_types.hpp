@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <optional>
+#include <vector>
 
 #include "tokenmix/config.hpp"
 #include "tokenmix/core/shape.hpp"
@@ -63,6 +64,39 @@ struct LinearResult {
   Tensor<float, 4> out;          // [B, L, H, V]
   Tensor<float, 4> final_state;  // [B, H, K, V]
   Tensor<float, 3> final_normalizer;  // [B, H, K] (linear_attention with normalize; else empty)
+};
+
+struct LightningOptions {
+  std::optional<ConstTensorView<float, 1>> slopes;  // [H], slope = -log λ >= 0; none: no decay
+  float scale = 1.0f;                               // TransNormerLLM: 1
+  std::optional<ConstTensorView<float, 4>> initial_state;  // [B, H, K, V]
+  LinearAlgorithm algorithm = LinearAlgorithm::auto_select;
+  Index block_size = 0;  // 0: kLinearDefaultChunk
+  const Eigen::ThreadPoolDevice* device = nullptr;
+};
+
+namespace detail {
+
+// -slopes as simple_gla's g_gamma, validated (finite, >= 0: λ in (0, 1]).
+inline std::vector<float> lightning_log_decay(const char* op, const std::optional<ConstTensorView<float, 1>>& slopes,
+                                              Index heads) {
+  if (!slopes) return {};
+  tokenmix::detail::check_shape(op, "slopes", *slopes, NamedShape<1>{{"H"}, {{heads}}});
+  std::vector<float> g(static_cast<std::size_t>(heads));
+  for (Index h = 0; h < heads; ++h) {
+    const float s = slopes->data()[h];
+    TOKENMIX_CHECK(std::isfinite(s) && s >= 0.0f, op, ": slopes[", h, "] is ", s,
+                   ", expected a finite slope >= 0 (decay exp(-slope) in (0, 1])");
+    g[std::size_t(h)] = -s;
+  }
+  return g;
+}
+
+}  // namespace detail
+
+struct LightningStepOptions {
+  std::optional<ConstTensorView<float, 1>> slopes;  // [H]; none: no decay
+  float scale = 1.0f;
 };
 
 namespace detail {

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "tokenmix/core/shape.hpp"
@@ -93,7 +94,7 @@ void run_simple_gla(const SimpleGlaCall& c) {
     ssm::detail::run_ssd_chunked<Arch>(p, std::max<Index>(1, std::min(chunk, s.length)), c.device);
   } else if (s.length > 0) {
     ssm::detail::run_ssd_recurrent<Arch>(p, c.device);
-  } else if (c.initial_state) {  // L = 0: the state passes through
+  } else if (c.initial_state && c.final_state) {  // L = 0: the state passes through
     std::copy(init_vk.begin(), init_vk.end(), final_vk.begin());
   }
   if (c.final_state) transpose_matrices(final_vk.data(), s.batch * s.heads, s.value_dim, s.key_dim, c.final_state);
@@ -116,23 +117,44 @@ inline void check_no_alias(const char* op, const float* out, Index n, std::initi
 
 }  // namespace detail
 
+namespace detail {
+
+// The checks and the run of simple_gla's view-based core, with the op name of the caller in messages.
+template <class Arch>
+void simple_gla_core(const char* op, const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
+                     const ConstTensorView<float, 4>& v, const SimpleGlaOptions& options, TensorView<float, 4> out,
+                     TensorView<float, 4>* final_state) {
+  const LinearShape s = check_linear_qkv(op, q, k, v);
+  check_simple_gla_options(op, options, s);
+  tokenmix::detail::check_shape(op, "out", out, NamedShape<4>{{"B", "L", "H", "V"}, {{s.batch, s.length, s.heads, s.value_dim}}});
+  if (final_state) check_linear_state(op, "final_state", *final_state, s);
+  const float* g = options.g ? options.g->data() : nullptr;
+  const float* gg = options.g_gamma ? options.g_gamma->data() : nullptr;
+  const float* h0 = options.initial_state ? options.initial_state->data() : nullptr;
+  const Index ng = options.g ? options.g->size() : 0, ngg = options.g_gamma ? options.g_gamma->size() : 0,
+              nh0 = options.initial_state ? options.initial_state->size() : 0;
+  check_no_alias(op, out.data(), out.size(), {q.data(), k.data(), v.data(), g, gg, h0}, {q.size(), k.size(), v.size(), ng, ngg, nh0});
+  if (final_state) {
+    const float* fs = final_state->data();
+    const Index n = final_state->size();
+    TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(fs, n, out.data(), out.size()), op, ": final_state must not overlap out");
+    TOKENMIX_CHECK(fs == h0 || !tokenmix::detail::ranges_overlap(fs, n, h0, nh0), op,
+                   ": final_state must be the very buffer of initial_state or not overlap it");
+  }
+  run_simple_gla<Arch>(SimpleGlaCall{s, q.data(), k.data(), v.data(), g, gg, check_linear_scale(op, options.scale, s.key_dim),
+                                     h0, options.algorithm, options.chunk_size, options.device, out.data(),
+                                     final_state ? final_state->data() : nullptr});
+}
+
+}  // namespace detail
+
 // View-based core: writes out [B, L, H, V] and, if not null, final_state [B, H, K, V] (which may be the
 // very buffer of options.initial_state).
 template <class Arch = simd::default_arch>
 void simple_gla(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                 const ConstTensorView<float, 4>& v, const SimpleGlaOptions& options, TensorView<float, 4> out,
                 TensorView<float, 4>* final_state) {
-  constexpr const char* op = "simple_gla";
-  const detail::LinearShape s = detail::check_linear_qkv(op, q, k, v);
-  detail::check_simple_gla_options(op, options, s);
-  tokenmix::detail::check_shape(op, "out", out, NamedShape<4>{{"B", "L", "H", "V"}, {{s.batch, s.length, s.heads, s.value_dim}}});
-  if (final_state) detail::check_linear_state(op, "final_state", *final_state, s);
-  detail::check_no_alias(op, out.data(), out.size(), {q.data(), k.data(), v.data()}, {q.size(), k.size(), v.size()});
-  detail::run_simple_gla<Arch>(detail::SimpleGlaCall{
-      s, q.data(), k.data(), v.data(), options.g ? options.g->data() : nullptr,
-      options.g_gamma ? options.g_gamma->data() : nullptr, detail::check_linear_scale(op, options.scale, s.key_dim),
-      options.initial_state ? options.initial_state->data() : nullptr, options.algorithm, options.chunk_size,
-      options.device, out.data(), final_state ? final_state->data() : nullptr});
+  detail::simple_gla_core<Arch>("simple_gla", q, k, v, options, out, final_state);
 }
 
 // Convenience overload: allocates and returns out and the final state.
@@ -204,12 +226,12 @@ void simple_gla_step_kernel(const LinearShape& s, float* state, const float* q, 
 // One decode step: q1, k1 [B, H, K], v1 [B, H, V]; updates state [B, H, K, V] in place and writes out
 // [B, H, V]. Feeding a sequence token by token gives the outputs and final state of simple_gla
 // (recurrent form: the same state arithmetic; outputs within rounding).
-template <class Arch = simd::default_arch>
-void simple_gla_step(TensorView<float, 4> state, const ConstTensorView<float, 3>& q1, const ConstTensorView<float, 3>& k1,
+namespace detail {
+template <class Arch>
+void simple_gla_step_core(const char* op, TensorView<float, 4> state, const ConstTensorView<float, 3>& q1, const ConstTensorView<float, 3>& k1,
                      const ConstTensorView<float, 3>& v1, const LinearStepOptions& options, TensorView<float, 3> out) {
-  constexpr const char* op = "simple_gla_step";
   using tokenmix::detail::check_shape;
-  const detail::LinearShape s{q1.dimension(0), 1, q1.dimension(1), q1.dimension(2), v1.dimension(2)};
+  const LinearShape s{q1.dimension(0), 1, q1.dimension(1), q1.dimension(2), v1.dimension(2)};
   TOKENMIX_CHECK(s.heads >= 1 && s.key_dim >= 1 && s.value_dim >= 1, op, ": q has shape ", shape_of(q1), " and v ",
                  shape_of(v1), ", expected [B, H, K] and [B, H, V] with H, K, V >= 1");
   check_shape(op, "k", k1, NamedShape<3>{{"B", "H", "K"}, {{s.batch, s.heads, s.key_dim}}}, " like q");
@@ -219,12 +241,22 @@ void simple_gla_step(TensorView<float, 4> state, const ConstTensorView<float, 3>
   TOKENMIX_CHECK(!(options.g && options.g_gamma), op, ": pass g (per token) or g_gamma (per head), not both");
   if (options.g) check_shape(op, "g", *options.g, NamedShape<2>{{"B", "H"}, {{s.batch, s.heads}}});
   if (options.g_gamma) check_shape(op, "g_gamma", *options.g_gamma, NamedShape<1>{{"H"}, {{s.heads}}});
-  detail::check_no_alias(op, out.data(), out.size(), {state.data(), q1.data(), k1.data(), v1.data()},
-                         {state.size(), q1.size(), k1.size(), v1.size()});
-  detail::simple_gla_step_kernel<Arch>(s, state.data(), q1.data(), k1.data(), v1.data(),
-                                       options.g ? options.g->data() : nullptr,
-                                       options.g_gamma ? options.g_gamma->data() : nullptr,
-                                       detail::check_linear_scale(op, options.scale, s.key_dim), out.data(), nullptr);
+  const float* g = options.g ? options.g->data() : nullptr;
+  const float* gg = options.g_gamma ? options.g_gamma->data() : nullptr;
+  const Index ng = options.g ? options.g->size() : 0, ngg = options.g_gamma ? options.g_gamma->size() : 0;
+  check_no_alias(op, out.data(), out.size(), {state.data(), q1.data(), k1.data(), v1.data(), g, gg},
+                         {state.size(), q1.size(), k1.size(), v1.size(), ng, ngg});
+  for (auto [in, n] : {std::pair<const float*, Index>{q1.data(), q1.size()}, {k1.data(), k1.size()}, {v1.data(), v1.size()}, {g, ng}, {gg, ngg}})
+    TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(state.data(), state.size(), in, n), op, ": state must not overlap the inputs");
+  simple_gla_step_kernel<Arch>(s, state.data(), q1.data(), k1.data(), v1.data(), g, gg,
+                                       check_linear_scale(op, options.scale, s.key_dim), out.data(), nullptr);
+}
+}  // namespace detail
+
+template <class Arch = simd::default_arch>
+void simple_gla_step(TensorView<float, 4> state, const ConstTensorView<float, 3>& q1, const ConstTensorView<float, 3>& k1,
+                     const ConstTensorView<float, 3>& v1, const LinearStepOptions& options, TensorView<float, 3> out) {
+  detail::simple_gla_step_core<Arch>("simple_gla_step", state, q1, k1, v1, options, out);
 }
 
 template <class Arch = simd::default_arch>

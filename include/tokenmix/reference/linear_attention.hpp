@@ -30,11 +30,10 @@
 //     o_t   = num_t / den_t  if normalize, else num_t
 //     final_state = S0 + Σ_s φ(k_s)ᵀ v_s;  final_normalizer = z0 + Σ_s φ(k_s) (normalize only; else empty)
 //
-// Arguments are validated with the ops' own checks (linear_attention_types.hpp), so the oracles reject
-// exactly what the ops reject, with "ref::<op>: ..." messages. algorithm, chunk / block size and device
-// are ignored (only validated). Note: LightningOptions and the slope check live in
-// linear/lightning_attention.hpp, so this header includes it for those two names only; no fast op is
-// called.
+// NaN in the data propagates to every output it touches (φ(NaN) = NaN for every feature map, as
+// torch's relu and elu). Arguments are validated with the ops' own checks (linear_attention_types.hpp),
+// so the oracles reject exactly what the ops reject, with "ref::<op>: ..." messages. algorithm, chunk /
+// block size and device are ignored (only validated). No fast op is called.
 
 #include <algorithm>
 #include <cmath>
@@ -42,7 +41,6 @@
 
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/tensor.hpp"
-#include "tokenmix/linear/lightning_attention.hpp"  // LightningOptions, detail::lightning_log_decay (validation)
 #include "tokenmix/linear/linear_attention_types.hpp"
 
 namespace tokenmix::ref {
@@ -68,9 +66,9 @@ Acc feature(linear::FeatureMap map, float x) {
   const Acc v = x;
   switch (map) {
     case linear::FeatureMap::elu_plus_one:
-      return v > 0 ? v + Acc(1) : std::exp(v);  // elu(x) + 1
+      return v > 0 ? v + Acc(1) : std::exp(v);  // elu(x) + 1 (NaN propagates)
     case linear::FeatureMap::relu:
-      return v > 0 ? v : Acc(0);
+      return v < 0 ? Acc(0) : v;  // max(x, 0), NaN propagates (as torch.relu)
     case linear::FeatureMap::identity:
       break;
   }
@@ -198,7 +196,8 @@ linear::LinearResult linear_attention(const ConstTensorView<float, 4>& q, const 
   linear::detail::check_linear_scale(op, options.scale, s.key_dim);  // validation (the default is below, in Acc)
   TOKENMIX_CHECK(options.causal || (!options.initial_state && !options.initial_normalizer), op,
                  ": initial_state / initial_normalizer continue a causal sequence; causal is false");
-  TOKENMIX_CHECK(options.normalize || !options.initial_normalizer, op, ": initial_normalizer needs normalize = true");
+  TOKENMIX_CHECK(options.normalize || !options.initial_normalizer, op,
+                 ": initial_normalizer / final_normalizer need normalize = true");
   TOKENMIX_CHECK(options.eps >= 0.0f && std::isfinite(options.eps), op, ": eps is ", options.eps,
                  ", expected finite >= 0");
   if (options.initial_state) linear::detail::check_linear_state(op, "initial_state", *options.initial_state, s);
