@@ -73,14 +73,21 @@ void linear_attention_noncausal(const LinearShape& s, const float* q, const floa
         for (Index t = 0; t < L; ++t) sum += kb[t * ldq + r];
         z[r] = static_cast<float>(sum);
       }
-      // S[r0 .. r0 + 4][c0 .. c0 + 4W) = Σ_t k[t][r] v[t][c]
+      // S[r0 .. r0 + 4][c0 .. c0 + 4W) += Σ_t k[t][r] v[t][c], tokens in blocks of kTokens (their k
+      // and v rows stay in L1 while every tile of S passes over them).
+      constexpr Index kTokens = 64;
+      std::fill_n(S, K * Vd, 0.0f);
+      for (Index t_lo = 0; t_lo < L; t_lo += kTokens)
       for (Index r0 = 0; r0 < K; r0 += MR)
         for (Index c0 = 0; c0 < Vd; c0 += NV * W) {
           const int rows = int(std::min<Index>(MR, K - r0));
           Vf acc[MR][NV];
           for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NV; ++j) acc[i][j] = Vf(0.0f);
-          for (Index t = 0; t < L; ++t) {
+            for (int j = 0; j < NV; ++j) {
+              const Index c = c0 + j * W, n = std::min(W, Vd - c);
+              acc[i][j] = i < rows && n > 0 ? simd::load_upto<Arch>(S + (r0 + i) * Vd + c, n, pad) : Vf(0.0f);
+            }
+          for (Index t = t_lo; t < std::min(L, t_lo + kTokens); ++t) {
             Vf vv[NV];
             for (int j = 0; j < NV; ++j) {
               const Index c = c0 + j * W, n = std::max<Index>(0, std::min(W, Vd - c));
