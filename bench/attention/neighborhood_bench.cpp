@@ -126,20 +126,7 @@ struct Case {
 
 using CaseKey = std::tuple<int, std::array<Index, 3>, Index, Index, Index, Index>;
 
-// CPU seconds of the calling thread since construction (bench::WallTimer's CPU counterpart).
-class ThreadCpuTimer {
- public:
-  ThreadCpuTimer() : start_(now()) {}
-  double seconds() const { return now() - start_; }
-
- private:
-  static double now() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-  }
-  double start_;
-};
+using bench::ThreadCpuTimer;
 
 // CPU seconds per iteration, filled by the cases that serve as denominators (run first).
 std::map<std::tuple<Index, Index, Index>, double>& dense_seconds() {  // (tokens, H, P)

@@ -138,21 +138,7 @@ struct Lightning {
   }
 };
 
-// CPU seconds of the calling thread since construction (bench::WallTimer's CPU counterpart; as
-// neighborhood_bench.cpp).
-class ThreadCpuTimer {
- public:
-  ThreadCpuTimer() : start_(now()) {}
-  double seconds() const { return now() - start_; }
-
- private:
-  static double now() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-  }
-  double start_;
-};
+using bench::ThreadCpuTimer;
 
 using Key = std::tuple<Index, Index, Index, Index>;  // (L, H, K, V)
 

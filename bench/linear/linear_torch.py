@@ -52,6 +52,10 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
+from torch_blas import (add_common_args, anon_huge_pages, print_setup, reexec_with_blas_env,  # noqa: E402
+                        time_case)  # (bench/support/torch_blas.py)
+
 H, K, V = 8, 64, 64
 INPUT_STD = 0.125
 LAYER, NUM_LAYERS = 0, 24
@@ -65,42 +69,26 @@ LINEAR_L = 4096
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--threads', type=int, default=1, help='torch / OpenBLAS threads (default 1)')
-    p.add_argument('--min-time', type=float, default=1.0,
-                   help='keep timing a case until it has run this many seconds (default 1.0)')
-    p.add_argument('--max-runs', type=int, default=50, help='at most this many timed runs per case')
-    p.add_argument('--dense-max-gib', type=float, default=1.0,
-                   help='run the [H, L, L] formulations (quadratic, softmax) when one such fp32 tensor fits '
-                        'this (default 1 GiB)')
-    p.add_argument('--recurrent-max-len', type=int, default=4096,
-                   help='run the token loop up to this L (default 4096)')
-    p.add_argument('--malloc', choices=('thp', 'default'), default='thp',
-                   help='thp: GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for malloc); '
-                        'default: glibc as it comes (4 KiB pages)')
-    p.add_argument('--filter', default='', help='only the cases whose name contains this string')
-    p.add_argument('--skip-check', action='store_true', help='skip the small-shape formulation check')
-    return p.parse_args()
+
+    def own_args(p):
+        p.add_argument('--dense-max-gib', type=float, default=1.0,
+                       help='run the [H, L, L] formulations (quadratic, softmax) when one such fp32 tensor fits '
+                            'this (default 1 GiB)')
+        p.add_argument('--recurrent-max-len', type=int, default=4096,
+                       help='run the token loop up to this L (default 4096)')
+
+    return add_common_args(p, own_args, filter_arg=True).parse_args()
 
 
 if __name__ == '__main__':
     # Before torch is imported: OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded.
     a = parse_args()
-    _env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY='passive')
-    _tunables = [t for t in os.environ.get('GLIBC_TUNABLES', '').split(':') if t and 'malloc.hugetlb' not in t]
-    if a.malloc == 'thp':
-        _tunables.append('glibc.malloc.hugetlb=1')
-    _env['GLIBC_TUNABLES'] = ':'.join(_tunables)
-    if any(os.environ.get(k, '') != _env[k] for k in ('OPENBLAS_NUM_THREADS', 'OMP_WAIT_POLICY', 'GLIBC_TUNABLES')):
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], _env)
+    reexec_with_blas_env(a, __file__)
 
 import math  # noqa: E402
-import statistics  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'support'))
-from torch_blas import blas_report  # noqa: E402  (bench/support/torch_blas.py)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,17 +217,6 @@ def chunked_flops(L, block):
 # ---------------------------------------------------------------------------------------------
 # Timing and reporting
 
-def time_case(fn, min_time, max_runs, min_runs=3):
-    fn()                                                                               # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < min_time and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def report(name, seconds, times, tokens, flops=0.0, extra=''):
     rate = f'{flops / seconds / 1e9:7.2f} GFLOP/s' if flops else ' ' * 15
     print(f'{name:78s} {seconds * 1e3:11.3f} ms {seconds / tokens * 1e9:10.1f} ns/token {rate}  '
@@ -285,31 +262,9 @@ def check(gen, slopes):
           f'quadratic sums', flush=True)
 
 
-def thp_mode():
-    try:
-        with open('/sys/kernel/mm/transparent_hugepage/enabled') as f:
-            return f.read().strip()
-    except OSError:
-        return '?'
-
-
-def anon_huge_pages():
-    try:
-        with open('/proc/self/smaps_rollup') as f:
-            return next((line.split(':')[1].strip() for line in f if line.startswith('AnonHugePages')), '?')
-    except OSError:
-        return '?'
-
-
 def main():
-    torch.set_num_threads(a.threads)
+    print_setup(a)
     gen = torch.Generator().manual_seed(7)
-    print(f'torch {torch.__version__}, torch.get_num_threads()={torch.get_num_threads()}, '
-          f'OPENBLAS_NUM_THREADS={os.environ.get("OPENBLAS_NUM_THREADS")}, '
-          f'OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY")}, '
-          f'malloc={a.malloc} (GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES")!r}, THP {thp_mode()})')
-    for line in blas_report():
-        print(line)
     slopes = tnl_slopes(H, LAYER, NUM_LAYERS)
     print(f'fp32, B=1, H={H}, K={K}, V={V}, inputs N(0, {INPUT_STD}^2), layout [B, H, L, K] (transposes from '
           f'[B, L, H, K] not timed); Lightning slopes tnl_slopes({H}, {LAYER}, {NUM_LAYERS}) = '

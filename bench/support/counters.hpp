@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <ctime>
 #include <initializer_list>
 #include <utility>
 
@@ -60,6 +61,23 @@ class WallTimer {
 
  private:
   std::chrono::steady_clock::time_point start_;
+};
+
+// CPU seconds of the calling thread since construction (WallTimer's CPU counterpart): ratios between
+// single-threaded cases measured with it exclude the time other processes hold the core, which the
+// wall clock counts on a shared machine.
+class ThreadCpuTimer {
+ public:
+  ThreadCpuTimer() : start_(now()) {}
+  double seconds() const { return now() - start_; }
+
+ private:
+  static double now() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  }
+  double start_;
 };
 
 inline void set_wall_counters(benchmark::State& state, double wall_seconds, double items, double flops, double bytes,

@@ -29,6 +29,7 @@
 #include "tokenmix/reference/neighborhood_attention.hpp"
 
 namespace tokenmix {
+namespace neighborhood_attention_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using attention::AxisWindow;
@@ -439,4 +440,5 @@ TEST(NeighborhoodAttention, RejectsBadArguments) {
 }
 
 }  // namespace
+}  // namespace neighborhood_attention_cases
 }  // namespace tokenmix

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/fixture.hpp"
 #include "support/tolerance.hpp"
 #include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_split.hpp"
@@ -31,39 +32,19 @@
 #include "tokenmix/reference/neighborhood_attention.hpp"
 
 namespace tokenmix {
+namespace neighborhood_fixture_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 const testing::Tolerance kOracle = testing::tolerance::oracle_vs_fixture;
 const testing::Tolerance kFast = testing::tolerance::attention;
 
-std::string case_dir(const std::string& name) {
-  return std::string(TOKENMIX_TEST_DATA_DIR) + "/neighborhood/" + name + "/";
-}
+std::string case_dir(const std::string& name) { return testing::fixture_dir("neighborhood", name); }
 
 template <int R>
 Tensor<float, R> load(const std::string& name, const std::string& file) {
-  return io::read_npy_float<R>(case_dir(name) + file + ".npy");
+  return testing::load_fixture<R>("neighborhood", name, file);
 }
 
-// Compares and, with TOKENMIX_FIXTURE_REPORT=1, prints the worst absolute error and the worst fraction
-// of the tolerance used (|a - e| / (atol + rtol |e|)).
-template <class TA, class TE>
-::testing::AssertionResult check(const TA& actual, const TE& expected, const testing::Tolerance& tol,
-                                 const std::string& what) {
-  const char* env = std::getenv("TOKENMIX_FIXTURE_REPORT");
-  if (env && std::string(env) == "1" && actual.size() == expected.size()) {
-    double worst_abs = 0, worst_frac = 0, max_ref = 0;
-    for (Index i = 0; i < expected.size(); ++i) {
-      const double a = actual.data()[i], e = expected.data()[i], d = std::fabs(a - e);
-      worst_abs = std::max(worst_abs, d);
-      worst_frac = std::max(worst_frac, d / (tol.atol + tol.rtol * std::fabs(e)));
-      max_ref = std::max(max_ref, std::fabs(e));
-    }
-    std::printf("[fixture] %-44s max|err| %.3g  (max|ref| %.3g)  worst %.3f of tolerance\n", what.c_str(), worst_abs,
-                max_ref, worst_frac);
-  }
-  return testing::all_close(actual, expected, tol, what);
-}
 
 // params.txt: "rank R", "kernel_size K0 ..", "dilation ..", "stride ..", "causal 0|1 ..",
 // "scale default|x", "rpb 0|1".
@@ -145,8 +126,8 @@ void run_oracle(const std::string& name, const CaseParams& c) {
   const Case<R> cs(name, c);
   Tensor<float, R + 2> lse;
   const Tensor<float, R + 3> out = ref::neighborhood_attention<R>(cs.q, cs.k, cs.v, cs.params, cs.rpb(), &lse);
-  EXPECT_TRUE(check(out, cs.out, kOracle, name + " ref out"));
-  EXPECT_TRUE(check(lse, cs.lse, kOracle, name + " ref lse"));
+  EXPECT_TRUE(testing::check_fixture(out, cs.out, kOracle, name + " ref out"));
+  EXPECT_TRUE(testing::check_fixture(lse, cs.lse, kOracle, name + " ref lse"));
 }
 
 template <int R>
@@ -159,10 +140,10 @@ void run_fused(const std::string& name, const CaseParams& c) {
     Tensor<float, R + 2> lse;
     const Tensor<float, R + 3> out =
         attention::neighborhood_attention<R>(cs.q, cs.k, cs.v, cs.params, cs.rpb(), &lse, device);
-    EXPECT_TRUE(check(out, cs.out, kFast, tag + " out"));
-    EXPECT_TRUE(check(lse, cs.lse, kFast, tag + " lse"));
+    EXPECT_TRUE(testing::check_fixture(out, cs.out, kFast, tag + " out"));
+    EXPECT_TRUE(testing::check_fixture(lse, cs.lse, kFast, tag + " lse"));
     // Without lse requested: the same output.
-    EXPECT_TRUE(check(attention::neighborhood_attention<R>(cs.q, cs.k, cs.v, cs.params, cs.rpb(), nullptr, device),
+    EXPECT_TRUE(testing::check_fixture(attention::neighborhood_attention<R>(cs.q, cs.k, cs.v, cs.params, cs.rpb(), nullptr, device),
                       cs.out, kFast, tag + " out (no lse)"));
   }
 }
@@ -221,10 +202,11 @@ TEST(NeighborhoodFixtureSplit, QkSoftmaxAvMatchesFixture) {
   const Case<2> cs(name, c);
   const Tensor<float, 5> expected_logits = load<5>(name, "logits");
   const Tensor<float, 5> logits = attention::neighborhood_qk<2>(cs.q, cs.k, cs.params, cs.rpb());
-  EXPECT_TRUE(check(logits, expected_logits, kFast, name + " neighborhood_qk"));
-  EXPECT_TRUE(check(attention::neighborhood_av<2>(softmax_last(logits), cs.v, cs.params), cs.out, kFast,
+  EXPECT_TRUE(testing::check_fixture(logits, expected_logits, kFast, name + " neighborhood_qk"));
+  EXPECT_TRUE(testing::check_fixture(attention::neighborhood_av<2>(softmax_last(logits), cs.v, cs.params), cs.out, kFast,
                     name + " qk -> softmax -> av"));
 }
 
 }  // namespace
+}  // namespace neighborhood_fixture_cases
 }  // namespace tokenmix

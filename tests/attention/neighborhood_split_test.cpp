@@ -17,6 +17,7 @@
 #include "tokenmix/reference/neighborhood_attention.hpp"
 
 namespace tokenmix {
+namespace neighborhood_split_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using testing::Rng;
@@ -112,4 +113,5 @@ TEST(NeighborhoodSplit, EqualsTheFusedOperator) {
 }
 
 }  // namespace
+}  // namespace neighborhood_split_cases
 }  // namespace tokenmix

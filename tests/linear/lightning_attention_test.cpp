@@ -25,6 +25,7 @@
 #include "tokenmix/reference/linear_attention.hpp"
 
 namespace tokenmix {
+namespace lightning_attention_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using linear::LinearAlgorithm;
@@ -543,4 +544,5 @@ TEST(LightningAttentionTest, ErrorsFromTheSharedKernelNameLightningAttention) {
 }
 
 }  // namespace
+}  // namespace lightning_attention_cases
 }  // namespace tokenmix

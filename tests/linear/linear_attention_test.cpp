@@ -22,6 +22,7 @@
 #include "tokenmix/reference/linear_attention.hpp"
 
 namespace tokenmix {
+namespace linear_attention_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using linear::FeatureMap;
@@ -449,4 +450,5 @@ TEST(LinearAttentionTest, NanInKeysPropagatesThroughEveryFeatureMap) {
 }
 
 }  // namespace
+}  // namespace linear_attention_cases
 }  // namespace tokenmix

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/fixture.hpp"
 #include "support/tolerance.hpp"
 #include "tokenmix/io/npy.hpp"
 #include "tokenmix/linear/lightning_attention.hpp"
@@ -34,16 +35,17 @@
 #include "tokenmix/reference/linear_attention.hpp"
 
 namespace tokenmix {
+namespace linear_fixture_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 const testing::Tolerance kOracle = testing::tolerance::oracle_vs_fixture;
 const testing::Tolerance kFast = testing::tolerance::linear_attention;
 
-std::string case_dir(const std::string& name) { return std::string(TOKENMIX_TEST_DATA_DIR) + "/linear/" + name + "/"; }
+std::string case_dir(const std::string& name) { return testing::fixture_dir("linear", name); }
 
 template <int R>
 Tensor<float, R> load(const std::string& name, const std::string& file) {
-  return io::read_npy_float<R>(case_dir(name) + file + ".npy");
+  return testing::load_fixture<R>("linear", name, file);
 }
 
 // params.txt: "key value..." lines.
@@ -59,25 +61,6 @@ std::map<std::string, std::string> params(const std::string& name) {
   return p;
 }
 
-// Compares and, with TOKENMIX_FIXTURE_REPORT=1, prints the worst absolute error and the worst fraction
-// of the tolerance used (|a - e| / (atol + rtol |e|)).
-template <class TA, class TE>
-::testing::AssertionResult check(const TA& actual, const TE& expected, const testing::Tolerance& tol,
-                                 const std::string& what) {
-  const char* env = std::getenv("TOKENMIX_FIXTURE_REPORT");
-  if (env && std::string(env) == "1" && actual.size() == expected.size()) {
-    double worst_abs = 0, worst_frac = 0, max_ref = 0;
-    for (Index i = 0; i < expected.size(); ++i) {
-      const double a = actual.data()[i], e = expected.data()[i], d = std::fabs(a - e);
-      worst_abs = std::max(worst_abs, d);
-      worst_frac = std::max(worst_frac, d / (tol.atol + tol.rtol * std::fabs(e)));
-      max_ref = std::max(max_ref, std::fabs(e));
-    }
-    std::printf("[fixture] %-58s max|err| %.3g  (max|ref| %.3g)  worst %.3f of tolerance\n", what.c_str(), worst_abs,
-                max_ref, worst_frac);
-  }
-  return testing::all_close(actual, expected, tol, what);
-}
 
 // Parameter vectors: element-wise within `ulps` float ulps of the saved float32 values.
 ::testing::AssertionResult same_floats(const std::vector<float>& actual, const Tensor<float, 1>& expected, int ulps,
@@ -148,16 +131,16 @@ TEST(LightningTnlFixture, MatchesOpenNLPLabTorchReference) {
   {
     linear::LightningOptions o;
     o.slopes.emplace(saved.data(), saved.size());
-    EXPECT_TRUE(check(ref::lightning_attention(c.q, c.k, c.v, o).out, c.out, kOracle, c.name + " ref"));
+    EXPECT_TRUE(testing::check_fixture(ref::lightning_attention(c.q, c.k, c.v, o).out, c.out, kOracle, c.name + " ref"));
   }
   for (const Form& f : kForms) {
     linear::LightningOptions o;  // scale: the default 1 (TNL)
     o.slopes.emplace(saved.data(), saved.size());
     o.algorithm = f.algorithm, o.block_size = f.chunk;
-    EXPECT_TRUE(check(linear::lightning_attention(c.q, c.k, c.v, o).out, c.out, kFast,
+    EXPECT_TRUE(testing::check_fixture(linear::lightning_attention(c.q, c.k, c.v, o).out, c.out, kFast,
                       c.name + " " + f.name));
     o.slopes.emplace(ours.data(), Index(ours.size()));
-    EXPECT_TRUE(check(linear::lightning_attention(c.q, c.k, c.v, o).out, c.out, kFast,
+    EXPECT_TRUE(testing::check_fixture(linear::lightning_attention(c.q, c.k, c.v, o).out, c.out, kFast,
                       c.name + " tnl_slopes " + f.name));
   }
 }
@@ -180,7 +163,7 @@ TEST(LightningTnlFixture, DecodeStepsMatchOpenNLPLabTorchReference) {
       for (Index h = 0; h < H; ++h)
         for (Index e = 0; e < V; ++e) out(b, t, h, e) = o1(b, h, e);
   }
-  EXPECT_TRUE(check(out, c.out, kFast, c.name + " decode steps"));
+  EXPECT_TRUE(testing::check_fixture(out, c.out, kFast, c.name + " decode steps"));
 }
 
 // The fixture tells the conventions apart: fla's default scale K^-0.5 or fla's slope formula must not match.
@@ -207,8 +190,8 @@ TEST(SimpleGlaFixture, MatchesFlaNaiveRecurrent) {
     o.g.emplace(g.data(), g.dimensions());
     o.initial_state.emplace(h0.data(), h0.dimensions());
     const linear::LinearResult r = ref::simple_gla(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kOracle, c.name + " ref out"));
-    EXPECT_TRUE(check(r.final_state, state, kOracle, c.name + " ref final_state"));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kOracle, c.name + " ref out"));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kOracle, c.name + " ref final_state"));
   }
   for (const Form& f : kForms) {
     linear::SimpleGlaOptions o;  // scale unset: K^-0.5 as fla
@@ -216,8 +199,8 @@ TEST(SimpleGlaFixture, MatchesFlaNaiveRecurrent) {
     o.initial_state.emplace(h0.data(), h0.dimensions());
     o.algorithm = f.algorithm, o.chunk_size = f.chunk;
     const linear::LinearResult r = linear::simple_gla(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out " + f.name));
-    EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state " + f.name));
   }
 }
 
@@ -236,15 +219,15 @@ TEST(RetentionFixture, MatchesFlaNaiveRetention) {
     linear::SimpleGlaOptions o;
     o.g_gamma.emplace(g_gamma.data(), Index(g_gamma.size()));
     const linear::LinearResult r = ref::simple_gla(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kOracle, c.name + " ref out"));
-    EXPECT_TRUE(check(r.final_state, state, kOracle, c.name + " ref final_state"));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kOracle, c.name + " ref out"));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kOracle, c.name + " ref final_state"));
   }
   for (const Form& f : kForms) {
     linear::SimpleGlaOptions o;  // scale unset: K^-0.5 as fla
     o.algorithm = f.algorithm, o.chunk_size = f.chunk;
     const linear::LinearResult r = linear::retention(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out " + f.name));
-    EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state " + f.name));
   }
 }
 
@@ -266,8 +249,8 @@ TEST(LightningFlaFixture, MatchesFlaChunkLightningAttn) {
     o.scale = 1.0f / std::sqrt(float(c.q.dimension(3)));
     o.initial_state.emplace(h0.data(), h0.dimensions());
     const linear::LinearResult r = ref::lightning_attention(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kOracle, c.name + " ref out"));
-    EXPECT_TRUE(check(r.final_state, state, kOracle, c.name + " ref final_state"));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kOracle, c.name + " ref out"));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kOracle, c.name + " ref final_state"));
   }
   for (const Form& f : kForms) {
     linear::LightningOptions o;
@@ -276,8 +259,8 @@ TEST(LightningFlaFixture, MatchesFlaChunkLightningAttn) {
     o.initial_state.emplace(h0.data(), h0.dimensions());
     o.algorithm = f.algorithm, o.block_size = f.chunk;
     const linear::LinearResult r = linear::lightning_attention(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out " + f.name));
-    EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state " + f.name));
   }
   // The same call as simple_gla with fla's g_gamma (what chunk_lightning_attn does).
   const Tensor<float, 1> g_gamma = load<1>(c.name, "g_gamma");
@@ -285,11 +268,11 @@ TEST(LightningFlaFixture, MatchesFlaChunkLightningAttn) {
   o.g_gamma.emplace(g_gamma.data(), g_gamma.size());
   o.initial_state.emplace(h0.data(), h0.dimensions());
   const linear::LinearResult r = linear::simple_gla(c.q, c.k, c.v, o);
-  EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out simple_gla(g_gamma)"));
-  EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state simple_gla(g_gamma)"));
+  EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out simple_gla(g_gamma)"));
+  EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state simple_gla(g_gamma)"));
   const linear::LinearResult rr = ref::simple_gla(c.q, c.k, c.v, o);
-  EXPECT_TRUE(check(rr.out, c.out, kOracle, c.name + " ref simple_gla(g_gamma) out"));
-  EXPECT_TRUE(check(rr.final_state, state, kOracle, c.name + " ref simple_gla(g_gamma) final_state"));
+  EXPECT_TRUE(testing::check_fixture(rr.out, c.out, kOracle, c.name + " ref simple_gla(g_gamma) out"));
+  EXPECT_TRUE(testing::check_fixture(rr.final_state, state, kOracle, c.name + " ref simple_gla(g_gamma) final_state"));
 }
 
 TEST(LightningFlaFixture, DecodeStepsMatchFla) {
@@ -309,8 +292,8 @@ TEST(LightningFlaFixture, DecodeStepsMatchFla) {
       for (Index h = 0; h < H; ++h)
         for (Index e = 0; e < V; ++e) out(b, t, h, e) = o1(b, h, e);
   }
-  EXPECT_TRUE(check(out, c.out, kFast, c.name + " decode steps out"));
-  EXPECT_TRUE(check(state, expected_state, kFast, c.name + " decode steps state"));
+  EXPECT_TRUE(testing::check_fixture(out, c.out, kFast, c.name + " decode steps out"));
+  EXPECT_TRUE(testing::check_fixture(state, expected_state, kFast, c.name + " decode steps state"));
 }
 
 // ---- (e) linear attention: elu + 1, normalize (fla causal; fast-transformers non-causal) ------------
@@ -334,16 +317,16 @@ TEST_P(LinearCausalFixture, MatchesFlaNormalizedLinearAttn) {
   if (z0) o.initial_normalizer.emplace(z0->data(), z0->dimensions());
   {
     const linear::LinearResult r = ref::linear_attention(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kOracle, c.name + " ref out"));
-    EXPECT_TRUE(check(r.final_state, state, kOracle, c.name + " ref final_state"));
-    EXPECT_TRUE(check(r.final_normalizer, z, kOracle, c.name + " ref final_normalizer"));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kOracle, c.name + " ref out"));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kOracle, c.name + " ref final_state"));
+    EXPECT_TRUE(testing::check_fixture(r.final_normalizer, z, kOracle, c.name + " ref final_normalizer"));
   }
   for (const Form& f : kForms) {
     o.algorithm = f.algorithm, o.chunk_size = f.chunk;
     const linear::LinearResult r = linear::linear_attention(c.q, c.k, c.v, o);
-    EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out " + f.name));
-    EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state " + f.name));
-    EXPECT_TRUE(check(r.final_normalizer, z, kFast, c.name + " final_normalizer " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state " + f.name));
+    EXPECT_TRUE(testing::check_fixture(r.final_normalizer, z, kFast, c.name + " final_normalizer " + f.name));
   }
 }
 
@@ -371,14 +354,15 @@ TEST(LinearNoncausalFixture, MatchesFastTransformersLinearAttention) {
   o.eps = 1e-6f;   // fast-transformers' default (fla's normaliser: 1e-10)
   o.scale = 1.0f;  // fast-transformers has no scale (tokenmix / fla default: K^-0.5)
   const linear::LinearResult rr = ref::linear_attention(c.q, c.k, c.v, o);
-  EXPECT_TRUE(check(rr.out, c.out, kOracle, c.name + " ref out"));
-  EXPECT_TRUE(check(rr.final_state, state, kOracle, c.name + " ref final_state"));
-  EXPECT_TRUE(check(rr.final_normalizer, z, kOracle, c.name + " ref final_normalizer"));
+  EXPECT_TRUE(testing::check_fixture(rr.out, c.out, kOracle, c.name + " ref out"));
+  EXPECT_TRUE(testing::check_fixture(rr.final_state, state, kOracle, c.name + " ref final_state"));
+  EXPECT_TRUE(testing::check_fixture(rr.final_normalizer, z, kOracle, c.name + " ref final_normalizer"));
   const linear::LinearResult r = linear::linear_attention(c.q, c.k, c.v, o);
-  EXPECT_TRUE(check(r.out, c.out, kFast, c.name + " out"));
-  EXPECT_TRUE(check(r.final_state, state, kFast, c.name + " final_state"));
-  EXPECT_TRUE(check(r.final_normalizer, z, kFast, c.name + " final_normalizer"));
+  EXPECT_TRUE(testing::check_fixture(r.out, c.out, kFast, c.name + " out"));
+  EXPECT_TRUE(testing::check_fixture(r.final_state, state, kFast, c.name + " final_state"));
+  EXPECT_TRUE(testing::check_fixture(r.final_normalizer, z, kFast, c.name + " final_normalizer"));
 }
 
 }  // namespace
+}  // namespace linear_fixture_cases
 }  // namespace tokenmix

@@ -26,6 +26,7 @@
 #include "tokenmix/reference/linear_attention.hpp"
 
 namespace tokenmix {
+namespace simple_gla_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using linear::LinearAlgorithm;
@@ -613,4 +614,5 @@ TEST(SimpleGlaTest, StepRejectsStateOverlappingInputs) {
 }
 
 }  // namespace
+}  // namespace simple_gla_cases
 }  // namespace tokenmix

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "support/compare.hpp"
+#include "support/fixture.hpp"
 #include "tokenmix/io/npy.hpp"
 #include "tokenmix/reference/selective_scan.hpp"
 #include "tokenmix/reference/selective_scan_2d.hpp"
@@ -34,36 +35,15 @@ namespace {
 const testing::Tolerance kOracle = testing::tolerance::oracle_vs_fixture;
 const testing::Tolerance kFast = testing::tolerance::selective_scan_2d;
 
-std::string case_dir(const std::string& name) { return std::string(TOKENMIX_TEST_DATA_DIR) + "/scan_2d/" + name + "/"; }
+std::string case_dir(const std::string& name) { return testing::fixture_dir("scan_2d", name); }
 
-bool has(const std::string& name, const std::string& file) {
-  return std::ifstream(case_dir(name) + file + ".npy").good();
-}
+bool has(const std::string& name, const std::string& file) { return testing::fixture_has("scan_2d", name, file); }
 
 template <int R>
 Tensor<float, R> load(const std::string& name, const std::string& file) {
-  return io::read_npy_float<R>(case_dir(name) + file + ".npy");
+  return testing::load_fixture<R>("scan_2d", name, file);
 }
 
-// Compares and, with TOKENMIX_FIXTURE_REPORT=1, prints the worst absolute error and the worst fraction
-// of the tolerance used (|a - e| / (atol + rtol |e|)).
-template <class TA, class TE>
-::testing::AssertionResult check(const TA& actual, const TE& expected, const testing::Tolerance& tol,
-                                 const std::string& what) {
-  const char* env = std::getenv("TOKENMIX_FIXTURE_REPORT");
-  if (env && std::string(env) == "1") {
-    double worst_abs = 0, worst_frac = 0, max_ref = 0;
-    for (Index i = 0; i < expected.size(); ++i) {
-      const double a = actual.data()[i], e = expected.data()[i], d = std::fabs(a - e);
-      worst_abs = std::max(worst_abs, d);
-      worst_frac = std::max(worst_frac, d / (tol.atol + tol.rtol * std::fabs(e)));
-      max_ref = std::max(max_ref, std::fabs(e));
-    }
-    std::printf("[fixture] %-52s max|err| %.3g  (max|ref| %.3g)  worst %.3f of tolerance\n", what.c_str(), worst_abs,
-                max_ref, worst_frac);
-  }
-  return testing::all_close(actual, expected, tol, what);
-}
 
 // One 2-D scan case over an image: u, delta, z, out [B, H, W, *]; B, C [B, H, W, G, N]; A [Dp, N].
 struct ImageCase {
@@ -101,8 +81,8 @@ class VMambaFixture : public ::testing::TestWithParam<const char*> {};
 TEST_P(VMambaFixture, CrossScanMatchesReleasedCode) {
   const ImageCase c(GetParam());
   const auto o = c.options();
-  EXPECT_TRUE(check(ref::cross_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
-  EXPECT_TRUE(check(ssm::cross_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
+  EXPECT_TRUE(testing::check_fixture(ref::cross_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
+  EXPECT_TRUE(testing::check_fixture(ssm::cross_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VMambaFixture, ::testing::Values("vmamba_cross", "vmamba_cross_column"));
@@ -127,8 +107,8 @@ class EfficientVMambaFixture : public ::testing::TestWithParam<const char*> {};
 TEST_P(EfficientVMambaFixture, AtrousScanMatchesReleasedCode) {
   const ImageCase c(GetParam());
   const auto o = c.options();
-  EXPECT_TRUE(check(ref::atrous_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
-  EXPECT_TRUE(check(ssm::atrous_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
+  EXPECT_TRUE(testing::check_fixture(ref::atrous_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
+  EXPECT_TRUE(testing::check_fixture(ssm::atrous_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, EfficientVMambaFixture,
@@ -169,8 +149,8 @@ TEST_P(PlainMambaFixture, SnakeScanMatchesReleasedCode) {
   const ImageCase c(GetParam().name);
   ASSERT_TRUE(c.z && c.theta);
   const auto o = c.options(GetParam().permute_params);
-  EXPECT_TRUE(check(ref::snake_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
-  EXPECT_TRUE(check(ssm::snake_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
+  EXPECT_TRUE(testing::check_fixture(ref::snake_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
+  EXPECT_TRUE(testing::check_fixture(ssm::snake_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
 }
 
 // The fixture must tell the two readings apart (else the released-quirk cases would prove nothing).
@@ -192,8 +172,8 @@ class GroupMambaFixture : public ::testing::TestWithParam<const char*> {};
 TEST_P(GroupMambaFixture, GroupScanMatchesReleasedCode) {
   const ImageCase c(GetParam());
   const auto o = c.options();
-  EXPECT_TRUE(check(ref::group_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
-  EXPECT_TRUE(check(ssm::group_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
+  EXPECT_TRUE(testing::check_fixture(ref::group_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kOracle, c.name + " ref"));
+  EXPECT_TRUE(testing::check_fixture(ssm::group_scan_2d(c.u, c.delta, c.A, c.B, c.C, o), c.out, kFast, c.name + " fast"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GroupMambaFixture, ::testing::Values("groupmamba", "groupmamba_n3"));
@@ -214,9 +194,9 @@ TEST_P(MSVMambaFixture, MultiscaleScanMatchesReleasedCode) {
   o.D = ConstTensorView<float, 1>(D);
   o.delta_bias = ConstTensorView<float, 1>(bias);
   o.delta_softplus = true;
-  EXPECT_TRUE(check(ref::multiscale_scan_2d(u_full, delta_full, B_full, C_full, u_low, delta_low, B_low, C_low, A, o),
+  EXPECT_TRUE(testing::check_fixture(ref::multiscale_scan_2d(u_full, delta_full, B_full, C_full, u_low, delta_low, B_low, C_low, A, o),
                     out, kOracle, n + " ref"));
-  EXPECT_TRUE(check(ssm::multiscale_scan_2d(u_full, delta_full, B_full, C_full, u_low, delta_low, B_low, C_low, A, o),
+  EXPECT_TRUE(testing::check_fixture(ssm::multiscale_scan_2d(u_full, delta_full, B_full, C_full, u_low, delta_low, B_low, C_low, A, o),
                     out, kFast, n + " fast"));
 }
 
@@ -270,8 +250,8 @@ TEST_P(VimFixture, BidirectionalScanMatchesReleasedCode) {
   o.delta_softplus = true;
   const std::optional<ConstTensorView<float, 3>> zv = ConstTensorView<float, 3>(z);
   const auto v = GetParam().variant;
-  EXPECT_TRUE(check(ref::bidirectional_scan(u, delta, A, B, C, v, zv, o), out, kOracle, n + " ref"));
-  EXPECT_TRUE(check(ssm::bidirectional_scan(u, delta, A, B, C, v, zv, o), out, kFast, n + " fast"));
+  EXPECT_TRUE(testing::check_fixture(ref::bidirectional_scan(u, delta, A, B, C, v, zv, o), out, kOracle, n + " ref"));
+  EXPECT_TRUE(testing::check_fixture(ssm::bidirectional_scan(u, delta, A, B, C, v, zv, o), out, kFast, n + " fast"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, VimFixture,
@@ -329,11 +309,11 @@ TEST_P(SpatialMambaFixture, OracleStatesAndFusionMatchReleasedCode) {
   const SpatialCase c(GetParam());
   const Tensor<float, 2> ones = c.ones_C();
   const auto r = ref::selective_scan_states<double>(c.seq(c.u), c.seq(c.delta_img), c.A, c.B, ones, c.scan_options());
-  EXPECT_TRUE(check(c.image_states(r.states), c.states, kOracle, c.name + " ref states"));
+  EXPECT_TRUE(testing::check_fixture(c.image_states(r.states), c.states, kOracle, c.name + " ref states"));
   const auto fo = c.fusion_options();
-  EXPECT_TRUE(check(ref::spatial_state_fusion(c.states, c.kernels, c.alpha, c.C, fo), c.out, kOracle,
+  EXPECT_TRUE(testing::check_fixture(ref::spatial_state_fusion(c.states, c.kernels, c.alpha, c.C, fo), c.out, kOracle,
                     c.name + " ref fusion"));
-  EXPECT_TRUE(check(ref::spatial_state_fusion(c.image_states(r.states), c.kernels, c.alpha, c.C, fo), c.out,
+  EXPECT_TRUE(testing::check_fixture(ref::spatial_state_fusion(c.image_states(r.states), c.kernels, c.alpha, c.C, fo), c.out,
                     kOracle, c.name + " ref states+fusion"));
 }
 
@@ -341,12 +321,12 @@ TEST_P(SpatialMambaFixture, FastStatesAndFusionMatchReleasedCode) {
   const SpatialCase c(GetParam());
   const Tensor<float, 2> ones = c.ones_C();
   const auto r = ssm::selective_scan_states(c.seq(c.u), c.seq(c.delta_img), c.A, c.B, ones, c.scan_options());
-  EXPECT_TRUE(check(c.image_states(r.states), c.states, testing::tolerance::selective_scan_states,
+  EXPECT_TRUE(testing::check_fixture(c.image_states(r.states), c.states, testing::tolerance::selective_scan_states,
                     c.name + " fast states"));
   const auto fo = c.fusion_options();
-  EXPECT_TRUE(check(ssm::spatial_state_fusion(c.states, c.kernels, c.alpha, c.C, fo), c.out,
+  EXPECT_TRUE(testing::check_fixture(ssm::spatial_state_fusion(c.states, c.kernels, c.alpha, c.C, fo), c.out,
                     testing::tolerance::spatial_state_fusion, c.name + " fast fusion"));
-  EXPECT_TRUE(check(ssm::spatial_state_fusion(c.image_states(r.states), c.kernels, c.alpha, c.C, fo), c.out,
+  EXPECT_TRUE(testing::check_fixture(ssm::spatial_state_fusion(c.image_states(r.states), c.kernels, c.alpha, c.C, fo), c.out,
                     testing::tolerance::spatial_state_fusion, c.name + " fast states+fusion"));
 }
 
