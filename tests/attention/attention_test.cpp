@@ -20,6 +20,7 @@
 #include "tokenmix/reference/attention.hpp"
 
 namespace tokenmix {
+namespace attention_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using attention::AttentionOptions;
@@ -277,4 +278,5 @@ TEST(Attention, RejectsBadArguments) {
 }
 
 }  // namespace
+}  // namespace attention_cases
 }  // namespace tokenmix

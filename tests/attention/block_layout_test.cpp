@@ -33,6 +33,7 @@
 #include "tokenmix/attention/block_layout.hpp"
 
 namespace tokenmix {
+namespace block_layout_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using attention::BlockLayout;
@@ -735,4 +736,5 @@ TEST(BlockLayouts, RejectBadArguments) {
 }
 
 }  // namespace
+}  // namespace block_layout_cases
 }  // namespace tokenmix

@@ -17,6 +17,7 @@
 #include "tokenmix/reference/content_sparse.hpp"
 
 namespace tokenmix {
+namespace content_sparse_cases {  // named: the family's files share one translation unit (tests/CMakeLists.txt)
 namespace {
 
 using attention::AttentionOptions;
@@ -186,4 +187,5 @@ TEST(ContentSparseAttention, RejectsBadArguments) {
 }
 
 }  // namespace
+}  // namespace content_sparse_cases
 }  // namespace tokenmix
