@@ -114,6 +114,22 @@ struct QkvCase {
 
 // ---- (a) Lightning Attention, OpenNLPLab torch reference with TNL slopes (H 6, layer 3 of 8) ---------
 
+// Runs lightning_attention_step over every token of q, k, v from `state` (updated in place); returns
+// the outputs [B, L, H, V].
+Tensor<float, 4> lightning_steps(const QkvCase& c, const linear::LightningStepOptions& o, Tensor<float, 4>& state) {
+  const Index B = c.q.dimension(0), L = c.q.dimension(1), H = c.q.dimension(2), V = c.v.dimension(3);
+  Tensor<float, 4> out(B, L, H, V);
+  for (Index t = 0; t < L; ++t) {
+    const Tensor<float, 3> q1 = token(c.q, t), k1 = token(c.k, t), v1 = token(c.v, t);
+    const Tensor<float, 3> o1 =
+        linear::lightning_attention_step(TensorView<float, 4>(state.data(), state.dimensions()), q1, k1, v1, o);
+    for (Index b = 0; b < B; ++b)
+      for (Index h = 0; h < H; ++h)
+        for (Index e = 0; e < V; ++e) out(b, t, h, e) = o1(b, h, e);
+  }
+  return out;
+}
+
 TEST(LightningTnlFixture, SlopesMatchOpenNLPLab) {
   const auto p = params("lightning_tnl");
   const Index H = 6, layer = std::stol(p.at("layer")), layers = std::stol(p.at("num_layers"));
@@ -149,20 +165,11 @@ TEST(LightningTnlFixture, MatchesOpenNLPLabTorchReference) {
 TEST(LightningTnlFixture, DecodeStepsMatchOpenNLPLabTorchReference) {
   const QkvCase c("lightning_tnl");
   const Tensor<float, 1> slopes = load<1>(c.name, "slopes");
-  const Index B = c.q.dimension(0), L = c.q.dimension(1), H = c.q.dimension(2), K = c.q.dimension(3),
-              V = c.v.dimension(3);
-  Tensor<float, 4> state(B, H, K, V), out(B, L, H, V);
+  Tensor<float, 4> state(c.q.dimension(0), c.q.dimension(2), c.q.dimension(3), c.v.dimension(3));
   state.setZero();
   linear::LightningStepOptions o;
   o.slopes.emplace(slopes.data(), slopes.size());
-  for (Index t = 0; t < L; ++t) {
-    const Tensor<float, 3> q1 = token(c.q, t), k1 = token(c.k, t), v1 = token(c.v, t);
-    const Tensor<float, 3> o1 =
-        linear::lightning_attention_step(TensorView<float, 4>(state.data(), state.dimensions()), q1, k1, v1, o);
-    for (Index b = 0; b < B; ++b)
-      for (Index h = 0; h < H; ++h)
-        for (Index e = 0; e < V; ++e) out(b, t, h, e) = o1(b, h, e);
-  }
+  const Tensor<float, 4> out = lightning_steps(c, o, state);
   EXPECT_TRUE(testing::check_fixture(out, c.out, kFast, c.name + " decode steps"));
 }
 
@@ -279,19 +286,11 @@ TEST(LightningFlaFixture, DecodeStepsMatchFla) {
   const QkvCase c("lightning_fla");
   const Tensor<float, 4> h0 = load<4>(c.name, "initial_state"), expected_state = load<4>(c.name, "final_state");
   const std::vector<float> slopes = linear::fla_lightning_slopes(4, 1, 4);
-  const Index B = c.q.dimension(0), L = c.q.dimension(1), H = c.q.dimension(2), V = c.v.dimension(3);
-  Tensor<float, 4> state = h0, out(B, L, H, V);
+  Tensor<float, 4> state = h0;
   linear::LightningStepOptions o;
   o.slopes.emplace(slopes.data(), Index(slopes.size()));
   o.scale = 1.0f / std::sqrt(float(c.q.dimension(3)));
-  for (Index t = 0; t < L; ++t) {
-    const Tensor<float, 3> q1 = token(c.q, t), k1 = token(c.k, t), v1 = token(c.v, t);
-    const Tensor<float, 3> o1 =
-        linear::lightning_attention_step(TensorView<float, 4>(state.data(), state.dimensions()), q1, k1, v1, o);
-    for (Index b = 0; b < B; ++b)
-      for (Index h = 0; h < H; ++h)
-        for (Index e = 0; e < V; ++e) out(b, t, h, e) = o1(b, h, e);
-  }
+  const Tensor<float, 4> out = lightning_steps(c, o, state);
   EXPECT_TRUE(testing::check_fixture(out, c.out, kFast, c.name + " decode steps out"));
   EXPECT_TRUE(testing::check_fixture(state, expected_state, kFast, c.name + " decode steps state"));
 }

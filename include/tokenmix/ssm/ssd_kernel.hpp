@@ -37,8 +37,9 @@
 // C·S_in (K = N) + M·X (K = Qc, causal: the rows before a tile of rows l0.., then the tile's lower
 // triangle), and the state update (K = Qc). The state is kept transposed, S[n][p] (p contiguous), so that it is the B operand
 // of C·S_in and the output of the update; it is transposed from / to [P, N] once per call.
-// Items are processed in runs of consecutive heads of one (b, g): chunk by chunk, CB is computed
-// once per run and chunk, then every head of the run advances one chunk (its state in scratch).
+// Items are processed in runs of consecutive heads of one batch element: chunk by chunk, every head
+// of the run advances one chunk (its state in scratch), CB computed once per group and chunk; the
+// token rows of all heads are consumed together (a long sequence streams through the cache once).
 
 #include <algorithm>
 #include <cmath>
@@ -381,8 +382,7 @@ struct SsdChunkedKernel {
   }
   static Index scratch_floats(const SsdProblem& p, Index chunk) {
     const Dims d = dims(p, chunk);
-    const Index heads_per_group = p.heads / p.groups;
-    return heads_per_group * d.NP * d.PP  // S of every head of a run, [N, PP] each
+    return p.heads * d.NP * d.PP  // S of every head of a run, [N, PP] each
            + d.NP * d.QP                  // BT [N, QP]
            + 2 * d.Q * d.QP               // CB, M [Q, QP]
            + 2 * d.Q * d.PP               // X (padded copy), Xw [Q, PP]
@@ -393,11 +393,10 @@ struct SsdChunkedKernel {
 
   // Items [first, last) in runs of consecutive heads of one (b, g).
   static void run_items(const SsdProblem& p, Index chunk, Index first, Index last, float* scratch) noexcept {
-    const Index per_group = p.heads / p.groups;
     for (Index item = first; item < last;) {
-      const Index b = item / p.heads, h = item % p.heads, g = h / per_group;
-      const Index run_end = std::min(last, b * p.heads + (g + 1) * per_group);
-      run(p, dims(p, chunk), b, g, h, run_end - item, scratch);
+      const Index b = item / p.heads, h = item % p.heads;
+      const Index run_end = std::min(last, (b + 1) * p.heads);
+      run(p, dims(p, chunk), b, h, run_end - item, scratch);
       item = run_end;
     }
   }
@@ -483,7 +482,7 @@ struct SsdChunkedKernel {
   };
   static Scratch carve(const SsdProblem& p, const Dims& d, float* f) {
     Scratch s;
-    s.S = f, f += (p.heads / p.groups) * d.NP * d.PP;
+    s.S = f, f += p.heads * d.NP * d.PP;
     s.BT = f, f += d.NP * d.QP;
     s.CB = f, f += d.Q * d.QP;
     s.M = f, f += d.Q * d.QP;
@@ -507,7 +506,7 @@ struct SsdChunkedKernel {
     Index last_start;  // first token of the last token's sequence
   };
 
-  static void run(const SsdProblem& p, const Dims& d, Index b, Index g, Index h_first, Index nh,
+  static void run(const SsdProblem& p, const Dims& d, Index b, Index h_first, Index nh,
                   float* scratch) noexcept {
     const Index L = p.length, H = p.heads, P = p.head_dim, N = p.state, PP = d.PP;
     Scratch s = carve(p, d, scratch);
@@ -534,8 +533,12 @@ struct SsdChunkedKernel {
       } else {
         for (Index l = 0; l < ci.Qc; ++l) s.seg[l] = 0;
       }
-      chunk_cb(p, d, s, b, g, ci);
-      for (Index k = 0; k < nh; ++k) chunk_head(p, d, s, b, g, h_first + k, s.S + k * N * PP, ci);
+      // CB once per group and chunk, shared by the group's heads of the run.
+      const Index per_group = p.heads / p.groups;
+      for (Index k = 0, g = -1; k < nh; ++k) {
+        if ((h_first + k) / per_group != g) g = (h_first + k) / per_group, chunk_cb(p, d, s, b, g, ci);
+        chunk_head(p, d, s, b, g, h_first + k, s.S + k * N * PP, ci);
+      }
     }
     if (p.final_state)
       for (Index k = 0; k < nh; ++k) {
