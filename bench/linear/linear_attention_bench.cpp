@@ -14,7 +14,10 @@
 //   BM_LightningAttention_Simd/L:<L>/H:8/K:64/V:64        lightning_attention, algorithm auto_select
 //        (the chunked form from 32 tokens on), L 1024, 2048, 4096, 8192, 16384, 65536, 256
 //   BM_LightningAttention_Chunked/L:4096/H:8/K:64/V:64/block:<n>  algorithm chunked, block_size
-//        32, 64 (the default, kLinearDefaultChunk), 128, 256
+//        32 (the default, kLinearDefaultChunk), 64, 128, 256
+//   BM_LightningAttention_ChunkMatmuls/L:4096/H:8/K:64/V:64  only the intra / inter block products of
+//        the chunked form (chunk 32), the kernel's micro-kernel on its operand layouts: fma_bound is
+//        the products' own efficiency
 //   BM_LightningAttention_Recurrent/L:<L>/H:8/K:64/V:64   algorithm recurrent, L 1024, 4096, 16384
 //   BM_LightningAttention_Decode/H:8/K:64/V:64            lightning_attention_step on a cold state
 //        [1, 8, 64, 64] (2048 copies, 256 MiB, rotated: every step reads a state from memory, as one
@@ -260,6 +263,85 @@ void BM_Chunked(benchmark::State& state) {
   set_ratio(state, "vs_default_block", seconds, chunked_default_seconds(), key);
 }
 
+// Only the block products of the chunked form (SSD's kernel with q, k, v for C, B, x), per chunk of
+// Q = kLinearDefaultChunk tokens and head: Q Kᵀ [Q, Q] (lower triangle, K-deep), out = Q·S [Q, V]
+// (K-deep) + M·V (causal), S += Kᵀ·V [K, V] (Q-deep); operands in the kernel's layouts and strides
+// (q, k, v rows H·K / H·V apart, the transposed keys and the masked scores in scratch), no decays,
+// masks, epilogues or transposes: the products' own efficiency, what the 0.6 is about.
+void BM_ChunkMatmuls(benchmark::State& state) {
+  using Kernel = ssm::detail::SsdChunkedKernel<simd::default_arch>;
+  using Vec = Kernel::V;
+  constexpr Index W = Kernel::W;
+  constexpr int MR = Kernel::MR, NVMAX = Kernel::NVMAX;
+  const Index L = state.range(0), H = state.range(1), K = state.range(2), V = state.range(3);
+  const Index Q = std::min(linear::kLinearDefaultChunk, L), QP = (Q + W - 1) / W * W, VP = (V + W - 1) / W * W;
+  const Inputs in(L, H, K, V);
+  using AlignedVec = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  AlignedVec S(static_cast<std::size_t>(H * K * VP), 0.01f), KT(static_cast<std::size_t>(K * QP), 0.5f),
+      QK(static_cast<std::size_t>(Q * QP)), M(static_cast<std::size_t>(Q * QP), 0.25f),
+      Vw(static_cast<std::size_t>(Q * VP), 0.5f), Y(static_cast<std::size_t>(Q * VP));
+  const Index vv = VP / W;
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    for (Index t0 = 0; t0 < L; t0 += Q) {
+      const Index Qc = std::min(Q, L - t0);
+      for (Index h = 0; h < H; ++h) {
+        const float* Qh = in.q.data() + (t0 * H + h) * K;  // rows H·K apart
+        const float* Xh = in.v.data() + (t0 * H + h) * V;  // rows H·V apart
+        float* Sh = S.data() + h * K * VP;
+        for (Index l0 = 0; l0 < Qc; l0 += MR) {  // Q Kᵀ, lower triangle
+          const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
+          const Index vecs = (l0 + rows + W - 1) / W;
+          for (Index c0 = 0; c0 < vecs; c0 += NVMAX)
+            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vecs - c0)), [&](auto R_, auto NV_) {
+              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
+              Vec acc[MR][NVMAX];
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) acc[r][c] = Vec(0.0f);
+              Kernel::gemm<R, NV>(acc, K, Qh + l0 * H * K, H * K, 1, KT.data() + c0 * W, QP);
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(QK.data() + (l0 + r) * QP + (c0 + c) * W, acc[r][c]);
+            });
+        }
+        for (Index l0 = 0; l0 < Qc; l0 += MR) {  // Q·S + M·V
+          const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
+          for (Index c0 = 0; c0 < vv; c0 += NVMAX)
+            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vv - c0)), [&](auto R_, auto NV_) {
+              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
+              Vec acc[MR][NVMAX];
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) acc[r][c] = Vec(0.0f);
+              Kernel::gemm<R, NV>(acc, K, Qh + l0 * H * K, H * K, 1, Sh + c0 * W, VP);
+              if (l0 > 0) Kernel::gemm<R, NV>(acc, l0, M.data() + l0 * QP, QP, 1, Xh + c0 * W, H * V);
+              Kernel::gemm_lower<R, NV>(acc, M.data() + l0 * QP + l0, QP, Xh + l0 * H * V + c0 * W, H * V);
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(Y.data() + (l0 + r) * VP + (c0 + c) * W, acc[r][c]);
+            });
+        }
+        for (Index n0 = 0; n0 < K; n0 += MR) {  // S = decay·S + Kᵀ·V
+          const int rows = static_cast<int>(std::min<Index>(MR, K - n0));
+          for (Index c0 = 0; c0 < vv; c0 += NVMAX)
+            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vv - c0)), [&](auto R_, auto NV_) {
+              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
+              Vec acc[MR][NVMAX];
+              float* Sn = Sh + n0 * VP + c0 * W;
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) acc[r][c] = simd::load<simd::default_arch>(Sn + r * VP + c * W) * Vec(0.5f);
+              Kernel::gemm<R, NV>(acc, Qc, KT.data() + n0 * QP, QP, 1, Vw.data() + c0 * W, VP);
+              for (int r = 0; r < R; ++r)
+                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(Sn + r * VP + c * W, acc[r][c]);
+            });
+        }
+      }
+    }
+    benchmark::DoNotOptimize(S.data());
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  set_token_counters(state, seconds, double(L), chunked_flops(L, H, K, V, Q));
+}
+
 void BM_Recurrent(benchmark::State& state) {
   const Index L = state.range(0), H = state.range(1), K = state.range(2), V = state.range(3);
   Inputs in(L, H, K, V);
@@ -372,6 +454,7 @@ BENCHMARK(BM_Chunked)
     ->Args({4096, kH, kK, kV, 128})
     ->Args({4096, kH, kK, kV, 256})
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ChunkMatmuls)->Name("BM_LightningAttention_ChunkMatmuls")->Apply([](auto* b) { prefill_shapes(b, {4096}); });
 BENCHMARK(BM_Recurrent)->Name("BM_LightningAttention_Recurrent")->Apply([](auto* b) {
   prefill_shapes(b, {1024, 4096, 16384});
 });
