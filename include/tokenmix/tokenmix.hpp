@@ -20,6 +20,8 @@
 
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/content_sparse.hpp"
+#include "tokenmix/reference/diagonal_ssm.hpp"
+#include "tokenmix/reference/h3.hpp"
 #include "tokenmix/reference/linear.hpp"
 #include "tokenmix/reference/linear_attention.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
@@ -34,6 +36,7 @@
 #include "tokenmix/reference/ssd.hpp"
 
 #include "tokenmix/ssm/causal_conv1d.hpp"
+#include "tokenmix/ssm/diagonal_ssm.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 #include "tokenmix/ssm/local_bidirectional_scan.hpp"
 #include "tokenmix/ssm/scan_path.hpp"
@@ -51,6 +54,7 @@
 #include "tokenmix/linear/lightning_attention.hpp"
 #include "tokenmix/linear/linear_attention.hpp"
 #include "tokenmix/linear/simple_gla.hpp"
+#include "tokenmix/hybrid/h3.hpp"
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/blocks/mamba2_mixer.hpp"
