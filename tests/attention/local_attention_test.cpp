@@ -131,6 +131,27 @@ TEST(LocalAttentionTest, ZeroWindowSoftmaxReturnsValues) {
   EXPECT_TRUE(testing::bitwise_equal(attention::local_attention(in.q, in.k, in.v, in.options()), in.v, "out == v"));
 }
 
+// Fewer queries than keys: the queries are the last tokens (decode against a cache of keys); the
+// result is the matching rows of the full call, bitwise, for every mode.
+TEST(LocalAttentionTest, LastQueriesMatchTheFullCall) {
+  for (int mode = 0; mode < 8; ++mode) {
+    LocalCase c;
+    c.length = 45, c.heads = 2, c.dim = 10, c.v_dim = 19, c.window = 7;
+    c.causal = mode & 1, c.relu = mode & 2, c.bias = c.positions = mode & 4, c.seed = 30 + mode;
+    const LocalInputs in(c);
+    const auto full = attention::local_attention(in.q, in.k, in.v, in.options());
+    for (Index lq : {Index(1), Index(3), Index(17), Index(45)}) {
+      const Eigen::array<Index, 4> off{0, c.length - lq, 0, 0}, ext{2, lq, 2, 10}, ext_v{2, lq, 2, 19};
+      const Tensor<float, 4> q_last = in.q.slice(off, ext);
+      const Tensor<float, 4> expected = full.slice(off, ext_v);
+      const std::string where = c.describe() + " Lq=" + std::to_string(lq);
+      EXPECT_TRUE(testing::bitwise_equal(attention::local_attention(q_last, in.k, in.v, in.options()), expected, where));
+      EXPECT_TRUE(testing::all_close(ref::local_attention<double>(q_last, in.k, in.v, in.options()), expected,
+                                     local_attention, where + " oracle"));
+    }
+  }
+}
+
 TEST(LocalAttentionTest, ThreadCountDoesNotChangeResults) {
   LocalCase c;
   c.length = 90, c.heads = 2, c.dim = 12, c.v_dim = 20, c.window = 13, c.causal = false, c.bias = c.positions = true;
@@ -151,9 +172,10 @@ TEST(LocalAttentionTest, RejectsBadInputWithClearErrors) {
   const auto o = in.options();
   const std::string op = "local_attention";
   auto run = [&](auto&&... args) { return [&, args...] { attention::local_attention(args...); }; };
-  EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, Tensor<float, 4>(2, 5, 2, 4), in.v, o), op, "k has shape [2, 5, 2, 4], expected [B=2, L=6, H=2, P=4] like q"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, Tensor<float, 4>(2, 5, 2, 4), in.v, o), op, "k has shape [2, 5, 2, 4], expected [B=2, L >= Lq=6, H=2, P=4] (the queries are the last Lq tokens)"));
   EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, Tensor<float, 4>(2, 6, 1, 3), o), op, "v has shape [2, 6, 1, 3], expected [B=2, L=6, H=2, Pv] with Pv > 0"));
-  EXPECT_TRUE(testing::throws_error_mentioning(run(Tensor<float, 4>(2, 6, 2, 0), in.k, in.v, o), op, "q has shape [2, 6, 2, 0], expected [B, L, H, P] with B, H, P > 0"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, Tensor<float, 4>(2, 5, 2, 3), o), op, "v has shape [2, 5, 2, 3], expected [B=2, L=6, H=2, Pv]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run(Tensor<float, 4>(2, 6, 2, 0), in.k, in.v, o), op, "q has shape [2, 6, 2, 0], expected [B, Lq, H, P] with B, H, P > 0"));
   auto with = [&](auto setter) { auto copy = o; setter(copy); return copy; };
   EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, in.v, with([](auto& x) { x.window = -1; })), op, "window is -1, expected W >= 0"));
   EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, in.v, with([](auto& x) { x.scale = std::numeric_limits<float>::infinity(); })), op, "scale must be finite"));
@@ -165,9 +187,9 @@ TEST(LocalAttentionTest, RejectsBadInputWithClearErrors) {
   EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, in.v, with([&](auto& x) { x.positions.emplace(short_pos); })), op, "positions has shape [2, 5], expected [B=2, L=6]"));
   EXPECT_TRUE(testing::throws_error_mentioning(run(in.q, in.k, in.v, with([&](auto& x) { x.positions.emplace(decreasing); })), op, "positions must not decrease along a sequence, got positions[1, 4]"));
   const ConstTensorView<float, 4> huge(in.q.data(), 1, Index(1) << 24, 1, 1);
-  EXPECT_TRUE(testing::throws_error_mentioning(run(huge, huge, huge, attention::LocalAttentionOptions{}), op, "expected L < 2^24"));
+  EXPECT_TRUE(testing::throws_error_mentioning(run(huge, huge, huge, attention::LocalAttentionOptions{}), op, "k has 16777216 tokens, expected L < 2^24"));
   Tensor<float, 4> out(2, 6, 2, 3), bad_out(2, 6, 2, 4), v_copy = in.v;
-  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::local_attention(in.q, in.k, in.v, o, TensorView<float, 4>(bad_out.data(), bad_out.dimensions())); }, op, "out has shape [2, 6, 2, 4], expected [B=2, L=6, H=2, Pv=3] like v"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::local_attention(in.q, in.k, in.v, o, TensorView<float, 4>(bad_out.data(), bad_out.dimensions())); }, op, "out has shape [2, 6, 2, 4], expected [B=2, Lq=6, H=2, Pv=3]"));
   EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::local_attention(in.q, in.k, v_copy, o, TensorView<float, 4>(v_copy.data(), v_copy.dimensions())); }, op, "out must not overlap q, k or v"));
   EXPECT_TRUE(testing::throws_error_mentioning([&] { ref::local_attention<double>(in.q, Tensor<float, 4>(2, 5, 2, 4), in.v, o); }, "ref::local_attention", "k has shape"));
 }

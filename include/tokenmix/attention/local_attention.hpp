@@ -8,6 +8,7 @@
 //   attention::LocalAttentionOptions o;
 //   o.window = 128, o.causal = true;                       // softmax, scale 1/√P
 //   Tensor<float, 4> out = attention::local_attention(q, k, v, o);   // q, k [B, L, H, P], v [B, L, H, Pv]
+//   // decode: q [B, 1, H, P] against the last keys k, v [B, n, H, .] (the query is token n - 1)
 //
 // Semantics, shapes and the bias rule: attention/local_attention_types.hpp; oracle:
 // reference/local_attention.hpp; kernel: attention/local_attention_kernel.hpp. Cost O(L·W·(P + Pv)):
@@ -23,13 +24,13 @@ namespace tokenmix::attention {
 
 // View-based core: writes out [B, L, H, Pv]; out must not overlap q, k or v.
 template <class Arch = simd::default_arch>
-void local_attention(const ConstTensorView<float, 4>& q,  // [B, L, H, P]
+void local_attention(const ConstTensorView<float, 4>& q,  // [B, Lq, H, P] (the last Lq tokens)
                      const ConstTensorView<float, 4>& k,  // [B, L, H, P]
                      const ConstTensorView<float, 4>& v,  // [B, L, H, Pv]
                      const LocalAttentionOptions& options,
-                     TensorView<float, 4> out) {          // [B, L, H, Pv]
+                     TensorView<float, 4> out) {          // [B, Lq, H, Pv]
   const detail::LocalAttentionShape s = detail::check_local_attention_args("local_attention", q, k, v, options, &out);
-  const detail::LocalAttentionProblem problem{s.batch, s.length, s.heads, s.dim, s.v_dim, s.window, s.max_positions,
+  const detail::LocalAttentionProblem problem{s.batch, s.length, s.q_len, s.heads, s.dim, s.v_dim, s.window, s.max_positions,
                                               options.causal, options.kind == LocalAttentionKind::relu_squared,
                                               s.scale, q.data(), k.data(), v.data(),
                                               options.positions ? options.positions->data() : nullptr,
@@ -43,7 +44,7 @@ void local_attention(const ConstTensorView<float, 4>& q,  // [B, L, H, P]
   });
 }
 
-// Convenience overload: allocates out [B, L, H, Pv].
+// Convenience overload: allocates out [B, Lq, H, Pv].
 template <class Arch = simd::default_arch>
 Tensor<float, 4> local_attention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                                  const ConstTensorView<float, 4>& v, const LocalAttentionOptions& options) {

@@ -21,15 +21,15 @@
 namespace tokenmix::attention::detail {
 
 struct LocalAttentionProblem {
-  Index batch, length, heads, dim, v_dim, window, max_positions;
+  Index batch, length, q_len, heads, dim, v_dim, window, max_positions;  // L, Lq: queries are tokens L - Lq ..
   bool causal, relu_squared;
   float scale;
-  const float* q;             // [B, L, H, P]
+  const float* q;             // [B, Lq, H, P]
   const float* k;             // [B, L, H, P]
   const float* v;             // [B, L, H, Pv]
   const Index* positions;     // [B, L] or nullptr
   const float* rel_pos_bias;  // [H, 2M-1] or nullptr
-  float* out;                 // [B, L, H, Pv]
+  float* out;                 // [B, Lq, H, Pv]
 };
 
 template <class Arch>
@@ -38,7 +38,7 @@ struct LocalAttentionKernel {
   static constexpr Index T = static_cast<Index>(simd::lanes<Arch>);  // queries per tile
   static constexpr int KB = 8;                                        // keys / value columns per register block
 
-  static Index tiles(const LocalAttentionProblem& p) { return (p.length + T - 1) / T; }
+  static Index tiles(const LocalAttentionProblem& p) { return (p.q_len + T - 1) / T; }
   static Index num_items(const LocalAttentionProblem& p) { return p.batch * p.heads * tiles(p); }
   static Index max_keys(const LocalAttentionProblem& p) {
     return std::min(p.length, T + (p.causal ? 1 : 2) * p.window);
@@ -52,14 +52,15 @@ struct LocalAttentionKernel {
   static void run_items(const LocalAttentionProblem& p, Index first, Index last, float* scratch) noexcept {
     for (Index item = first; item < last; ++item) {
       const Index tile = item % tiles(p), bh = item / tiles(p);
-      run_tile(p, bh / p.heads, bh % p.heads, tile * T, scratch);
+      run_tile(p, bh / p.heads, bh % p.heads, tile * T, scratch);  // query rows tile·T ..
     }
   }
 
  private:
-  static void run_tile(const LocalAttentionProblem& p, Index b, Index h, Index i0, float* scratch) noexcept {
+  // Query rows [r0, r0 + nq) = tokens [i0, i0 + nq), i0 = L - Lq + r0.
+  static void run_tile(const LocalAttentionProblem& p, Index b, Index h, Index r0, float* scratch) noexcept {
     const Index L = p.length, H = p.heads, P = p.dim, Pv = p.v_dim, W = p.window;
-    const Index nq = std::min(T, L - i0);
+    const Index nq = std::min(T, p.q_len - r0), i0 = L - p.q_len + r0;
     float* QT = scratch;                 // [P, T]
     float* S = QT + P * T;               // [nk, T] logits, then weights
     float* OT = S + max_keys(p) * T;     // [Pv, T]
@@ -68,7 +69,7 @@ struct LocalAttentionKernel {
     const Index row_q = H * P, row_v = H * Pv;  // floats between consecutive tokens
 
     // QT[p][l] = scale·q[i0 + l][p] (0 for lanes past L).
-    const float* q = p.q + ((b * L + i0) * H + h) * P;
+    const float* q = p.q + ((b * p.q_len + r0) * H + h) * P;
     for (Index d = 0; d < P; ++d)
       for (Index l = 0; l < T; ++l) QT[d * T + l] = l < nq ? p.scale * q[l * row_q + d] : 0.0f;
 
@@ -134,7 +135,7 @@ struct LocalAttentionKernel {
       });
 
     // out[i0 + l][c] = OT[c][l] for l < nq.
-    float* out = p.out + ((b * L + i0) * H + h) * Pv;
+    float* out = p.out + ((b * p.q_len + r0) * H + h) * Pv;
     Index c0 = 0;
     if constexpr (simd::has_square_transpose<Arch>)
       for (; c0 + T <= Pv; c0 += T) simd::transpose_square<Arch>(OT + c0 * T, T, out + c0, row_v, nq);

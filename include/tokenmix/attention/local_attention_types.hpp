@@ -14,8 +14,10 @@
 //   relu_squared:   a_ij = relu(s_ij)², no normalisation                        (default scale 1/W
 //                   causal, 1/(2W) bidirectional: SeqBoat's constant, not the real key count)
 //   out_i = sum_j a_ij·v_j
-// Shapes (token-major): q, k [B, L, H, P]; v, out [B, L, H, Pv]; positions [B, L] (Index);
-// rel_pos_bias [H, 2M-1]. The source, SeqBoat's local attention: renll/SeqBoat
+// Shapes (token-major): q [B, Lq, H, P]; k [B, L, H, P]; v [B, L, H, Pv]; out [B, Lq, H, Pv];
+// positions [B, L] (Index); rel_pos_bias [H, 2M-1]. Lq <= L: the queries are the LAST Lq tokens
+// (query row r is token i = L - Lq + r; Lq = L is the usual self-attention, Lq = 1 a decode step
+// against a cache of the last keys). The source, SeqBoat's local attention: renll/SeqBoat
 // fairseq/modules/seqboat_unit.py (local mode, chunk_size = W) and spec seqboat_h3.md §1.3.
 
 #include <cmath>
@@ -47,7 +49,7 @@ struct LocalAttentionOptions {
 namespace detail {
 
 struct LocalAttentionShape {
-  Index batch, length, heads, dim, v_dim, window, max_positions;  // M (0 without a bias table)
+  Index batch, length, q_len, heads, dim, v_dim, window, max_positions;  // L, Lq, M (0 without a bias table)
   float scale;
 };
 
@@ -60,15 +62,18 @@ inline LocalAttentionShape check_local_attention_args(const char* op, const Cons
   using tokenmix::detail::ranges_overlap;
   LocalAttentionShape s{};
   tokenmix::detail::check_numel_fits(op, "q", shape_of(q));
-  s.batch = q.dimension(0), s.length = q.dimension(1), s.heads = q.dimension(2), s.dim = q.dimension(3);
-  s.v_dim = v.dimension(3);
+  s.batch = q.dimension(0), s.q_len = q.dimension(1), s.heads = q.dimension(2), s.dim = q.dimension(3);
+  s.length = k.dimension(1), s.v_dim = v.dimension(3);
   TOKENMIX_CHECK(s.batch > 0 && s.heads > 0 && s.dim > 0, op, ": q has shape ", shape_of(q),
-                 ", expected [B, L, H, P] with B, H, P > 0");
-  check_shape(op, "k", k, NamedShape<4>{{"B", "L", "H", "P"}, {{s.batch, s.length, s.heads, s.dim}}}, " like q");
+                 ", expected [B, Lq, H, P] with B, H, P > 0");
+  TOKENMIX_CHECK(k.dimension(0) == s.batch && s.length >= s.q_len && k.dimension(2) == s.heads &&
+                     k.dimension(3) == s.dim,
+                 op, ": k has shape ", shape_of(k), ", expected [B=", s.batch, ", L >= Lq=", s.q_len, ", H=", s.heads,
+                 ", P=", s.dim, "] (the queries are the last Lq tokens)");
   TOKENMIX_CHECK(v.dimension(0) == s.batch && v.dimension(1) == s.length && v.dimension(2) == s.heads && s.v_dim > 0,
                  op, ": v has shape ", shape_of(v), ", expected [B=", s.batch, ", L=", s.length, ", H=", s.heads,
                  ", Pv] with Pv > 0");
-  TOKENMIX_CHECK(s.length < (Index(1) << 24), op, ": q has ", s.length,
+  TOKENMIX_CHECK(s.length < (Index(1) << 24), op, ": k has ", s.length,
                  " tokens, expected L < 2^24 (the kernel compares token indices as floats)");
   TOKENMIX_CHECK(o.window >= 0, op, ": window is ", o.window, ", expected W >= 0 (keys i-W..i, or i-W..i+W)");
   s.window = o.window;
@@ -96,8 +101,7 @@ inline LocalAttentionShape check_local_attention_args(const char* op, const Cons
     s.max_positions = (t.dimension(1) + 1) / 2;
   }
   if (out) {
-    check_shape(op, "out", *out, NamedShape<4>{{"B", "L", "H", "Pv"}, {{s.batch, s.length, s.heads, s.v_dim}}},
-                " like v");
+    check_shape(op, "out", *out, NamedShape<4>{{"B", "Lq", "H", "Pv"}, {{s.batch, s.q_len, s.heads, s.v_dim}}});
     const Index n = out->size();
     TOKENMIX_CHECK(!ranges_overlap(out->data(), n, q.data(), q.size()) &&
                        !ranges_overlap(out->data(), n, k.data(), k.size()) &&

@@ -19,23 +19,24 @@
 namespace tokenmix::ref {
 
 template <class Acc = double>
-void local_attention(const ConstTensorView<float, 4>& q,  // [B, L, H, P]
+void local_attention(const ConstTensorView<float, 4>& q,  // [B, Lq, H, P]
                      const ConstTensorView<float, 4>& k,  // [B, L, H, P]
                      const ConstTensorView<float, 4>& v,  // [B, L, H, Pv]
                      const attention::LocalAttentionOptions& options,
-                     TensorView<float, 4> out) {          // [B, L, H, Pv]
+                     TensorView<float, 4> out) {          // [B, Lq, H, Pv]
   const attention::detail::LocalAttentionShape s =
       attention::detail::check_local_attention_args("ref::local_attention", q, k, v, options, &out);
-  const Index L = s.length, W = s.window;
+  const Index L = s.length, W = s.window, q_offset = s.length - s.q_len;
   std::vector<Acc> logits, acc(static_cast<std::size_t>(s.v_dim));
   for (Index b = 0; b < s.batch; ++b)
     for (Index h = 0; h < s.heads; ++h)
-      for (Index i = 0; i < L; ++i) {
+      for (Index r = 0; r < s.q_len; ++r) {
+        const Index i = q_offset + r;  // the query's token
         const Index lo = std::max<Index>(0, i - W), hi = options.causal ? i : std::min(L - 1, i + W);
         logits.assign(static_cast<std::size_t>(hi - lo + 1), Acc(0));
         for (Index j = lo; j <= hi; ++j) {
           Acc dot = 0;
-          for (Index p = 0; p < s.dim; ++p) dot += Acc(q(b, i, h, p)) * Acc(k(b, j, h, p));
+          for (Index p = 0; p < s.dim; ++p) dot += Acc(q(b, r, h, p)) * Acc(k(b, j, h, p));
           Acc logit = Acc(s.scale) * dot;
           if (options.rel_pos_bias) {
             const Index pi = options.positions ? (*options.positions)(b, i) : i;
@@ -56,7 +57,7 @@ void local_attention(const ConstTensorView<float, 4>& q,  // [B, L, H, P]
         for (Index j = lo; j <= hi; ++j)
           for (Index p = 0; p < s.v_dim; ++p)
             acc[static_cast<std::size_t>(p)] += logits[static_cast<std::size_t>(j - lo)] * Acc(v(b, j, h, p));
-        for (Index p = 0; p < s.v_dim; ++p) out(b, i, h, p) = static_cast<float>(acc[static_cast<std::size_t>(p)] / norm);
+        for (Index p = 0; p < s.v_dim; ++p) out(b, r, h, p) = static_cast<float>(acc[static_cast<std::size_t>(p)] / norm);
       }
 }
 
