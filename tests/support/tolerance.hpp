@@ -193,4 +193,9 @@ inline constexpr Tolerance h3{1e-6, 1e-5, 1e-12};
 // of this bound, the NMSE (2.6e-13) at 0.03.
 inline constexpr Tolerance local_attention{2e-5, 2e-5, 1e-11};
 
+// SeqBoat layer (fp32 norms, EMA recurrence, three projections, local attention) vs ref::seqboat in
+// double and vs the PyTorch fixtures; outputs O(1) (max 8.6). Measured: the worst element at 0.22 of
+// this bound (the fixtures at <= 0.12), the NMSE (3.5e-13) at 0.035.
+inline constexpr Tolerance seqboat{5e-6, 5e-5, 1e-11};
+
 }  // namespace tokenmix::testing::tolerance
