@@ -88,6 +88,7 @@
 #include <malloc.h>  // mallopt
 #endif
 
+#include "support/chunk_products.hpp"
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
@@ -270,9 +271,7 @@ void BM_Chunked(benchmark::State& state) {
 // masks, epilogues or transposes: the products' own efficiency, what the 0.6 is about.
 void BM_ChunkMatmuls(benchmark::State& state) {
   using Kernel = ssm::detail::SsdChunkedKernel<simd::default_arch>;
-  using Vec = Kernel::V;
   constexpr Index W = Kernel::W;
-  constexpr int MR = Kernel::MR, NVMAX = Kernel::NVMAX;
   const Index L = state.range(0), H = state.range(1), K = state.range(2), V = state.range(3);
   const Index Q = std::min(linear::kLinearDefaultChunk, L), QP = (Q + W - 1) / W * W, VP = (V + W - 1) / W * W;
   const Inputs in(L, H, K, V);
@@ -280,7 +279,6 @@ void BM_ChunkMatmuls(benchmark::State& state) {
   AlignedVec S(static_cast<std::size_t>(H * K * VP), 0.01f), KT(static_cast<std::size_t>(K * QP), 0.5f),
       QK(static_cast<std::size_t>(Q * QP)), M(static_cast<std::size_t>(Q * QP), 0.25f),
       Vw(static_cast<std::size_t>(Q * VP), 0.5f), Y(static_cast<std::size_t>(Q * VP));
-  const Index vv = VP / W;
   const ThreadCpuTimer timer;
   for (auto _ : state) {
     for (Index t0 = 0; t0 < L; t0 += Q) {
@@ -289,49 +287,8 @@ void BM_ChunkMatmuls(benchmark::State& state) {
         const float* Qh = in.q.data() + (t0 * H + h) * K;  // rows H·K apart
         const float* Xh = in.v.data() + (t0 * H + h) * V;  // rows H·V apart
         float* Sh = S.data() + h * K * VP;
-        for (Index l0 = 0; l0 < Qc; l0 += MR) {  // Q Kᵀ, lower triangle
-          const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
-          const Index vecs = (l0 + rows + W - 1) / W;
-          for (Index c0 = 0; c0 < vecs; c0 += NVMAX)
-            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vecs - c0)), [&](auto R_, auto NV_) {
-              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-              Vec acc[MR][NVMAX];
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) acc[r][c] = Vec(0.0f);
-              Kernel::gemm<R, NV>(acc, K, Qh + l0 * H * K, H * K, 1, KT.data() + c0 * W, QP);
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(QK.data() + (l0 + r) * QP + (c0 + c) * W, acc[r][c]);
-            });
-        }
-        for (Index l0 = 0; l0 < Qc; l0 += MR) {  // Q·S + M·V
-          const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
-          for (Index c0 = 0; c0 < vv; c0 += NVMAX)
-            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vv - c0)), [&](auto R_, auto NV_) {
-              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-              Vec acc[MR][NVMAX];
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) acc[r][c] = Vec(0.0f);
-              Kernel::gemm<R, NV>(acc, K, Qh + l0 * H * K, H * K, 1, Sh + c0 * W, VP);
-              if (l0 > 0) Kernel::gemm<R, NV>(acc, l0, M.data() + l0 * QP, QP, 1, Xh + c0 * W, H * V);
-              Kernel::gemm_lower<R, NV>(acc, M.data() + l0 * QP + l0, QP, Xh + l0 * H * V + c0 * W, H * V);
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(Y.data() + (l0 + r) * VP + (c0 + c) * W, acc[r][c]);
-            });
-        }
-        for (Index n0 = 0; n0 < K; n0 += MR) {  // S = decay·S + Kᵀ·V
-          const int rows = static_cast<int>(std::min<Index>(MR, K - n0));
-          for (Index c0 = 0; c0 < vv; c0 += NVMAX)
-            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vv - c0)), [&](auto R_, auto NV_) {
-              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-              Vec acc[MR][NVMAX];
-              float* Sn = Sh + n0 * VP + c0 * W;
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) acc[r][c] = simd::load<simd::default_arch>(Sn + r * VP + c * W) * Vec(0.5f);
-              Kernel::gemm<R, NV>(acc, Qc, KT.data() + n0 * QP, QP, 1, Vw.data() + c0 * W, VP);
-              for (int r = 0; r < R; ++r)
-                for (int c = 0; c < NV; ++c) simd::store<simd::default_arch>(Sn + r * VP + c * W, acc[r][c]);
-            });
-        }
+        bench::cb_product<Kernel>(Qc, K, QP, Qh, H * K, KT.data(), QK.data());  // Q Kᵀ, lower triangle
+        bench::head_products<Kernel>(Qc, K, QP, VP, Qh, H * K, Sh, M.data(), Xh, H * V, KT.data(), Vw.data(), Y.data());
       }
     }
     benchmark::DoNotOptimize(S.data());

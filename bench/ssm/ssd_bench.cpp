@@ -29,6 +29,7 @@
 #include <random>
 #include <vector>
 
+#include "support/chunk_products.hpp"
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
@@ -133,9 +134,7 @@ void BM_SSD_Reference(benchmark::State& state) {
 // epilogues or transposes (operands hold arbitrary finite values).
 void BM_SSD_ChunkedMatmuls(benchmark::State& state) {
   using Kernel = ssm::detail::SsdChunkedKernel<simd::default_arch>;
-  using V = Kernel::V;
   constexpr Index W = Kernel::W;
-  constexpr int MR = Kernel::MR, NVMAX = Kernel::NVMAX;
   const Index batch = state.range(0), length = state.range(1), heads = state.range(2), P = state.range(3),
               N = state.range(4);
   const Index Q = std::min(ssm::kSsdDefaultChunk, length), QP = (Q + W - 1) / W * W, PP = (P + W - 1) / W * W;
@@ -144,58 +143,16 @@ void BM_SSD_ChunkedMatmuls(benchmark::State& state) {
   AlignedVec S(static_cast<std::size_t>(heads * N * PP), 0.01f), BT(static_cast<std::size_t>(N * QP), 0.5f),
       CB(static_cast<std::size_t>(Q * QP)), M(static_cast<std::size_t>(Q * QP), 0.25f),
       Xw(static_cast<std::size_t>(Q * PP), 0.5f), Y(static_cast<std::size_t>(Q * PP));
-  const Index pv = PP / W;
   for (auto _ : state) {
     for (Index b = 0; b < batch; ++b)
       for (Index t0 = 0; t0 < length; t0 += Q) {
         const Index Qc = std::min(Q, length - t0);
         const float* Cc = in.C.data() + (b * length + t0) * N;
-        for (Index l0 = 0; l0 < Qc; l0 += MR) {
-          const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
-          const Index vecs = (l0 + rows + W - 1) / W;
-          for (Index c0 = 0; c0 < vecs; c0 += NVMAX)
-            Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vecs - c0)), [&](auto R_, auto NV_) {
-              constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-              V acc[MR][NVMAX];
-              for (int r = 0; r < R; ++r)
-                for (int v = 0; v < NV; ++v) acc[r][v] = V(0.0f);
-              Kernel::gemm<R, NV>(acc, N, Cc + l0 * N, N, 1, BT.data() + c0 * W, QP);
-              for (int r = 0; r < R; ++r)
-                for (int v = 0; v < NV; ++v) simd::store<simd::default_arch>(CB.data() + (l0 + r) * QP + (c0 + v) * W, acc[r][v]);
-            });
-        }
+        bench::cb_product<Kernel>(Qc, N, QP, Cc, N, BT.data(), CB.data());
         for (Index h = 0; h < heads; ++h) {
-          float* Sh = S.data() + h * N * PP;
           const float* X = in.x.data() + ((b * length + t0) * heads + h) * P;
-          for (Index l0 = 0; l0 < Qc; l0 += MR) {
-            const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
-            for (Index c0 = 0; c0 < pv; c0 += NVMAX)
-              Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, pv - c0)), [&](auto R_, auto NV_) {
-                constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-                V acc[MR][NVMAX];
-                for (int r = 0; r < R; ++r)
-                  for (int v = 0; v < NV; ++v) acc[r][v] = V(0.0f);
-                Kernel::gemm<R, NV>(acc, N, Cc + l0 * N, N, 1, Sh + c0 * W, PP);
-                if (l0 > 0) Kernel::gemm<R, NV>(acc, l0, M.data() + l0 * QP, QP, 1, X + c0 * W, heads * P);
-                Kernel::gemm_lower<R, NV>(acc, M.data() + l0 * QP + l0, QP, X + l0 * heads * P + c0 * W, heads * P);
-                for (int r = 0; r < R; ++r)
-                  for (int v = 0; v < NV; ++v) simd::store<simd::default_arch>(Y.data() + (l0 + r) * PP + (c0 + v) * W, acc[r][v]);
-              });
-          }
-          for (Index n0 = 0; n0 < N; n0 += MR) {
-            const int rows = static_cast<int>(std::min<Index>(MR, N - n0));
-            for (Index c0 = 0; c0 < pv; c0 += NVMAX)
-              Kernel::dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, pv - c0)), [&](auto R_, auto NV_) {
-                constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-                V acc[MR][NVMAX];
-                float* Sn = Sh + n0 * PP + c0 * W;
-                for (int r = 0; r < R; ++r)
-                  for (int v = 0; v < NV; ++v) acc[r][v] = simd::load<simd::default_arch>(Sn + r * PP + v * W) * V(0.5f);
-                Kernel::gemm<R, NV>(acc, Qc, BT.data() + n0 * QP, QP, 1, Xw.data() + c0 * W, PP);
-                for (int r = 0; r < R; ++r)
-                  for (int v = 0; v < NV; ++v) simd::store<simd::default_arch>(Sn + r * PP + v * W, acc[r][v]);
-              });
-          }
+          bench::head_products<Kernel>(Qc, N, QP, PP, Cc, N, S.data() + h * N * PP, M.data(), X, heads * P, BT.data(),
+                                       Xw.data(), Y.data());
         }
       }
     benchmark::DoNotOptimize(S.data());

@@ -75,7 +75,7 @@ template <class Arch>
 
 template <class Arch>
 class LocalAttentionArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(LocalAttentionArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(LocalAttentionArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // Lengths around the tile (one vector of queries), windows from 0 to wider than the sequence, every
 // mode; P and Pv around the register blocks (8) and the vector width.

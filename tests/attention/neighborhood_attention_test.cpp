@@ -343,7 +343,7 @@ TEST(NeighborhoodAttention, LongAxesSpanSeveralTileRuns) {
 // permuted on AVX-512, gathered elsewhere).
 template <class Arch>
 class NeighborhoodAttentionArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(NeighborhoodAttentionArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(NeighborhoodAttentionArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 TYPED_TEST(NeighborhoodAttentionArchTest, MatchesTheOracle) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);

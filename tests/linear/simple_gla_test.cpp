@@ -83,7 +83,7 @@ template <class Arch = simd::default_arch>
 
 template <class Arch>
 class SimpleGlaArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(SimpleGlaArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(SimpleGlaArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // One moderate case per decay kind and V below / above a vector: both forms and the step.
 TYPED_TEST(SimpleGlaArchTest, FormsAndStepMatchOracle) {

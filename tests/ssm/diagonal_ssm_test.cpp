@@ -115,7 +115,7 @@ template <class Arch>
 
 template <class Arch>
 class DiagonalSsmArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(DiagonalSsmArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(DiagonalSsmArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // Channels around the vector width; modes around the register group (the kernel keeps G modes in
 // registers and runs the rest one by one); lengths across the 64-token chunk; every option.

@@ -54,7 +54,7 @@ template <class Arch>
 
 template <class Arch>
 class LocalBidirectionalScanArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(LocalBidirectionalScanArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(LocalBidirectionalScanArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // Channel counts around the vector width, the N of the brief, windows that do and do not divide L,
 // L < M, M = 1, every option on and off.

@@ -50,7 +50,7 @@ template <class Arch>
 
 template <class Arch>
 class SelectiveScanStatesArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(SelectiveScanStatesArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(SelectiveScanStatesArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 TYPED_TEST(SelectiveScanStatesArchTest, MatchesOracleAroundVectorWidth) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);

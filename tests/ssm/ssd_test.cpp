@@ -140,7 +140,7 @@ template <class Arch>
 
 template <class Arch>
 class SsdArchTest : public ::testing::Test {};
-TYPED_TEST_SUITE(SsdArchTest, testing::HeavyKernelArchs, testing::ArchNames);
+TYPED_TEST_SUITE(SsdArchTest, testing::RepresentativeArchs, testing::ArchNames);
 
 // Head dims and state sizes around the vector width, G = 1 and G > 1, every option on and off.
 TYPED_TEST(SsdArchTest, MatchesOracleAroundVectorWidth) {
