@@ -101,25 +101,20 @@ std::map<Key, std::map<std::string, double>>& part_seconds() {
   static std::map<Key, std::map<std::string, double>> s;
   return s;
 }
+// bench::time_tokens plus GFLOP/s for `flops` per call (none when 0).
+template <class Call>
+double measure(benchmark::State& state, Index tokens, double flops, Call&& call) {
+  const double seconds = bench::time_tokens(state, double(tokens), call);
+  if (flops > 0) state.counters["GFLOP/s"] = flops / seconds * 1e-9;
+  return seconds;
+}
+
 std::map<Key, double>& reference_seconds() {
   static std::map<Key, double> s;
   return s;
 }
 
 // Runs `call` in the benchmark loop; returns CPU seconds per iteration and sets the token counters.
-template <class Call>
-double measure(benchmark::State& state, Index tokens, double flops, Call&& call) {
-  const ThreadCpuTimer timer;
-  for (auto _ : state) {
-    call();
-    benchmark::ClobberMemory();
-  }
-  const double seconds = timer.seconds() / double(state.iterations());
-  state.counters["tokens_per_s"] = double(tokens) / seconds;
-  state.counters["ns_per_token"] = seconds * 1e9 / double(tokens);
-  if (flops > 0) state.counters["GFLOP/s"] = flops / seconds * 1e-9;
-  return seconds;
-}
 
 void BM_H3_Part_Projections(benchmark::State& state) {
   const Index L = state.range(0), D = state.range(1);

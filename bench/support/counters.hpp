@@ -89,4 +89,19 @@ inline void set_wall_counters(benchmark::State& state, double wall_seconds, doub
   for (const auto& [name, bound_seconds] : bounds) state.counters[name] = bound_seconds / per_iteration;
 }
 
+// Runs call() in the benchmark loop and sets tokens_per_s and ns_per_token for `tokens` per call;
+// returns the CPU seconds of one call (ThreadCpuTimer: for the single-threaded ratios between cases).
+template <class Call>
+double time_tokens(benchmark::State& state, double tokens, Call&& call) {
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    call();
+    benchmark::ClobberMemory();
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  state.counters["tokens_per_s"] = tokens / seconds;
+  state.counters["ns_per_token"] = seconds * 1e9 / tokens;
+  return seconds;
+}
+
 }  // namespace tokenmix::bench

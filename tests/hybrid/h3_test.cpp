@@ -14,6 +14,7 @@
 #include "support/errors.hpp"
 #include "support/fixture.hpp"
 #include "support/random.hpp"
+#include "support/sequence.hpp"
 #include "tokenmix/hybrid/h3.hpp"
 #include "tokenmix/reference/h3.hpp"
 
@@ -21,6 +22,8 @@ namespace tokenmix {
 namespace h3_test {
 
 using testing::Rng;
+using testing::slice_tokens;
+using testing::token;
 using testing::tolerance::h3;
 
 // Weights shaped and scaled like the released module's init (nn.Linear uniform ±1/√D, shift B = e_1
@@ -74,11 +77,6 @@ Tensor<float, 3> random_input(const H3Case& c) {
   return testing::random_normal<3>({c.batch, c.length, c.d_model}, 0.f, 1.f, rng);
 }
 
-Tensor<float, 3> slice_tokens(const Tensor<float, 3>& t, Index from, Index to) {
-  Eigen::array<Index, 3> off{0, from, 0}, ext{t.dimension(0), to - from, t.dimension(2)};
-  return Tensor<float, 3>(t.slice(off, ext));
-}
-
 // D around the vector width, head_dim 1..3 (the diagonal SSM's channels Hh·hd² and the (j, h)
 // output order), N below and above L, L across the diagonal SSM's 64-token chunk.
 TEST(H3Test, MatchesOracleOnOddShapes) {
@@ -101,11 +99,9 @@ TEST(H3Test, StepsMatchParallelForm) {
     hybrid::H3State prefill_state = hybrid::make_h3_state(c.config(), c.batch);
     const Tensor<float, 3> parallel = layer.forward(u, &prefill_state);
     hybrid::H3State state = hybrid::make_h3_state(c.config(), c.batch);
-    Tensor<float, 2> ut(c.batch, c.d_model), yt(c.batch, c.d_model);
+    Tensor<float, 2> yt(c.batch, c.d_model);
     for (Index t = 0; t < c.length; ++t) {
-      for (Index b = 0; b < c.batch; ++b)
-        for (Index d = 0; d < c.d_model; ++d) ut(b, d) = u(b, t, d);
-      layer.step(ut, state, TensorView<float, 2>(yt.data(), yt.dimensions()));
+      layer.step(token(u, t), state, TensorView<float, 2>(yt.data(), yt.dimensions()));
       for (Index b = 0; b < c.batch; ++b)
         for (Index d = 0; d < c.d_model; ++d)
           ASSERT_NEAR(yt(b, d), parallel(b, t, d), 1e-5 + 1e-5 * std::fabs(parallel(b, t, d)))

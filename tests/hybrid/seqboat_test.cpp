@@ -16,6 +16,7 @@
 #include "support/errors.hpp"
 #include "support/fixture.hpp"
 #include "support/random.hpp"
+#include "support/sequence.hpp"
 #include "tokenmix/hybrid/seqboat.hpp"
 #include "tokenmix/io/json.hpp"
 #include "tokenmix/reference/seqboat.hpp"
@@ -27,6 +28,8 @@ using attention::LocalAttentionKind;
 using hybrid::SeqBoatNorm;
 using hybrid::SeqBoatPosition;
 using testing::Rng;
+using testing::slice_tokens;
+using testing::token;
 using testing::tolerance::seqboat;
 
 // Weights at scales where every branch shows in the output (as the fixture script's), EMA decays in
@@ -83,11 +86,6 @@ std::string describe(const hybrid::SeqBoatConfig& c, Index L) {
 Tensor<float, 3> random_input(Index B, Index L, Index D, std::uint64_t seed) {
   Rng rng(seed);
   return testing::random_normal<3>({B, L, D}, 0.f, 1.f, rng);
-}
-
-Tensor<float, 3> slice_tokens(const Tensor<float, 3>& t, Index from, Index to) {
-  Eigen::array<Index, 3> off{0, from, 0}, ext{t.dimension(0), to - from, t.dimension(2)};
-  return Tensor<float, 3>(t.slice(off, ext));
 }
 
 // Every mode combination on odd shapes (sequences longer than the 16-query tile of local_attention
@@ -168,11 +166,9 @@ TEST(SeqBoatTest, StreamingMatchesTheWholeForward) {
       EXPECT_TRUE(testing::all_close(second, slice_tokens(whole, split, 33), seqboat, where + " second part"));
     }
     hybrid::SeqBoatState state = hybrid::make_seqboat_state(c, 2);
-    Tensor<float, 2> xt(2, 10), yt(2, 10);
+    Tensor<float, 2> yt(2, 10);
     for (Index t = 0; t < 33; ++t) {
-      for (Index b = 0; b < 2; ++b)
-        for (Index d = 0; d < 10; ++d) xt(b, d) = x(b, t, d);
-      layer.step(xt, state, TensorView<float, 2>(yt.data(), yt.dimensions()));
+      layer.step(token(x, t), state, TensorView<float, 2>(yt.data(), yt.dimensions()));
       for (Index b = 0; b < 2; ++b)
         for (Index d = 0; d < 10; ++d)
           ASSERT_NEAR(yt(b, d), whole(b, t, d), 1e-5 + 1e-5 * std::fabs(whole(b, t, d))) << where << " step " << t;

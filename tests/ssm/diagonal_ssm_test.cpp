@@ -15,6 +15,7 @@
 #include "support/compare.hpp"
 #include "support/errors.hpp"
 #include "support/random.hpp"
+#include "support/sequence.hpp"
 #include "tokenmix/reference/diagonal_ssm.hpp"
 #include "tokenmix/ssm/diagonal_ssm.hpp"
 
@@ -22,6 +23,8 @@ namespace tokenmix {
 namespace diagonal_ssm_test {
 
 using testing::Rng;
+using testing::slice_tokens;
+using testing::token;
 using testing::tolerance::diagonal_ssm;
 
 struct SsmCase {
@@ -65,17 +68,6 @@ struct SsmInputs {
     return o;
   }
 };
-
-Tensor<float, 2> token(const Tensor<float, 3>& t, Index i) {  // token i of [B, L, D] as [B, D]
-  Tensor<float, 2> r(t.dimension(0), t.dimension(2));
-  for (Index b = 0; b < t.dimension(0); ++b)
-    for (Index d = 0; d < t.dimension(2); ++d) r(b, d) = t(b, i, d);
-  return r;
-}
-Tensor<float, 3> slice_tokens(const Tensor<float, 3>& t, Index from, Index to) {
-  Eigen::array<Index, 3> off{0, from, 0}, ext{t.dimension(0), to - from, t.dimension(2)};
-  return Tensor<float, 3>(t.slice(off, ext));
-}
 
 template <class Arch>
 ::testing::AssertionResult matches_oracle(const SsmCase& c) {

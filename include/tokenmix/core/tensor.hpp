@@ -11,6 +11,8 @@
 #ifndef EIGEN_USE_THREADS
 #define EIGEN_USE_THREADS
 #endif
+#include <optional>
+
 #include <unsupported/Eigen/CXX11/Tensor>
 
 namespace tokenmix {
@@ -31,6 +33,12 @@ using ConstTensorView = Eigen::TensorMap<const Tensor<T, R>>;
 template <class T, int R>
 ConstTensorView<T, R> as_const(const TensorView<T, R>& view) {
   return ConstTensorView<T, R>(view.data(), view.dimensions());
+}
+
+// A tensor as the optional read-only view the ops' option structs and blocks::linear's bias take.
+template <class T, int R>
+std::optional<ConstTensorView<T, R>> optional_view(const Tensor<T, R>& t) {
+  return ConstTensorView<T, R>(t.data(), t.dimensions());
 }
 
 }  // namespace tokenmix

@@ -100,7 +100,7 @@ class H3Layer {
     ssm::diagonal_ssm(ConstTensorView<float, 3>(buf.kv, B, L, KV), dA_, C_, diag, TensorView<float, 3>(buf.y, B, L, KV),
                       diag_final ? &*diag_final : nullptr);
     contract_q(rows, buf);
-    blocks::linear(ConstTensorView<float, 2>(buf.o, rows, D), out_proj_, view(out_bias_),
+    blocks::linear(ConstTensorView<float, 2>(buf.o, rows, D), out_proj_, optional_view(out_bias_),
                    TensorView<float, 2>(out.data(), rows, D), device_);
   }
 
@@ -138,13 +138,10 @@ class H3Layer {
                            TensorView<float, 4>(state.diagonal_state.data(), state.diagonal_state.dimensions()), dA_,
                            C_, diag, TensorView<float, 2>(buf.y, B, KV));
     contract_q(B, buf);
-    blocks::linear(ConstTensorView<float, 2>(buf.o, B, D), out_proj_, view(out_bias_), out, device_);
+    blocks::linear(ConstTensorView<float, 2>(buf.o, B, D), out_proj_, optional_view(out_bias_), out, device_);
   }
 
  private:
-  static std::optional<ConstTensorView<float, 1>> view(const Tensor<float, 1>& t) {
-    return ConstTensorView<float, 1>(t.data(), t.dimensions());
-  }
 
   // Row-major intermediates of `rows` tokens.
   struct Buffers {
@@ -165,9 +162,9 @@ class H3Layer {
 
   void project(const ConstTensorView<float, 2>& u, const Buffers& buf) {
     const Index rows = u.dimension(0), D = config_.d_model;
-    blocks::linear(u, q_proj_, view(q_bias_), TensorView<float, 2>(buf.q, rows, D), device_);
-    blocks::linear(u, k_proj_, view(k_bias_), TensorView<float, 2>(buf.k, rows, D), device_);
-    blocks::linear(u, v_proj_, view(v_bias_), TensorView<float, 2>(buf.v, rows, D), device_);
+    blocks::linear(u, q_proj_, optional_view(q_bias_), TensorView<float, 2>(buf.q, rows, D), device_);
+    blocks::linear(u, k_proj_, optional_view(k_bias_), TensorView<float, 2>(buf.k, rows, D), device_);
+    blocks::linear(u, v_proj_, optional_view(v_bias_), TensorView<float, 2>(buf.v, rows, D), device_);
   }
 
   // k' = shifted + ssm_k_D·k (in place in buf.shifted); kv[(h·hd + i)·hd + j] = k'[h·hd + i]·v[h·hd + j].

@@ -27,6 +27,7 @@
 #include "tokenmix/attention/local_attention.hpp"
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/hybrid/seqboat_types.hpp"
+#include "tokenmix/simd/activations.hpp"
 #include "tokenmix/ssm/diagonal_ssm.hpp"
 
 namespace tokenmix::hybrid {
@@ -82,9 +83,9 @@ class SeqBoatLayer {
     const float* xn = x.data();
     if (config_.prenorm) normalize(x.data(), xn_.data(), rows), xn = xn_.data();
     ema(ConstTensorView<float, 3>(xn, B, L, D), TensorView<float, 3>(mx_.data(), B, L, D), state);
-    for (Index i = 0; i < rows * D; ++i) mx_[i] = silu(mx_[i]);
+    simd::silu_inplace(mx_.data(), rows * D);
     // 4. hx projection with the router logits, 5. router.
-    blocks::linear(ConstTensorView<float, 2>(mx_.data(), rows, D), hx_proj_, view(w_.hx_proj_bias),
+    blocks::linear(ConstTensorView<float, 2>(mx_.data(), rows, D), hx_proj_, optional_view(w_.hx_proj_bias),
                    TensorView<float, 2>(hu_.data(), rows, 2 + D), device_);
     const double inv_temp = std::exp(-double(w_.q_router_temp(0)));
     for (Index r = 0; r < rows; ++r) {
@@ -99,7 +100,7 @@ class SeqBoatLayer {
     const Index first_position = state ? state->tokens : 0;
     for (Index b = 0; b < B; ++b) gau(b, L, first_position, o + b * L * D, state);
     // 7. silu, postnorm.
-    for (Index i = 0; i < rows * D; ++i) o[i] = silu(o[i]);
+    simd::silu_inplace(o, rows * D);
     if (!config_.prenorm) {
       normalize(o, xn_.data(), rows);
       std::copy(xn_.begin(), xn_.begin() + rows * D, o);
@@ -126,10 +127,6 @@ class SeqBoatLayer {
 
  private:
   static double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
-  static float silu(float a) { return a / (1.0f + std::exp(-a)); }
-  static std::optional<ConstTensorView<float, 1>> view(const Tensor<float, 1>& t) {
-    return ConstTensorView<float, 1>(t.data(), t.dimensions());
-  }
   template <class Vec>
   static void grow(Vec& v, Index n) {
     if (static_cast<Index>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
@@ -223,16 +220,16 @@ class SeqBoatLayer {
     grow(h_, m * D);
     positions_ = Tensor<Index, 2>(1, n);
     for (Index i = 0; i < m; ++i) std::copy_n(mx_.data() + (b * L + idx[i]) * D, D, rows_.data() + i * D);
-    blocks::linear(ConstTensorView<float, 2>(rows_.data(), m, D), mx_proj_, view(w_.mx_proj_bias),
+    blocks::linear(ConstTensorView<float, 2>(rows_.data(), m, D), mx_proj_, optional_view(w_.mx_proj_bias),
                    TensorView<float, 2>(base_.data(), m, F), device_);
     if (cached > 0) {
       std::copy_n(state->keys.data() + b * W * Z, cached * Z, k_.data());
       std::copy_n(state->values.data() + b * W * E, cached * E, v_.data());
       for (Index j = 0; j < cached; ++j) positions_(0, j) = state->key_positions(b, j);
     }
+    simd::silu_inplace(base_.data(), m * F);
     for (Index i = 0; i < m; ++i) {
-      float* f = base_.data() + i * F;
-      for (Index c = 0; c < F; ++c) f[c] = silu(f[c]);
+      const float* f = base_.data() + i * F;
       float* qi = q_.data() + i * Z;
       float* ki = k_.data() + (cached + i) * Z;
       for (Index c = 0; c < Z; ++c) {
@@ -258,7 +255,7 @@ class SeqBoatLayer {
       float* oi = o_.data() + i * E;
       for (Index c = 0; c < E; ++c) oi[c] *= r[c];
     }
-    blocks::linear(ConstTensorView<float, 2>(o_.data(), m, E), h_proj_, view(w_.h_proj_bias),
+    blocks::linear(ConstTensorView<float, 2>(o_.data(), m, E), h_proj_, optional_view(w_.h_proj_bias),
                    TensorView<float, 2>(h_.data(), m, D), device_);
     for (Index i = 0; i < m; ++i) {
       const float g = gate_[b * L + idx[i]];

@@ -44,4 +44,15 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> silu(vfloat<Arch> x) noexcept {
   return x * sigmoid<Arch>(x);
 }
 
+// x[i] = silu(x[i]) for i < n, in place: the activation pass over a buffer of the blocks.
+template <class Arch = default_arch>
+inline void silu_inplace(float* x, std::ptrdiff_t n) noexcept {
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
+  alignas(64) float pad[64];
+  for (std::ptrdiff_t i = 0; i < n; i += W) {
+    const std::ptrdiff_t count = n - i < W ? n - i : W;
+    store_upto<Arch>(x + i, silu<Arch>(load_upto<Arch>(x + i, count, pad)), count, pad);
+  }
+}
+
 }  // namespace tokenmix::simd
