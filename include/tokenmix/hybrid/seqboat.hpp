@@ -132,40 +132,54 @@ class SeqBoatLayer {
     if (static_cast<Index>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
   }
 
-  // Norm over the D channels of each of `rows` tokens (double accumulation), in -> out.
+  // Norm over the D channels of each of `rows` tokens, in -> out (vectorized over channels; mean,
+  // variance and mean square as float lane sums).
   void normalize(const float* in, float* out, Index rows) const {
+    using Arch = simd::default_arch;
+    using V = simd::vfloat<Arch>;
+    constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
     const Index D = config_.d_model;
-    const double eps = config_.norm_eps;
+    const float eps = config_.norm_eps;
+    const float *gain = w_.norm_weight.data(), *shift = w_.norm_bias.data();
+    alignas(64) float pad[64];
+    auto sum_of = [&](const float* x, auto&& term) {
+      V acc(0.0f);
+      for (Index d = 0; d < D; d += W) acc = acc + term(simd::load_upto<Arch>(x + d, std::min(W, D - d), pad), d);
+      return simd::reduce_add<Arch>(acc);
+    };
     for (Index r = 0; r < rows; ++r) {
       const float* x = in + r * D;
       float* y = out + r * D;
-      double mean = 0, square = 0;
-      for (Index d = 0; d < D; ++d) mean += x[d], square += double(x[d]) * x[d];
-      mean /= double(D), square /= double(D);
+      auto each = [&](auto&& f) {  // y[d] = f(x[d], d) over the row, W channels at a time
+        for (Index d = 0; d < D; d += W) {
+          const Index count = std::min(W, D - d);
+          simd::store_upto<Arch>(y + d, f(simd::load_upto<Arch>(x + d, count, pad), d, count), count, pad);
+        }
+      };
+      auto vec = [&](const float* p, Index d, Index count) { return simd::load_upto<Arch>(p + d, count, pad); };
       switch (config_.norm) {
         case SeqBoatNorm::layer_norm: {
-          double var = 0;
-          for (Index d = 0; d < D; ++d) var += (x[d] - mean) * (x[d] - mean);
-          const double inv = 1.0 / std::sqrt(var / double(D) + eps);
-          for (Index d = 0; d < D; ++d)
-            y[d] = static_cast<float>((x[d] - mean) * inv * w_.norm_weight(d) + w_.norm_bias(d));
+          const float mean = sum_of(x, [](V v, Index) { return v; }) / float(D);
+          // Lanes past D load 0: their (0 - mean)² is removed from the sum.
+          const float tail = float((W - D % W) % W) * mean * mean;
+          const float var = (sum_of(x, [&](V v, Index) { return (v - V(mean)) * (v - V(mean)); }) - tail) / float(D);
+          const V inv(1.0f / std::sqrt(var + eps));
+          each([&](V v, Index d, Index count) { return (v - V(mean)) * inv * vec(gain, d, count) + vec(shift, d, count); });
           break;
         }
         case SeqBoatNorm::rms_norm: {
-          const double inv = 1.0 / std::sqrt(square + eps);
-          for (Index d = 0; d < D; ++d) y[d] = static_cast<float>(x[d] * inv * w_.norm_weight(d));
+          const V inv(1.0f / std::sqrt(sum_of(x, [](V v, Index) { return v * v; }) / float(D) + eps));
+          each([&](V v, Index d, Index count) { return v * inv * vec(gain, d, count); });
           break;
         }
         case SeqBoatNorm::scale_norm: {
-          const double inv = double(w_.norm_scalar(0)) / std::sqrt(square + eps);
-          for (Index d = 0; d < D; ++d) y[d] = static_cast<float>(x[d] * inv);
+          const V inv(w_.norm_scalar(0) / std::sqrt(sum_of(x, [](V v, Index) { return v * v; }) / float(D) + eps));
+          each([&](V v, Index, Index) { return v * inv; });
           break;
         }
         case SeqBoatNorm::batch_norm:
           for (Index d = 0; d < D; ++d)
-            y[d] = static_cast<float>((x[d] - double(w_.norm_running_mean(d))) /
-                                          std::sqrt(double(w_.norm_running_var(d)) + eps) * w_.norm_weight(d) +
-                                      w_.norm_bias(d));
+            y[d] = (x[d] - w_.norm_running_mean(d)) / std::sqrt(w_.norm_running_var(d) + eps) * gain[d] + shift[d];
           break;
       }
     }
