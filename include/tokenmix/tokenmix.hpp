@@ -20,6 +20,7 @@
 
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/content_sparse.hpp"
+#include "tokenmix/reference/depthwise_conv2d.hpp"
 #include "tokenmix/reference/diagonal_ssm.hpp"
 #include "tokenmix/reference/h3.hpp"
 #include "tokenmix/reference/local_attention.hpp"
@@ -59,6 +60,7 @@
 #include "tokenmix/linear/simple_gla.hpp"
 #include "tokenmix/hybrid/h3.hpp"
 #include "tokenmix/hybrid/seqboat.hpp"
+#include "tokenmix/blocks/depthwise_conv2d.hpp"
 #include "tokenmix/blocks/embedding.hpp"
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/blocks/mamba2_mixer.hpp"
