@@ -18,6 +18,7 @@
 #include "tokenmix/io/npy.hpp"
 #include "tokenmix/io/safetensors.hpp"
 
+#include "tokenmix/reference/a2ssm.hpp"
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/content_sparse.hpp"
 #include "tokenmix/reference/depthwise_conv2d.hpp"
@@ -58,6 +59,7 @@
 #include "tokenmix/linear/lightning_attention.hpp"
 #include "tokenmix/linear/linear_attention.hpp"
 #include "tokenmix/linear/simple_gla.hpp"
+#include "tokenmix/hybrid/a2ssm.hpp"
 #include "tokenmix/hybrid/h3.hpp"
 #include "tokenmix/hybrid/seqboat.hpp"
 #include "tokenmix/blocks/depthwise_conv2d.hpp"
