@@ -39,10 +39,10 @@ struct LocalCase {
 };
 
 struct LocalInputs {
+  LocalCase c;
   Tensor<float, 4> q, k, v;
   Tensor<Index, 2> pos;   // [B, L] increasing with gaps (a compressed sequence's original positions)
   Tensor<float, 2> table; // [H, 2M-1], M = 9: offsets beyond ±8 clamp
-  LocalCase c;
   explicit LocalInputs(const LocalCase& cc) : c(cc), pos(cc.batch, cc.length), table(cc.heads, 17) {
     Rng rng(c.seed);
     q = testing::random_normal<4>({c.batch, c.length, c.heads, c.dim}, 0.f, 1.f, rng);

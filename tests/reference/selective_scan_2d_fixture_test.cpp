@@ -35,8 +35,6 @@ namespace {
 const testing::Tolerance kOracle = testing::tolerance::oracle_vs_fixture;
 const testing::Tolerance kFast = testing::tolerance::selective_scan_2d;
 
-std::string case_dir(const std::string& name) { return testing::fixture_dir("scan_2d", name); }
-
 bool has(const std::string& name, const std::string& file) { return testing::fixture_has("scan_2d", name, file); }
 
 template <int R>
