@@ -85,7 +85,9 @@ TEST(H3Test, MatchesOracleOnOddShapes) {
     const hybrid::H3Weights w = random_weights(c.config(), c.seed);
     const Tensor<float, 3> u = random_input(c);
     hybrid::H3Layer layer(c.config(), w);
-    EXPECT_TRUE(testing::all_close(layer.forward(u), ref::h3<double>(c.config(), w, u), h3, c.describe()));
+    const Tensor<float, 3> y = layer.forward(u);
+    EXPECT_TRUE(testing::all_close(y, ref::h3<double>(c.config(), w, u), h3, c.describe()));
+    EXPECT_TRUE(testing::bitwise_equal(hybrid::h3(c.config(), w, u), y, c.describe() + " hybrid::h3"));
   }
 }
 

@@ -125,7 +125,9 @@ TEST(SeqBoatTest, AllActivatedWithWholeWindowMatchesTheOracle) {
     const auto w = random_weights(c, 7, 50.f);
     const Tensor<float, 3> x = random_input(2, 25, 8, 8);
     hybrid::SeqBoatLayer layer(c, w);
-    EXPECT_TRUE(testing::all_close(layer.forward(x), ref::seqboat<double>(c, w, x), seqboat, describe(c, 25)));
+    const Tensor<float, 3> y = layer.forward(x);
+    EXPECT_TRUE(testing::all_close(y, ref::seqboat<double>(c, w, x), seqboat, describe(c, 25)));
+    EXPECT_TRUE(testing::bitwise_equal(hybrid::seqboat(c, w, x), y, describe(c, 25) + " hybrid::seqboat"));
     for (Index m : layer.activated()) EXPECT_EQ(m, 25);
   }
 }

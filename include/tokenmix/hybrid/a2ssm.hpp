@@ -134,4 +134,12 @@ class A2ssm {
   Tensor<float, 5> fused_;        // [B, H, W, nh, dh·N]
 };
 
+// One call: A2ssm(config, weights, device).forward(...) (keep an A2ssm for repeated use).
+inline Tensor<float, 4> a2ssm(const A2ssmConfig& config, const A2ssmWeights& weights,
+                              const ConstTensorView<float, 4>& x_ms, const ConstTensorView<float, 5>& attn1,
+                              const ConstTensorView<float, 5>& attn2, const std::array<Index, 2>& dilation,
+                              const Eigen::ThreadPoolDevice* device = nullptr) {
+  return A2ssm(config, weights, device).forward(x_ms, attn1, attn2, dilation);
+}
+
 }  // namespace tokenmix::hybrid

@@ -219,4 +219,11 @@ class H3Layer {
   std::vector<float, xsimd::aligned_allocator<float, 64>> workspace_;
 };
 
+// One call: H3Layer(config, weights, device).forward(u), from zero state (the layer packs the
+// projections and discretises the SSMs on every call: keep an H3Layer for repeated use).
+inline Tensor<float, 3> h3(const H3Config& config, const H3Weights& weights, const ConstTensorView<float, 3>& u,
+                           const Eigen::ThreadPoolDevice* device = nullptr) {
+  return H3Layer(config, weights, device).forward(u);
+}
+
 }  // namespace tokenmix::hybrid

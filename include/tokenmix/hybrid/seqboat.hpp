@@ -309,4 +309,11 @@ class SeqBoatLayer {
   Tensor<Index, 2> positions_;
 };
 
+// One call: SeqBoatLayer(config, weights, device).forward(x), no streaming state (keep a
+// SeqBoatLayer for repeated use: it packs the projections once).
+inline Tensor<float, 3> seqboat(const SeqBoatConfig& config, const SeqBoatWeights& weights,
+                                const ConstTensorView<float, 3>& x, const Eigen::ThreadPoolDevice* device = nullptr) {
+  return SeqBoatLayer(config, weights, device).forward(x);
+}
+
 }  // namespace tokenmix::hybrid
