@@ -50,32 +50,32 @@ class A2ssm {
     const Index B = x_ms.dimension(0), H = x_ms.dimension(1), W = x_ms.dimension(2), L = H * W;
     const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads;
     const Index rows = B * L, group = nh / 2, per_head = C / nh * N;  // a head's dh·N state channels
-    u_ = Tensor<float, 4>(B, H, W, C);
+    ensure(u_, {B, H, W, C});
     // u = silu(dwconv(x_ms) + bias)
     blocks::DepthwiseConv2dOptions conv;
     conv.bias = w_.conv2d_bias, conv.activation_silu = true, conv.device = device_;
     blocks::depthwise_conv2d(x_ms, conv_weight_, conv, TensorView<float, 4>(u_.data(), u_.dimensions()));
     // [dt_r | Bm | Cm] = x_proj(u); delta = dt_proj(dt_r)
-    z_ = Tensor<float, 2>(rows, R + 2 * N), dt_r_ = Tensor<float, 2>(rows, R), bm_ = Tensor<float, 3>(B, L, N);
+    ensure(z_, {rows, R + 2 * N}), ensure(dt_r_, {rows, R}), ensure(bm_, {B, L, N});
     blocks::linear(ConstTensorView<float, 2>(u_.data(), rows, C), x_proj_, std::nullopt,
                    TensorView<float, 2>(z_.data(), z_.dimensions()), device_);
     for (Index r = 0; r < rows; ++r) {
       std::copy_n(z_.data() + r * (R + 2 * N), R, dt_r_.data() + r * R);
       std::copy_n(z_.data() + r * (R + 2 * N) + R, N, bm_.data() + r * N);
     }
-    delta_ = Tensor<float, 3>(B, L, C);
+    ensure(delta_, {B, L, C});
     blocks::linear(ConstTensorView<float, 2>(dt_r_.data(), rows, R), dt_proj_, std::nullopt,
                    TensorView<float, 2>(delta_.data(), rows, C), device_);
     // Every hidden state of the raster scan: Hs [B, L, C, N].
     ssm::SelectiveScanOptions scan;
     scan.delta_bias = w_.dt_projs_bias, scan.delta_softplus = true, scan.device = device_;
-    states_ = Tensor<float, 4>(B, L, C, N), scan_out_ = Tensor<float, 3>(B, L, C);
+    ensure(states_, {B, L, C, N}), ensure(scan_out_, {B, L, C});
     const ConstTensorView<float, 3> u3(u_.data(), B, L, C), bm3(bm_.data(), B, L, N);
     ssm::selective_scan_states(u3, ConstTensorView<float, 3>(delta_.data(), B, L, C), A_, ssm::ScanOperand(bm3),
                                ssm::ScanOperand(bm3), scan, TensorView<float, 3>(scan_out_.data(), B, L, C),
                                TensorView<float, 4>(states_.data(), states_.dimensions()), nullptr);
     // G: each head group's states aggregated with its map.
-    fused_ = Tensor<float, 5>(B, H, W, nh, per_head);
+    ensure(fused_, {B, H, W, nh, per_head});
     for (int g = 0; g < 2; ++g) {
       Tensor<float, 5> values(B, H, W, group, per_head);  // the group's heads, contiguous
       for (Index r = 0; r < rows; ++r)
@@ -121,13 +121,22 @@ class A2ssm {
   }
 
  private:
+  // Keeps t when it already has these extents: the buffers are reused across calls of one shape
+  // (fresh ones would page-fault on every call).
+  template <int R>
+  static void ensure(Tensor<float, R>& t, const std::array<Index, R>& dims) {
+    bool same = true;
+    for (int a = 0; a < R; ++a) same = same && t.dimension(a) == dims[std::size_t(a)];
+    if (!same) t = Tensor<float, R>(dims);
+  }
+
   A2ssmConfig config_;
   A2ssmWeights w_;
   const Eigen::ThreadPoolDevice* device_;
   Tensor<float, 3> conv_weight_;  // [C, K, K]
   Tensor<float, 2> A_;            // [C, N] = -exp(A_logs)
   blocks::PackedLinear x_proj_, dt_proj_;
-  // Per-call intermediates.
+  // Intermediates, reused across calls of one shape.
   Tensor<float, 4> u_, states_;   // [B, H, W, C], [B, L, C, N]
   Tensor<float, 2> z_, dt_r_;     // [B·L, R + 2N], [B·L, R]
   Tensor<float, 3> bm_, delta_, scan_out_;
