@@ -13,6 +13,7 @@
 #include "support/errors.hpp"
 #include "support/fixture.hpp"
 #include "support/random.hpp"
+#include "hybrid/random_weights.hpp"
 #include "tokenmix/hybrid/a2ssm.hpp"
 #include "tokenmix/io/json.hpp"
 #include "tokenmix/reference/a2ssm.hpp"
@@ -22,24 +23,6 @@ namespace a2ssm_test {
 
 using testing::Rng;
 using testing::tolerance::a2ssm;
-
-hybrid::A2ssmWeights random_weights(const hybrid::A2ssmConfig& c, std::uint64_t seed) {
-  Rng rng(seed);
-  const Index C = c.channels, N = c.d_state, R = c.rank(), nh = c.heads, K = c.conv_kernel;
-  hybrid::A2ssmWeights w;
-  w.conv2d_weight = testing::random_uniform<4>({C, 1, K, K}, -0.3f, 0.3f, rng);
-  w.conv2d_bias = testing::random_uniform<1>({C}, -0.2f, 0.2f, rng);
-  w.x_proj_weight = testing::random_normal<2>({R + 2 * N, C}, 0.f, 1.f / std::sqrt(float(C)), rng);
-  w.dt_projs_weight = testing::random_uniform<2>({C, R}, -1.f / std::sqrt(float(R)), 1.f / std::sqrt(float(R)), rng);
-  w.dt_projs_bias = testing::random_uniform<1>({C}, -4.f, -1.f, rng);  // softplus -> dt ~ 0.02 .. 0.3
-  w.A_logs = Tensor<float, 2>(C, N);
-  for (Index ch = 0; ch < C; ++ch)
-    for (Index n = 0; n < N; ++n) w.A_logs(ch, n) = std::log(float(n + 1)) + 0.1f * float((ch * 7 + n) % 5) / 5.f;
-  w.Ds = testing::random_normal<1>({C}, 1.f, 0.2f, rng);
-  w.state_fusion_weight = testing::random_normal<4>({nh, nh, 1, 1}, 0.f, 1.f / std::sqrt(float(nh)), rng);
-  w.state_fusion_bias = testing::random_normal<1>({nh}, 0.f, 0.1f, rng);
-  return w;
-}
 
 // Post-softmax maps: each (pixel, head) row of K² weights sums to 1.
 Tensor<float, 5> random_maps(Index B, Index H, Index W, Index heads, Index K, Rng& rng) {
@@ -74,7 +57,7 @@ TEST(A2ssmTest, MatchesOracle) {
   for (const Case& c : {Case{2, 9, 11, 16, 4, 1, 3, {3, 3}, 1}, Case{1, 7, 12, 8, 2, 1, 3, {2, 4}, 2},
                         Case{1, 8, 9, 8, 2, 2, 3, {2, 3}, 3}, Case{1, 14, 14, 24, 6, 1, 7, {2, 2}, 4},
                         Case{2, 5, 6, 20, 4, 3, 5, {1, 1}, 5}}) {
-    const hybrid::A2ssmWeights w = random_weights(c.config(), c.seed);
+    const hybrid::A2ssmWeights w = testing::random_a2ssm_weights(c.config(), c.seed);
     Rng rng(c.seed + 50);
     const Tensor<float, 4> x = testing::random_normal<4>({c.batch, c.height, c.width, c.channels}, 0.f, 1.f, rng);
     const Tensor<float, 5> a1 = random_maps(c.batch, c.height, c.width, c.heads / 2, c.kernel_size, rng);
@@ -88,7 +71,7 @@ TEST(A2ssmTest, MatchesOracle) {
 
 TEST(A2ssmTest, ThreadCountDoesNotChangeResults) {
   const Case c{2, 10, 13, 16, 4, 1, 3, {3, 4}, 6};
-  const hybrid::A2ssmWeights w = random_weights(c.config(), c.seed);
+  const hybrid::A2ssmWeights w = testing::random_a2ssm_weights(c.config(), c.seed);
   Rng rng(7);
   const Tensor<float, 4> x = testing::random_normal<4>({2, 10, 13, 16}, 0.f, 1.f, rng);
   const Tensor<float, 5> a1 = random_maps(2, 10, 13, 2, 3, rng), a2 = random_maps(2, 10, 13, 2, 3, rng);
@@ -134,7 +117,7 @@ TEST(A2ssmFixtureTest, OracleAndOpMatchTheReleasedCode) {
 
 TEST(A2ssmTest, RejectsBadInputWithClearErrors) {
   const Case c{1, 9, 9, 8, 2, 1, 3, {3, 3}, 8};
-  const hybrid::A2ssmWeights w = random_weights(c.config(), c.seed);
+  const hybrid::A2ssmWeights w = testing::random_a2ssm_weights(c.config(), c.seed);
   const std::string op = "A2ssm";
   auto config_with = [&](auto setter) { auto copy = c.config(); setter(copy); return copy; };
   EXPECT_TRUE(testing::throws_error_mentioning([&] { hybrid::A2ssm(config_with([](auto& x) { x.heads = 3; }), w); }, op, "an even number of heads dividing channels"));

@@ -1,6 +1,8 @@
 #pragma once
-// Activations built on simd::exp: softplus (PyTorch's threshold), sigmoid, silu.
+// Activations built on simd::exp: softplus (PyTorch's threshold), sigmoid, silu, gelu (erf form),
+// and the softmax of a row.
 
+#include <cmath>
 #include <limits>
 
 #include "tokenmix/simd/exp.hpp"
@@ -52,6 +54,55 @@ inline void silu_inplace(float* x, std::ptrdiff_t n) noexcept {
   for (std::ptrdiff_t i = 0; i < n; i += W) {
     const std::ptrdiff_t count = n - i < W ? n - i : W;
     store_upto<Arch>(x + i, silu<Arch>(load_upto<Arch>(x + i, count, pad)), count, pad);
+  }
+}
+
+// x[i] = gelu(x[i]) = x·(1 + erf(x / √2)) / 2 for i < n, in place: PyTorch's nn.GELU() (the exact,
+// approximate='none' form; A2Mamba's FFN). erf is xsimd's (a few ulp).
+template <class Arch = default_arch>
+inline void gelu_inplace(float* x, std::ptrdiff_t n) noexcept {
+  using V = vfloat<Arch>;
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
+  alignas(64) float pad[64];
+  for (std::ptrdiff_t i = 0; i < n; i += W) {
+    const std::ptrdiff_t count = n - i < W ? n - i : W;
+    const V v = load_upto<Arch>(x + i, count, pad);
+    store_upto<Arch>(x + i, V(0.5f) * v * (V(1.0f) + xsimd::erf(v * V(0.70710678118654752f))), count, pad);
+  }
+}
+
+// x[0..n) = softmax(x[0..n)) in place (max subtracted first, as torch.softmax); n >= 1. A row of
+// -inf (every slot masked) gives NaN as in PyTorch. Full vectors, then the tail through a partial
+// store (its lanes past n never enter the max or the sum).
+template <class Arch = default_arch>
+inline void softmax_inplace(float* x, std::ptrdiff_t n) noexcept {
+  using V = vfloat<Arch>;
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
+  alignas(64) float pad[64];
+  const std::ptrdiff_t full = n / W * W;
+  V vmax(-std::numeric_limits<float>::infinity());
+  for (std::ptrdiff_t i = 0; i < full; i += W) vmax = xsimd::max(vmax, load<Arch>(x + i));
+  store<Arch>(pad, vmax);
+  float m = pad[0];
+  for (std::ptrdiff_t i = 1; i < W; ++i) m = pad[i] > m ? pad[i] : m;
+  for (std::ptrdiff_t i = full; i < n; ++i) m = x[i] > m ? x[i] : m;
+  const V vm(m);
+  V vsum(0.0f);
+  for (std::ptrdiff_t i = 0; i < full; i += W) {
+    const V e = simd::exp<Arch>(load<Arch>(x + i) - vm);
+    vsum += e;
+    store<Arch>(x + i, e);
+  }
+  float sum = reduce_add<Arch>(vsum);
+  if (full < n) {
+    store_partial<Arch>(x + full, simd::exp<Arch>(load_partial<Arch>(x + full, std::size_t(n - full), pad) - vm),
+                        std::size_t(n - full), pad);
+    for (std::ptrdiff_t i = full; i < n; ++i) sum += x[i];
+  }
+  const V inv(1.0f / sum);
+  for (std::ptrdiff_t i = 0; i < n; i += W) {
+    const std::ptrdiff_t count = n - i < W ? n - i : W;
+    store_upto<Arch>(x + i, load_upto<Arch>(x + i, count, pad) * inv, count, pad);
   }
 }
 
