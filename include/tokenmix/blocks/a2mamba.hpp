@@ -48,23 +48,39 @@ class A2MambaBlock {
     const Index B = x.dimension(0), H = x.dimension(1), W = x.dimension(2), C = x.dimension(3), rows = B * H * W;
     hybrid::detail::check_mass_input("A2MambaBlock::forward", mixer_.config(), ConstTensorView<float, 4>(x.data(), x.dimensions()), nullptr);
     ensure(t_, {B, H, W, C}), ensure(mixed_, {B, H, W, C}), ensure(hidden_, {B, H, W, ffn_dim_}), ensure(hidden_conv_, {B, H, W, ffn_dim_});
+    using tokenmix::detail::timed;
     add_depthwise3x3(x, w_.cpe1_weight, w_.cpe1_bias);
-    layer_norm(cflat(x.data(), rows, C), w_.norm1_weight, w_.norm1_bias, kA2MambaLayerNormEps, flat(t_.data(), rows, C), device_);
+    timed(profile_, "layer_norm", [&] {
+      layer_norm(cflat(x.data(), rows, C), w_.norm1_weight, w_.norm1_bias, kA2MambaLayerNormEps, flat(t_.data(), rows, C), device_);
+    });
     mixer_.forward(ConstTensorView<float, 4>(t_.data(), t_.dimensions()), TensorView<float, 4>(mixed_.data(), mixed_.dimensions()));
-    for (Index i = 0; i < rows * C; ++i) x.data()[i] += mixed_.data()[i];
+    timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < rows * C; ++i) x.data()[i] += mixed_.data()[i];
+    });
     add_depthwise3x3(x, w_.cpe2_weight, w_.cpe2_bias);
     // FFN: t = gelu(fc1(LN2(x))); x += fc2(t + dwconv3x3(t)).
-    layer_norm(cflat(x.data(), rows, C), w_.norm2_weight, w_.norm2_bias, kA2MambaLayerNormEps, flat(t_.data(), rows, C), device_);
-    linear(cflat(t_.data(), rows, C), fc1_, w_.fc1_bias, flat(hidden_.data(), rows, ffn_dim_), device_);
-    simd::gelu_inplace(hidden_.data(), rows * ffn_dim_);
-    DepthwiseConv2dOptions conv;
-    conv.bias = w_.dwconv_bias, conv.device = device_;
-    depthwise_conv2d(ConstTensorView<float, 4>(hidden_.data(), hidden_.dimensions()), w_.dwconv_weight, conv,
-                     TensorView<float, 4>(hidden_conv_.data(), hidden_conv_.dimensions()));
-    for (Index i = 0; i < rows * ffn_dim_; ++i) hidden_conv_.data()[i] += hidden_.data()[i];
-    linear(cflat(hidden_conv_.data(), rows, ffn_dim_), fc2_, w_.fc2_bias, flat(mixed_.data(), rows, C), device_);
-    for (Index i = 0; i < rows * C; ++i) x.data()[i] += mixed_.data()[i];
+    timed(profile_, "layer_norm", [&] {
+      layer_norm(cflat(x.data(), rows, C), w_.norm2_weight, w_.norm2_bias, kA2MambaLayerNormEps, flat(t_.data(), rows, C), device_);
+    });
+    timed(profile_, "linear", [&] { linear(cflat(t_.data(), rows, C), fc1_, w_.fc1_bias, flat(hidden_.data(), rows, ffn_dim_), device_); });
+    timed(profile_, "gelu", [&] { simd::gelu_inplace(hidden_.data(), rows * ffn_dim_); });
+    timed(profile_, "depthwise_conv2d", [&] {
+      DepthwiseConv2dOptions conv;
+      conv.bias = w_.dwconv_bias, conv.device = device_;
+      depthwise_conv2d(ConstTensorView<float, 4>(hidden_.data(), hidden_.dimensions()), w_.dwconv_weight, conv,
+                       TensorView<float, 4>(hidden_conv_.data(), hidden_conv_.dimensions()));
+    });
+    timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < rows * ffn_dim_; ++i) hidden_conv_.data()[i] += hidden_.data()[i];
+    });
+    timed(profile_, "linear", [&] { linear(cflat(hidden_conv_.data(), rows, ffn_dim_), fc2_, w_.fc2_bias, flat(mixed_.data(), rows, C), device_); });
+    timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < rows * C; ++i) x.data()[i] += mixed_.data()[i];
+    });
   }
+
+  // Adds each operator call's wall time to `profile` (nullptr: off), the mixer's too.
+  void set_profile(OpProfile* profile) { profile_ = profile, mixer_.set_profile(profile); }
 
   Tensor<float, 4> forward(const ConstTensorView<float, 4>& x) {
     Tensor<float, 4> out(x.dimensions());
@@ -84,15 +100,20 @@ class A2MambaBlock {
   }
   // x += dwconv3x3(x) + bias (the conditional position encodings).
   void add_depthwise3x3(TensorView<float, 4> x, const Tensor<float, 3>& weight, const Tensor<float, 1>& bias) {
-    DepthwiseConv2dOptions conv;
-    conv.bias = bias, conv.device = device_;
-    depthwise_conv2d(ConstTensorView<float, 4>(x.data(), x.dimensions()), weight, conv,
-                     TensorView<float, 4>(mixed_.data(), mixed_.dimensions()));
-    for (Index i = 0; i < x.size(); ++i) x.data()[i] += mixed_.data()[i];
+    tokenmix::detail::timed(profile_, "depthwise_conv2d", [&] {
+      DepthwiseConv2dOptions conv;
+      conv.bias = bias, conv.device = device_;
+      depthwise_conv2d(ConstTensorView<float, 4>(x.data(), x.dimensions()), weight, conv,
+                       TensorView<float, 4>(mixed_.data(), mixed_.dimensions()));
+    });
+    tokenmix::detail::timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < x.size(); ++i) x.data()[i] += mixed_.data()[i];
+    });
   }
 
   A2MambaBlockWeights w_;
   const Eigen::ThreadPoolDevice* device_;
+  OpProfile* profile_ = nullptr;
   hybrid::Mass mixer_;
   Index ffn_dim_;
   PackedLinear fc1_, fc2_;
@@ -193,11 +214,15 @@ class A2MambaBackbone {
     TOKENMIX_CHECK(image.dimension(0) > 0 && image.dimension(3) == config_.in_chans, op, ": image has shape ",
                    shape_of(image), ", expected [B, H, W, in_chans=", config_.in_chans, "] with B > 0");
     std::array<Tensor<float, 4>, 4> out;
+    using tokenmix::detail::timed;
     // Stem: conv-BN-GELU x3, conv-BN.
-    stem_[0].forward(image, a_, device_), simd::gelu_inplace(a_.data(), a_.size());
-    stem_[1].forward(cview(a_), b_, device_), simd::gelu_inplace(b_.data(), b_.size());
-    stem_[2].forward(cview(b_), a_, device_), simd::gelu_inplace(a_.data(), a_.size());
-    stem_[3].forward(cview(a_), out[0], device_);
+    timed(profile_, "conv3x3_bn", [&] { stem_[0].forward(image, a_, device_); });
+    timed(profile_, "gelu", [&] { simd::gelu_inplace(a_.data(), a_.size()); });
+    timed(profile_, "conv3x3_bn", [&] { stem_[1].forward(cview(a_), b_, device_); });
+    timed(profile_, "gelu", [&] { simd::gelu_inplace(b_.data(), b_.size()); });
+    timed(profile_, "conv3x3_bn", [&] { stem_[2].forward(cview(b_), a_, device_); });
+    timed(profile_, "gelu", [&] { simd::gelu_inplace(a_.data(), a_.size()); });
+    timed(profile_, "conv3x3_bn", [&] { stem_[3].forward(cview(a_), out[0], device_); });
     for (int s = 0; s < 4; ++s) {
       Tensor<float, 4>& x = out[std::size_t(s)];
       const Index K = config_.kernel_size[std::size_t(s)];
@@ -205,9 +230,17 @@ class A2MambaBackbone {
                      s + 1, " gets a ", x.dimension(1), "x", x.dimension(2), " map, smaller than its window ", K,
                      " (the input must be at least ", 32 * config_.kernel_size[3], " pixels per side for this config)");
       for (A2MambaBlock& block : stages_[std::size_t(s)]) block.forward_inplace(TensorView<float, 4>(x.data(), x.dimensions()));
-      if (s < 3) downsample_[std::size_t(s)].forward(cview(x), out[std::size_t(s) + 1], device_);
+      if (s < 3) timed(profile_, "conv3x3_bn", [&] { downsample_[std::size_t(s)].forward(cview(x), out[std::size_t(s) + 1], device_); });
     }
     return out;
+  }
+
+  // Adds each operator call's wall time to `profile` (nullptr: off), every block's too (the head's
+  // operators are not profiled).
+  void set_profile(OpProfile* profile) {
+    profile_ = profile;
+    for (auto& stage : stages_)
+      for (A2MambaBlock& block : stage) block.set_profile(profile);
   }
 
   // Class logits [B, num_classes]: 1x1 conv + BN + SiLU on the last features, global average pool,
@@ -256,6 +289,7 @@ class A2MambaBackbone {
 
   A2MambaConfig config_;
   const Eigen::ThreadPoolDevice* device_;
+  OpProfile* profile_ = nullptr;
   std::array<Conv3x3Bn, 4> stem_;
   std::array<std::vector<A2MambaBlock>, 4> stages_;
   std::array<Conv3x3Bn, 3> downsample_;

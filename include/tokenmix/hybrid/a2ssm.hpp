@@ -20,6 +20,7 @@
 #include "tokenmix/attention/neighborhood_split.hpp"
 #include "tokenmix/blocks/depthwise_conv2d.hpp"
 #include "tokenmix/blocks/linear.hpp"
+#include "tokenmix/core/profile.hpp"
 #include "tokenmix/hybrid/a2ssm_types.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 
@@ -49,33 +50,60 @@ class A2ssm {
     detail::check_a2ssm_input("A2ssm::forward", config_, x_ms, attn1, attn2, dilation, &out);
     const Index B = x_ms.dimension(0), H = x_ms.dimension(1), W = x_ms.dimension(2), L = H * W;
     const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads;
-    const Index rows = B * L, group = nh / 2, per_head = C / nh * N;  // a head's dh·N state channels
+    const Index rows = B * L, per_head = C / nh * N;  // a head's dh·N state channels
+    using tokenmix::detail::timed;
     ensure(u_, {B, H, W, C});
     // u = silu(dwconv(x_ms) + bias)
-    blocks::DepthwiseConv2dOptions conv;
-    conv.bias = w_.conv2d_bias, conv.activation_silu = true, conv.device = device_;
-    blocks::depthwise_conv2d(x_ms, conv_weight_, conv, TensorView<float, 4>(u_.data(), u_.dimensions()));
+    timed(profile_, "depthwise_conv2d", [&] {
+      blocks::DepthwiseConv2dOptions conv;
+      conv.bias = w_.conv2d_bias, conv.activation_silu = true, conv.device = device_;
+      blocks::depthwise_conv2d(x_ms, conv_weight_, conv, TensorView<float, 4>(u_.data(), u_.dimensions()));
+    });
     // [dt_r | Bm | Cm] = x_proj(u); delta = dt_proj(dt_r)
-    ensure(z_, {rows, R + 2 * N}), ensure(dt_r_, {rows, R}), ensure(bm_, {B, L, N});
-    blocks::linear(ConstTensorView<float, 2>(u_.data(), rows, C), x_proj_, std::nullopt,
-                   TensorView<float, 2>(z_.data(), z_.dimensions()), device_);
-    for (Index r = 0; r < rows; ++r) {
-      std::copy_n(z_.data() + r * (R + 2 * N), R, dt_r_.data() + r * R);
-      std::copy_n(z_.data() + r * (R + 2 * N) + R, N, bm_.data() + r * N);
-    }
-    ensure(delta_, {B, L, C});
-    blocks::linear(ConstTensorView<float, 2>(dt_r_.data(), rows, R), dt_proj_, std::nullopt,
-                   TensorView<float, 2>(delta_.data(), rows, C), device_);
+    ensure(z_, {rows, R + 2 * N}), ensure(dt_r_, {rows, R}), ensure(bm_, {B, L, N}), ensure(delta_, {B, L, C});
+    timed(profile_, "linear", [&] {
+      blocks::linear(ConstTensorView<float, 2>(u_.data(), rows, C), x_proj_, std::nullopt,
+                     TensorView<float, 2>(z_.data(), z_.dimensions()), device_);
+      for (Index r = 0; r < rows; ++r) {
+        std::copy_n(z_.data() + r * (R + 2 * N), R, dt_r_.data() + r * R);
+        std::copy_n(z_.data() + r * (R + 2 * N) + R, N, bm_.data() + r * N);
+      }
+      blocks::linear(ConstTensorView<float, 2>(dt_r_.data(), rows, R), dt_proj_, std::nullopt,
+                     TensorView<float, 2>(delta_.data(), rows, C), device_);
+    });
     // Every hidden state of the raster scan: Hs [B, L, C, N].
-    ssm::SelectiveScanOptions scan;
-    scan.delta_bias = w_.dt_projs_bias, scan.delta_softplus = true, scan.device = device_;
     ensure(states_, {B, L, C, N}), ensure(scan_out_, {B, L, C});
-    const ConstTensorView<float, 3> u3(u_.data(), B, L, C), bm3(bm_.data(), B, L, N);
-    ssm::selective_scan_states(u3, ConstTensorView<float, 3>(delta_.data(), B, L, C), A_, ssm::ScanOperand(bm3),
-                               ssm::ScanOperand(bm3), scan, TensorView<float, 3>(scan_out_.data(), B, L, C),
-                               TensorView<float, 4>(states_.data(), states_.dimensions()), nullptr);
+    timed(profile_, "selective_scan_states", [&] {
+      ssm::SelectiveScanOptions scan;
+      scan.delta_bias = w_.dt_projs_bias, scan.delta_softplus = true, scan.device = device_;
+      const ConstTensorView<float, 3> u3(u_.data(), B, L, C), bm3(bm_.data(), B, L, N);
+      ssm::selective_scan_states(u3, ConstTensorView<float, 3>(delta_.data(), B, L, C), A_, ssm::ScanOperand(bm3),
+                                 ssm::ScanOperand(bm3), scan, TensorView<float, 3>(scan_out_.data(), B, L, C),
+                                 TensorView<float, 4>(states_.data(), states_.dimensions()), nullptr);
+    });
     // G: each head group's states aggregated with its map.
     ensure(fused_, {B, H, W, nh, per_head});
+    timed(profile_, "neighborhood_av", [&] { aggregate(attn1, attn2, dilation, B, H, W); });
+    timed(profile_, "state_fusion_readout", [&] { fuse_and_read_out(out, rows); });
+  }
+
+  Tensor<float, 4> forward(const ConstTensorView<float, 4>& x_ms, const ConstTensorView<float, 5>& attn1,
+                           const ConstTensorView<float, 5>& attn2, const std::array<Index, 2>& dilation) {
+    detail::check_a2ssm_input("A2ssm::forward", config_, x_ms, attn1, attn2, dilation, nullptr);  // before allocating
+    Tensor<float, 4> out(x_ms.dimension(0), x_ms.dimension(1), x_ms.dimension(2), config_.channels);
+    forward(x_ms, attn1, attn2, dilation, TensorView<float, 4>(out.data(), out.dimensions()));
+    return out;
+  }
+
+  // Adds each operator call's wall time to `profile` (nullptr: off).
+  void set_profile(OpProfile* profile) { profile_ = profile; }
+
+ private:
+  // fused_ [B, L, nh, dh·N] = each head group's states aggregated with its map.
+  void aggregate(const ConstTensorView<float, 5>& attn1, const ConstTensorView<float, 5>& attn2,
+                 const std::array<Index, 2>& dilation, Index B, Index H, Index W) {
+    const Index C = config_.channels, N = config_.d_state, nh = config_.heads, rows = B * H * W;
+    const Index group = nh / 2, per_head = C / nh * N;
     for (int g = 0; g < 2; ++g) {
       Tensor<float, 5> values(B, H, W, group, per_head);  // the group's heads, contiguous
       for (Index r = 0; r < rows; ++r)
@@ -84,12 +112,16 @@ class A2ssm {
       attention::NeighborhoodParams<2> p = attention::NeighborhoodParams<2>::uniform(config_.kernel_size);
       if (g == 1) p.dilation = dilation;
       const Tensor<float, 5> aggregated =
-          attention::neighborhood_av<2>(g == 0 ? attn1 : attn2, ConstTensorView<float, 5>(values.data(), values.dimensions()), p);
+          attention::neighborhood_av<2>(g == 0 ? attn1 : attn2, ConstTensorView<float, 5>(values.data(), values.dimensions()), p, device_);
       for (Index r = 0; r < rows; ++r)
         std::copy_n(aggregated.data() + r * group * per_head, group * per_head,
                     fused_.data() + r * nh * per_head + g * group * per_head);
     }
-    // State fusion over the heads, then y[c] = Σ_n G'[c·N + n]·Cm[n] + Ds[c]·u[c].
+  }
+
+  // State fusion over the heads, then y[c] = Σ_n G'[c·N + n]·Cm[n] + Ds[c]·u[c].
+  void fuse_and_read_out(TensorView<float, 4> out, Index rows) {
+    const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads, per_head = C / nh * N;
     std::vector<float> mixed(static_cast<std::size_t>(nh * per_head));
     for (Index r = 0; r < rows; ++r) {
       const float* G = fused_.data() + r * nh * per_head;
@@ -112,15 +144,6 @@ class A2ssm {
     }
   }
 
-  Tensor<float, 4> forward(const ConstTensorView<float, 4>& x_ms, const ConstTensorView<float, 5>& attn1,
-                           const ConstTensorView<float, 5>& attn2, const std::array<Index, 2>& dilation) {
-    detail::check_a2ssm_input("A2ssm::forward", config_, x_ms, attn1, attn2, dilation, nullptr);  // before allocating
-    Tensor<float, 4> out(x_ms.dimension(0), x_ms.dimension(1), x_ms.dimension(2), config_.channels);
-    forward(x_ms, attn1, attn2, dilation, TensorView<float, 4>(out.data(), out.dimensions()));
-    return out;
-  }
-
- private:
   // Keeps t when it already has these extents: the buffers are reused across calls of one shape
   // (fresh ones would page-fault on every call).
   template <int R>
@@ -133,6 +156,7 @@ class A2ssm {
   A2ssmConfig config_;
   A2ssmWeights w_;
   const Eigen::ThreadPoolDevice* device_;
+  OpProfile* profile_ = nullptr;
   Tensor<float, 3> conv_weight_;  // [C, K, K]
   Tensor<float, 2> A_;            // [C, N] = -exp(A_logs)
   blocks::PackedLinear x_proj_, dt_proj_;

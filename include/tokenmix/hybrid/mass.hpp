@@ -23,6 +23,7 @@
 #include "tokenmix/blocks/depthwise_conv2d.hpp"
 #include "tokenmix/blocks/layer_norm.hpp"
 #include "tokenmix/blocks/linear.hpp"
+#include "tokenmix/core/profile.hpp"
 #include "tokenmix/hybrid/a2ssm.hpp"
 #include "tokenmix/hybrid/mass_types.hpp"
 #include "tokenmix/simd/activations.hpp"
@@ -61,44 +62,63 @@ class Mass {
     const std::array<Index, 2> dil = mass_dilation(H, W, K);
     prepare_rope(H, W);
     const ConstTensorView<float, 2> x2(x.data(), rows, C);
+    using tokenmix::detail::timed;
     // gate [rows, C]; qkv [rows, 3C]; lepe = dwconv5x5(v) [B, H, W, C].
     ensure(gate_out_, {rows, C}), ensure(qkv_out_, {rows, 3 * C}), ensure(v_, {B, H, W, C}), ensure(lepe_, {B, H, W, C});
-    blocks::linear(x2, gate_, ConstTensorView<float, 1>(gate_bias_.data(), C), view(gate_out_), device_);
-    simd::silu_inplace(gate_out_.data(), rows * C);
-    blocks::linear(x2, qkv_, ConstTensorView<float, 1>(w_.qkv_bias.data(), 3 * C), view(qkv_out_), device_);
-    for (Index r = 0; r < rows; ++r) std::copy_n(qkv_out_.data() + r * 3 * C + 2 * C, C, v_.data() + r * C);
-    blocks::DepthwiseConv2dOptions conv;
-    conv.bias = ConstTensorView<float, 1>(w_.lepe_bias.data(), C), conv.device = device_;
-    blocks::depthwise_conv2d(ConstTensorView<float, 4>(v_.data(), v_.dimensions()), lepe_weight_, conv, view(lepe_));
+    timed(profile_, "linear", [&] {
+      blocks::linear(x2, gate_, ConstTensorView<float, 1>(gate_bias_.data(), C), view(gate_out_), device_);
+      blocks::linear(x2, qkv_, ConstTensorView<float, 1>(w_.qkv_bias.data(), 3 * C), view(qkv_out_), device_);
+    });
+    timed(profile_, "elementwise", [&] {
+      simd::silu_inplace(gate_out_.data(), rows * C);
+      for (Index r = 0; r < rows; ++r) std::copy_n(qkv_out_.data() + r * 3 * C + 2 * C, C, v_.data() + r * C);
+    });
+    timed(profile_, "depthwise_conv2d", [&] {
+      blocks::DepthwiseConv2dOptions conv;
+      conv.bias = ConstTensorView<float, 1>(w_.lepe_bias.data(), C), conv.device = device_;
+      blocks::depthwise_conv2d(ConstTensorView<float, 4>(v_.data(), v_.dimensions()), lepe_weight_, conv, view(lepe_));
+    });
     // Per head group g: q, k (RoPE2D; q scaled) and v as [B, H, W, nh/2, dh].
     for (int g = 0; g < 2; ++g) ensure(q_[g], {B, H, W, half, dh}), ensure(k_[g], {B, H, W, half, dh}), ensure(vg_[g], {B, H, W, half, dh});
-    rope_split(rows, L);
+    timed(profile_, "rope_2d", [&] { rope_split(rows, L); });
     // Branch 1 (window dilation), branch 2 (adaptive dilation) over the cascaded values o1 + v2.
     attention::NeighborhoodParams<2> p1 = attention::NeighborhoodParams<2>::uniform(K, config_.window_dilation);
     attention::NeighborhoodParams<2> p2 = attention::NeighborhoodParams<2>::uniform(K);
     p2.dilation = dil, p1.scale = 1.0f, p2.scale = 1.0f;  // q carries dh^-1/2 (as released)
-    attn1_ = attention_map(0, p1), o1_ = attention::neighborhood_av<2>(cview(attn1_), cview(vg_[0]), p1, device_);
-    for (Index i = 0; i < o1_.size(); ++i) vg_[1].data()[i] += o1_.data()[i];
-    attn2_ = attention_map(1, p2), o2_ = attention::neighborhood_av<2>(cview(attn2_), cview(vg_[1]), p2, device_);
+    attention_map(0, p1, attn1_);
+    timed(profile_, "neighborhood_av", [&] { o1_ = attention::neighborhood_av<2>(cview(attn1_), cview(vg_[0]), p1, device_); });
+    timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < o1_.size(); ++i) vg_[1].data()[i] += o1_.data()[i];
+    });
+    attention_map(1, p2, attn2_);
+    timed(profile_, "neighborhood_av", [&] { o2_ = attention::neighborhood_av<2>(cview(attn2_), cview(vg_[1]), p2, device_); });
     ensure(x_ms_, {B, H, W, C});
-    for (Index r = 0; r < rows; ++r) {
-      std::copy_n(o1_.data() + r * half * dh, half * dh, x_ms_.data() + r * C);
-      std::copy_n(o2_.data() + r * half * dh, half * dh, x_ms_.data() + r * C + half * dh);
-    }
+    timed(profile_, "elementwise", [&] {
+      for (Index r = 0; r < rows; ++r) {
+        std::copy_n(o1_.data() + r * half * dh, half * dh, x_ms_.data() + r * C);
+        std::copy_n(o2_.data() + r * half * dh, half * dh, x_ms_.data() + r * C + half * dh);
+      }
+    });
     // Mixing, then out = proj(LN_proj((LN_norm(mixed) + lepe) ⊙ gate)).
     ensure(mixed_, {B, H, W, C});
     if (config_.global_mode)
-      global_attention(B, L);
+      timed(profile_, "global_attention", [&] { global_attention(B, L); });
     else
       ssm_->forward(cview(x_ms_), cview(attn1_), cview(attn2_), dil, view(mixed_));
     const TensorView<float, 2> m2(mixed_.data(), rows, C);
-    blocks::layer_norm(ConstTensorView<float, 2>(m2.data(), rows, C), vec(w_.norm_weight), vec(w_.norm_bias),
-                       kMassLayerNormEps, m2, device_);
-    for (Index i = 0; i < rows * C; ++i) m2.data()[i] = (m2.data()[i] + lepe_.data()[i]) * gate_out_.data()[i];
-    blocks::layer_norm(ConstTensorView<float, 2>(m2.data(), rows, C), vec(w_.proj_0_weight), vec(w_.proj_0_bias),
-                       kMassLayerNormEps, m2, device_);
-    blocks::linear(ConstTensorView<float, 2>(m2.data(), rows, C), proj_, vec(w_.proj_1_bias),
-                   TensorView<float, 2>(out.data(), rows, C), device_);
+    const ConstTensorView<float, 2> m2c(m2.data(), rows, C);
+    timed(profile_, "layer_norm", [&] {
+      blocks::layer_norm(m2c, vec(w_.norm_weight), vec(w_.norm_bias), kMassLayerNormEps, m2, device_);
+    });
+    timed(profile_, "elementwise", [&] {
+      for (Index i = 0; i < rows * C; ++i) m2.data()[i] = (m2.data()[i] + lepe_.data()[i]) * gate_out_.data()[i];
+    });
+    timed(profile_, "layer_norm", [&] {
+      blocks::layer_norm(m2c, vec(w_.proj_0_weight), vec(w_.proj_0_bias), kMassLayerNormEps, m2, device_);
+    });
+    timed(profile_, "linear", [&] {
+      blocks::linear(m2c, proj_, vec(w_.proj_1_bias), TensorView<float, 2>(out.data(), rows, C), device_);
+    });
   }
 
   Tensor<float, 4> forward(const ConstTensorView<float, 4>& x) {
@@ -106,6 +126,12 @@ class Mass {
     Tensor<float, 4> out(x.dimensions());
     forward(x, view(out));
     return out;
+  }
+
+  // Adds each operator call's wall time to `profile` (nullptr: off); A2SSM's operators too.
+  void set_profile(OpProfile* profile) {
+    profile_ = profile;
+    if (ssm_) ssm_->set_profile(profile);
   }
 
   // The last forward's post-softmax maps [B, H, W, nh/2, K²] of the two branches (A2SSM's inputs).
@@ -170,16 +196,19 @@ class Mass {
     });
   }
 
-  // softmax(neighborhood_qk(q_g, k_g) + rpb) over each row of K² slots: [B, H, W, nh/2, K²].
-  Tensor<float, 5> attention_map(int g, const attention::NeighborhoodParams<2>& p) const {
+  // a = softmax(neighborhood_qk(q_g, k_g) + rpb) over each row of K² slots: [B, H, W, nh/2, K²].
+  void attention_map(int g, const attention::NeighborhoodParams<2>& p, Tensor<float, 5>& a) {
     std::optional<ConstTensorView<float, 3>> rpb;
     if (config_.use_rpb) rpb = cview(w_.rpb);
-    Tensor<float, 5> a = attention::neighborhood_qk<2>(cview(q_[g]), cview(k_[g]), p, rpb, device_);
-    const Index S = a.dimension(4), n = a.size() / S;
-    tokenmix::detail::parallel_for(device_, n, [&](Index first, Index last) {
-      for (Index r = first; r < last; ++r) simd::softmax_inplace(a.data() + r * S, S);
+    tokenmix::detail::timed(profile_, "neighborhood_qk", [&] {
+      a = attention::neighborhood_qk<2>(cview(q_[g]), cview(k_[g]), p, rpb, device_);
     });
-    return a;
+    tokenmix::detail::timed(profile_, "softmax", [&] {
+      const Index S = a.dimension(4), n = a.size() / S;
+      tokenmix::detail::parallel_for(device_, n, [&](Index first, Index last) {
+        for (Index r = first; r < last; ++r) simd::softmax_inplace(a.data() + r * S, S);
+      });
+    });
   }
 
   // mixed_ = softmax(q·kᵀ + rpb_g)·x_ms per head over all L tokens (stage 4), through blocks::linear.
@@ -212,6 +241,7 @@ class Mass {
   MassConfig config_;
   MassWeights w_;
   const Eigen::ThreadPoolDevice* device_;
+  OpProfile* profile_ = nullptr;
   blocks::PackedLinear qkv_, gate_, proj_;
   Tensor<float, 1> gate_bias_;           // [C] (BN folded)
   Tensor<float, 3> lepe_weight_;         // [C, 5, 5]
