@@ -11,8 +11,10 @@
 //            -> [B, X.., H, Pv] = Σ_slots weight·v_key (slots past a causal window are skipped)
 //
 // softmax(qk) then av equals the fused neighborhood attention (tested against the oracle). The
-// window rule and validation: attention/neighborhood_types.hpp. Vectorised over P / Pv per slot;
-// threads over (batch, query token).
+// window rule and validation: attention/neighborhood_types.hpp. Each query token's slots are listed
+// once for all heads; qk runs W slots at a time (one partial-sum vector per slot, reduced together by
+// simd::lane_sums), av keeps up to 4 vectors of output channels in registers across the slots.
+// Threads over (batch, query token); bitwise identical results for any thread count.
 
 #include <array>
 #include <limits>
@@ -25,6 +27,7 @@
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/simd/arch.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 namespace tokenmix::attention {
 
@@ -37,6 +40,51 @@ Tensor<float, N> like_with_last(const T& t, Index last) {
   for (int a = 0; a < N - 1; ++a) dims[std::size_t(a)] = t.dimension(a);
   dims[std::size_t(N - 1)] = last;
   return Tensor<float, N>(dims);
+}
+
+// The valid window slots of one query token, collected once and reused by every head: the slot
+// index (position in the logits row), the key token and the rpb offset.
+struct SlotList {
+  std::vector<Index> slot, key, rpb;
+  Index count = 0;
+  explicit SlotList(Index capacity)
+      : slot(std::size_t(capacity)), key(std::size_t(capacity)), rpb(std::size_t(capacity)) {}
+  template <int R>
+  void collect(const NeighborhoodGrid<R>& grid, Index t, const NeighborhoodParams<R>& params) {
+    count = 0;
+    grid.for_each_line(t, params, [&](Index s, Index k, Index r, Index n, Index step) {
+      for (Index i = 0; i < n; ++i, ++count)
+        slot[std::size_t(count)] = s + i, key[std::size_t(count)] = k + i * step, rpb[std::size_t(count)] = r + i;
+    });
+  }
+};
+
+// acc[s] = the W-lane partial sums of <q, k of key s> for s < n (zero for s >= n): q [NP·W] in
+// registers, key s at k0 + keys[s]·key_stride.
+template <class Arch, int NP>
+TOKENMIX_ALWAYS_INLINE void dot_block(const float* q, const float* k0, const Index* keys, Index key_stride, Index n,
+                                      simd::vfloat<Arch>* acc) noexcept {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  simd::vfloat<Arch> qv[NP];
+  for (int u = 0; u < NP; ++u) qv[u] = simd::load<Arch>(q + u * W);
+  for (Index s = 0; s < n; ++s) {
+    const float* k = k0 + keys[s] * key_stride;
+    simd::vfloat<Arch> a = qv[0] * simd::load<Arch>(k);
+    for (int u = 1; u < NP; ++u) a = simd::fmadd<Arch>(qv[u], simd::load<Arch>(k + u * W), a);
+    acc[s] = a;
+  }
+  for (Index s = n; s < W; ++s) acc[s] = simd::vfloat<Arch>(0.0f);
+}
+
+// acc[u] += w[i]·v[i·step + u·W .. + W) for i < n, u < NV (full vectors).
+template <class Arch, int NV>
+TOKENMIX_ALWAYS_INLINE void accumulate_run(const float* w, const float* v, Index n, Index step,
+                                           simd::vfloat<Arch>* acc) noexcept {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  for (Index i = 0; i < n; ++i, v += step) {
+    const simd::vfloat<Arch> wi(w[i]);
+    for (int u = 0; u < NV; ++u) acc[u] = simd::fmadd<Arch>(wi, simd::load<Arch>(v + u * W), acc[u]);
+  }
 }
 
 template <int R, class T>
@@ -67,25 +115,48 @@ Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, con
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   tokenmix::detail::parallel_for(device, B * grid.tokens, [&](Index first, Index last) {
-    alignas(64) float pad[2 * W];
+    alignas(64) float pad[2 * W], sums[W];
+    detail::SlotList slots(grid.slots);
     for (Index bt = first; bt < last; ++bt) {
       const Index b = bt / grid.tokens, t = bt % grid.tokens;
       float* row = logits.data() + bt * H * grid.slots;  // [H, S]
       std::fill(row, row + H * grid.slots, -std::numeric_limits<float>::infinity());
-      grid.for_each_slot(t, params, [&](Index slot, Index key, Index rpb_offset) {
-        for (Index h = 0; h < H; ++h) {
-          const float* qh = q.data() + (bt * H + h) * P;
-          const float* kh = k.data() + ((b * grid.tokens + key) * Hkv + h / (H / Hkv)) * P;
-          V acc(0.0f);
-          for (Index d = 0; d < P; d += W) {
-            const Index n = std::min(W, P - d);
-            acc = simd::fmadd<Arch>(simd::load_upto<Arch>(qh + d, n, pad), simd::load_upto<Arch>(kh + d, n, pad + W), acc);
+      slots.collect(grid, t, params);
+      for (Index h = 0; h < H; ++h) {
+        const float* qh = q.data() + (bt * H + h) * P;
+        const float* k0 = k.data() + (b * grid.tokens * Hkv + h / (H / Hkv)) * P;  // key token j: k0 + j·Hkv·P
+        // W slots at a time: one partial-sum vector per slot, then their lane sums in one vector
+        // (a transposing reduction instead of one horizontal sum per slot).
+        for (Index i0 = 0; i0 < slots.count; i0 += W) {
+          const Index n = std::min(W, slots.count - i0);
+          V acc[W];
+          const Index* keys = slots.key.data() + i0;
+          const Index key_stride = Hkv * P;
+          if (P % W == 0 && P <= 4 * W) {  // full vectors: q held in registers
+            switch (P / W) {
+              case 1: detail::dot_block<Arch, 1>(qh, k0, keys, key_stride, n, acc); break;
+              case 2: detail::dot_block<Arch, 2>(qh, k0, keys, key_stride, n, acc); break;
+              case 3: detail::dot_block<Arch, 3>(qh, k0, keys, key_stride, n, acc); break;
+              default: detail::dot_block<Arch, 4>(qh, k0, keys, key_stride, n, acc); break;
+            }
+          } else {
+            for (Index s = 0; s < W; ++s) acc[s] = V(0.0f);
+            for (Index s = 0; s < n; ++s) {
+              const float* kj = k0 + keys[s] * key_stride;
+              for (Index d = 0; d < P; d += W) {
+                const Index m = std::min(W, P - d);
+                acc[s] = simd::fmadd<Arch>(simd::load_upto<Arch>(qh + d, m, pad), simd::load_upto<Arch>(kj + d, m, pad + W), acc[s]);
+              }
+            }
           }
-          float x = scale * simd::reduce_add<Arch>(acc);
-          if (rpb) x += rpb->data()[h * rpb_table + rpb_offset];
-          row[h * grid.slots + slot] = x;
+          simd::store<Arch>(sums, simd::lane_sums<Arch>(acc));
+          const Index* slot = slots.slot.data() + i0;
+          const Index* rpb_at = slots.rpb.data() + i0;
+          float* dst = row + h * grid.slots;
+          const float* table = rpb ? rpb->data() + h * rpb_table : nullptr;
+          for (Index s = 0; s < n; ++s) dst[slot[s]] = scale * sums[s] + (table ? table[rpb_at[s]] : 0.0f);
         }
-      });
+      }
     }
   });
   return logits;
@@ -107,25 +178,42 @@ Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weight
   Tensor<float, R + 3> out = detail::like_with_last<R + 3>(weights, Pv);  // [B, X.., H, Pv]
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  constexpr Index NV = 4;  // output vectors kept in registers across the slots
   tokenmix::detail::parallel_for(device, B * grid.tokens, [&](Index first, Index last) {
     alignas(64) float pad[2 * W];
     for (Index bt = first; bt < last; ++bt) {
       const Index b = bt / grid.tokens, t = bt % grid.tokens;
-      float* o = out.data() + bt * H * Pv;  // [H, Pv]
-      std::fill(o, o + H * Pv, 0.0f);
-      grid.for_each_slot(t, params, [&](Index slot, Index key, Index) {
-        for (Index h = 0; h < H; ++h) {
-          const V w(weights.data()[(bt * H + h) * grid.slots + slot]);
-          const float* vj = v.data() + ((b * grid.tokens + key) * Hkv + h / (H / Hkv)) * Pv;
-          float* oh = o + h * Pv;
-          for (Index d = 0; d < Pv; d += W) {
-            const Index n = std::min(W, Pv - d);
-            simd::store_upto<Arch>(oh + d, simd::fmadd<Arch>(w, simd::load_upto<Arch>(vj + d, n, pad),
-                                                             simd::load_upto<Arch>(oh + d, n, pad + W)),
-                                   n, pad);
-          }
+      for (Index h = 0; h < H; ++h) {
+        const float* wh = weights.data() + (bt * H + h) * grid.slots;
+        const float* v0 = v.data() + (b * grid.tokens * Hkv + h / (H / Hkv)) * Pv;  // key token j: v0 + j·Hkv·Pv
+        float* oh = out.data() + (bt * H + h) * Pv;
+        // NV·W output channels at a time, accumulated in registers over every slot, walking the
+        // window's runs along the last axis with pointer steps.
+        for (Index d0 = 0; d0 < Pv; d0 += NV * W) {
+          const Index nv = std::min(NV, (Pv - d0 + W - 1) / W), tail = Pv - d0 - (nv - 1) * W;
+          V acc[NV] = {V(0.0f), V(0.0f), V(0.0f), V(0.0f)};
+          grid.for_each_line(t, params, [&](Index slot, Index key, Index, Index n, Index key_step) {
+            const float* w = wh + slot;
+            const float* vj = v0 + key * Hkv * Pv + d0;
+            const Index step = key_step * Hkv * Pv;
+            if (tail == W) {  // full vectors: the count is a compile-time constant (registers, no loop)
+              switch (nv) {
+                case 1: return detail::accumulate_run<Arch, 1>(w, vj, n, step, acc);
+                case 2: return detail::accumulate_run<Arch, 2>(w, vj, n, step, acc);
+                case 3: return detail::accumulate_run<Arch, 3>(w, vj, n, step, acc);
+                default: return detail::accumulate_run<Arch, 4>(w, vj, n, step, acc);
+              }
+            }
+            for (Index i = 0; i < n; ++i, vj += step) {
+              const V wi(w[i]);
+              for (Index u = 0; u + 1 < nv; ++u) acc[u] = simd::fmadd<Arch>(wi, simd::load<Arch>(vj + u * W), acc[u]);
+              acc[nv - 1] = simd::fmadd<Arch>(wi, simd::load_upto<Arch>(vj + (nv - 1) * W, tail, pad), acc[nv - 1]);
+            }
+          });
+          for (Index u = 0; u + 1 < nv; ++u) simd::store<Arch>(oh + d0 + u * W, acc[u]);
+          simd::store_upto<Arch>(oh + d0 + (nv - 1) * W, acc[nv - 1], tail, pad);
         }
-      });
+      }
     }
   });
   return out;

@@ -132,17 +132,20 @@ struct NeighborhoodGrid {
     for (int a = 0; a < R; ++a) slots *= p.kernel_size[std::size_t(a)];
   }
 
-  // Calls f(slot, key_token, rpb_offset) for every valid slot of query token t, in slot order;
-  // rpb_offset is the flat index into one head's [2K_0 - 1, ..] table.
+  // Calls f(slot, key_token, rpb_offset, count, key_step) for every run of valid slots of query token
+  // t along the last axis, in slot order: the run's slots are slot + i, its keys key_token + i·key_step
+  // and its rpb offsets rpb_offset + i, for i < count. rpb offsets index one head's flat
+  // [2K_0 - 1, ..] table.
   template <class F>
-  void for_each_slot(Index t, const NeighborhoodParams<R>& p, F&& f) const {
+  void for_each_line(Index t, const NeighborhoodParams<R>& p, F&& f) const {
     std::array<AxisWindow, R> win;
     for (int a = 0; a < R; ++a)
       win[std::size_t(a)] = neighborhood_axis_window((t / stride[std::size_t(a)]) % extent[std::size_t(a)],
                                                      extent[std::size_t(a)], p.kernel_size[std::size_t(a)],
                                                      p.dilation[std::size_t(a)], p.stride[std::size_t(a)],
                                                      p.causal[std::size_t(a)]);
-    std::array<Index, R> n{};
+    const AxisWindow& inner = win[std::size_t(R - 1)];
+    std::array<Index, R> n{};  // the position along each outer axis (n[R - 1] stays 0)
     for (bool more = true; more;) {
       Index slot = 0, key = 0, rpb = 0;
       for (int a = 0; a < R; ++a) {
@@ -151,9 +154,9 @@ struct NeighborhoodGrid {
         rpb = rpb * (2 * K - 1) + win[std::size_t(a)].rpb_first + n[std::size_t(a)];
         key += (win[std::size_t(a)].first + n[std::size_t(a)] * win[std::size_t(a)].step) * stride[std::size_t(a)];
       }
-      f(slot, key, rpb);
+      f(slot, key, rpb, inner.count, inner.step * stride[std::size_t(R - 1)]);
       more = false;
-      for (int a = R - 1; a >= 0; --a) {
+      for (int a = R - 2; a >= 0; --a) {
         if (++n[std::size_t(a)] < win[std::size_t(a)].count) {
           more = true;
           break;
@@ -161,6 +164,14 @@ struct NeighborhoodGrid {
         n[std::size_t(a)] = 0;
       }
     }
+  }
+
+  // Calls f(slot, key_token, rpb_offset) for every valid slot of query token t, in slot order.
+  template <class F>
+  void for_each_slot(Index t, const NeighborhoodParams<R>& p, F&& f) const {
+    for_each_line(t, p, [&](Index slot, Index key, Index rpb, Index count, Index key_step) {
+      for (Index i = 0; i < count; ++i) f(slot + i, key + i * key_step, rpb + i);
+    });
   }
 };
 
