@@ -42,6 +42,17 @@ Tensor<float, N> like_with_last(const T& t, Index last) {
   return Tensor<float, N>(dims);
 }
 
+// out must have t's batch, spatial and head extents and `last` as its last extent.
+template <int R, class T>
+void check_out_shape(const char* op, const TensorView<float, R + 3>& out, const T& t, Index last) {
+  bool same = out.dimension(R + 2) == last;
+  for (int a = 0; a <= R + 1; ++a) same = same && out.dimension(a) == t.dimension(a);
+  std::array<Index, R + 3> want;
+  for (int a = 0; a <= R + 1; ++a) want[std::size_t(a)] = t.dimension(a);
+  want[std::size_t(R + 2)] = last;
+  TOKENMIX_CHECK(same, op, ": out has shape ", shape_of(out), ", expected ", Shape<R + 3>{want});
+}
+
 // The valid window slots of one query token, collected once and reused by every head: the slot
 // index (position in the logits row), the key token and the rpb offset.
 struct SlotList {
@@ -96,11 +107,12 @@ void check_same_grid(const char* op, const char* name, const T& t, const ConstTe
 
 }  // namespace detail
 
+// View-based core: logits [B, X.., H, S] written into `out` (no allocation; buffers reused by the
+// hybrid blocks). The allocating overload below is the NATTEN-style call.
 template <int R, class Arch = simd::default_arch>
-Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
-                                     const NeighborhoodParams<R>& params,
-                                     const std::optional<ConstTensorView<float, R + 1>>& rpb = std::nullopt,
-                                     const Eigen::ThreadPoolDevice* device = nullptr) {
+void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
+                     const NeighborhoodParams<R>& params, const std::optional<ConstTensorView<float, R + 1>>& rpb,
+                     TensorView<float, R + 3> logits, const Eigen::ThreadPoolDevice* device = nullptr) {
   constexpr const char* op = "neighborhood_qk";
   const Index B = q.dimension(0), H = q.dimension(R + 1), P = q.dimension(R + 2), Hkv = k.dimension(R + 1);
   detail::check_same_grid<R>(op, "k", k, q);
@@ -109,7 +121,7 @@ Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, con
   const detail::NeighborhoodGrid<R> grid(q, params);
   detail::check_neighborhood_params<R>(op, params, grid.extent);
   if (rpb) detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
-  Tensor<float, R + 3> logits = detail::like_with_last<R + 3>(q, grid.slots);  // [B, X.., H, S]
+  detail::check_out_shape<R>(op, logits, q, grid.slots);  // [B, X.., H, S]
   const float scale = params.scale ? *params.scale : 1.0f / std::sqrt(static_cast<float>(P));
   const Index rpb_table = rpb ? rpb->size() / H : 0;
   using V = simd::vfloat<Arch>;
@@ -159,13 +171,25 @@ Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, con
       }
     }
   });
-  return logits;
 }
 
 template <int R, class Arch = simd::default_arch>
-Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTensorView<float, R + 3>& v,
+Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
                                      const NeighborhoodParams<R>& params,
+                                     const std::optional<ConstTensorView<float, R + 1>>& rpb = std::nullopt,
                                      const Eigen::ThreadPoolDevice* device = nullptr) {
+  Index slots = 1;
+  for (int a = 0; a < R; ++a) slots *= std::max<Index>(params.kernel_size[std::size_t(a)], 0);
+  Tensor<float, R + 3> logits = detail::like_with_last<R + 3>(q, slots);
+  neighborhood_qk<R, Arch>(q, k, params, rpb, TensorView<float, R + 3>(logits.data(), logits.dimensions()), device);
+  return logits;
+}
+
+// View-based core: out [B, X.., H, Pv] (no allocation).
+template <int R, class Arch = simd::default_arch>
+void neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTensorView<float, R + 3>& v,
+                     const NeighborhoodParams<R>& params, TensorView<float, R + 3> out,
+                     const Eigen::ThreadPoolDevice* device = nullptr) {
   constexpr const char* op = "neighborhood_av";
   const Index B = weights.dimension(0), H = weights.dimension(R + 1), Hkv = v.dimension(R + 1), Pv = v.dimension(R + 2);
   detail::check_same_grid<R>(op, "v", v, weights);
@@ -175,7 +199,10 @@ Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weight
                  ", expected [B, X.., H, S=", grid.slots, "] (one weight per window slot)");
   TOKENMIX_CHECK(Hkv >= 1 && H % Hkv == 0 && Pv >= 1, op, ": weights has ", H, " heads and v ", shape_of(v),
                  ", expected v [..., Hkv, Pv] with H a multiple of Hkv");
-  Tensor<float, R + 3> out = detail::like_with_last<R + 3>(weights, Pv);  // [B, X.., H, Pv]
+  detail::check_out_shape<R>(op, out, weights, Pv);  // [B, X.., H, Pv]
+  TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(out.data(), out.size(), v.data(), v.size()) &&
+                     !tokenmix::detail::ranges_overlap(out.data(), out.size(), weights.data(), weights.size()),
+                 op, ": out must not overlap weights or v");
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   constexpr Index NV = 4;  // output vectors kept in registers across the slots
@@ -216,6 +243,14 @@ Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weight
       }
     }
   });
+}
+
+template <int R, class Arch = simd::default_arch>
+Tensor<float, R + 3> neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTensorView<float, R + 3>& v,
+                                     const NeighborhoodParams<R>& params,
+                                     const Eigen::ThreadPoolDevice* device = nullptr) {
+  Tensor<float, R + 3> out = detail::like_with_last<R + 3>(weights, std::max<Index>(v.dimension(R + 2), 0));
+  neighborhood_av<R, Arch>(weights, v, params, TensorView<float, R + 3>(out.data(), out.dimensions()), device);
   return out;
 }
 

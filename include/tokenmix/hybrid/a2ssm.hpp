@@ -22,6 +22,7 @@
 #include "tokenmix/blocks/linear.hpp"
 #include "tokenmix/core/profile.hpp"
 #include "tokenmix/hybrid/a2ssm_types.hpp"
+#include "tokenmix/simd/arch.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 
 namespace tokenmix::hybrid {
@@ -49,8 +50,8 @@ class A2ssm {
                TensorView<float, 4> out) {
     detail::check_a2ssm_input("A2ssm::forward", config_, x_ms, attn1, attn2, dilation, &out);
     const Index B = x_ms.dimension(0), H = x_ms.dimension(1), W = x_ms.dimension(2), L = H * W;
-    const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads;
-    const Index rows = B * L, per_head = C / nh * N;  // a head's dh·N state channels
+    const Index C = config_.channels, N = config_.d_state, R = config_.rank();
+    const Index rows = B * L;
     using tokenmix::detail::timed;
     ensure(u_, {B, H, W, C});
     // u = silu(dwconv(x_ms) + bias)
@@ -82,7 +83,6 @@ class A2ssm {
                                  TensorView<float, 4>(states_.data(), states_.dimensions()), nullptr);
     });
     // G: each head group's states aggregated with its map.
-    ensure(fused_, {B, H, W, nh, per_head});
     timed(profile_, "neighborhood_av", [&] { aggregate(attn1, attn2, dilation, B, H, W); });
     timed(profile_, "state_fusion_readout", [&] { fuse_and_read_out(out, rows); });
   }
@@ -99,49 +99,64 @@ class A2ssm {
   void set_profile(OpProfile* profile) { profile_ = profile; }
 
  private:
-  // fused_ [B, L, nh, dh·N] = each head group's states aggregated with its map.
+  // agg_[g] [B, H, W, nh/2, dh·N] = head group g's states aggregated with its map.
   void aggregate(const ConstTensorView<float, 5>& attn1, const ConstTensorView<float, 5>& attn2,
                  const std::array<Index, 2>& dilation, Index B, Index H, Index W) {
     const Index C = config_.channels, N = config_.d_state, nh = config_.heads, rows = B * H * W;
     const Index group = nh / 2, per_head = C / nh * N;
+    ensure(values_, {B, H, W, group, per_head});
     for (int g = 0; g < 2; ++g) {
-      Tensor<float, 5> values(B, H, W, group, per_head);  // the group's heads, contiguous
-      for (Index r = 0; r < rows; ++r)
-        std::copy_n(states_.data() + r * C * N + g * group * per_head, group * per_head,
-                    values.data() + r * group * per_head);
+      for (Index r = 0; r < rows; ++r)  // the group's heads, contiguous
+        std::copy_n(states_.data() + r * C * N + g * group * per_head, group * per_head, values_.data() + r * group * per_head);
       attention::NeighborhoodParams<2> p = attention::NeighborhoodParams<2>::uniform(config_.kernel_size);
       if (g == 1) p.dilation = dilation;
-      const Tensor<float, 5> aggregated =
-          attention::neighborhood_av<2>(g == 0 ? attn1 : attn2, ConstTensorView<float, 5>(values.data(), values.dimensions()), p, device_);
-      for (Index r = 0; r < rows; ++r)
-        std::copy_n(aggregated.data() + r * group * per_head, group * per_head,
-                    fused_.data() + r * nh * per_head + g * group * per_head);
+      ensure(agg_[std::size_t(g)], {B, H, W, group, per_head});
+      attention::neighborhood_av<2>(g == 0 ? attn1 : attn2, ConstTensorView<float, 5>(values_.data(), values_.dimensions()), p,
+                                    TensorView<float, 5>(agg_[std::size_t(g)].data(), agg_[std::size_t(g)].dimensions()), device_);
     }
   }
 
-  // State fusion over the heads, then y[c] = Σ_n G'[c·N + n]·Cm[n] + Ds[c]·u[c].
+  // State fusion over the heads, G'[o] = bsf[o] + Σ_i Wsf[o, i]·G[i] (vectors over a head's dh·N
+  // entries), then y[c] = Σ_n G'[c·N + n]·Cm[n] + Ds[c]·u[c] (vectors over c when N = 1).
   void fuse_and_read_out(TensorView<float, 4> out, Index rows) {
-    const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads, per_head = C / nh * N;
-    std::vector<float> mixed(static_cast<std::size_t>(nh * per_head));
-    for (Index r = 0; r < rows; ++r) {
-      const float* G = fused_.data() + r * nh * per_head;
-      for (Index o = 0; o < nh; ++o) {
-        float* m = mixed.data() + o * per_head;
-        for (Index e = 0; e < per_head; ++e) m[e] = w_.state_fusion_bias(o);
-        for (Index i = 0; i < nh; ++i) {
-          const float wo = w_.state_fusion_weight(o, i, 0, 0);
-          for (Index e = 0; e < per_head; ++e) m[e] += wo * G[i * per_head + e];
+    const Index C = config_.channels, N = config_.d_state, R = config_.rank(), nh = config_.heads, group = nh / 2;
+    const Index per_head = C / nh * N;
+    using V = simd::vfloat<>;
+    constexpr Index Wl = static_cast<Index>(simd::lanes<simd::default_arch>);
+    tokenmix::detail::parallel_for(device_, rows, [&](Index first, Index last) {
+      alignas(64) float pad[2 * Wl];
+      std::vector<float> mixed(static_cast<std::size_t>(nh * per_head));
+      for (Index r = first; r < last; ++r) {
+        for (Index o = 0; o < nh; ++o)
+          for (Index e = 0; e < per_head; e += Wl) {
+            const Index n = std::min(Wl, per_head - e);
+            V acc(w_.state_fusion_bias(o));
+            for (Index i = 0; i < nh; ++i) {
+              const float* G = agg_[i < group ? 0 : 1].data() + (r * group + i % group) * per_head;
+              acc = simd::fmadd<simd::default_arch>(V(w_.state_fusion_weight(o, i, 0, 0)), simd::load_upto<simd::default_arch>(G + e, n, pad), acc);
+            }
+            simd::store_upto<simd::default_arch>(mixed.data() + o * per_head + e, acc, n, pad);
+          }
+        const float* cm = z_.data() + r * (R + 2 * N) + R + N;
+        const float* u = u_.data() + r * C;
+        float* y = out.data() + r * C;
+        if (N == 1) {
+          const V c0(cm[0]);
+          for (Index c = 0; c < C; c += Wl) {
+            const Index n = std::min(Wl, C - c);
+            const V d = simd::load_upto<simd::default_arch>(w_.Ds.data() + c, n, pad);
+            const V uc = simd::load_upto<simd::default_arch>(u + c, n, pad + Wl);
+            simd::store_upto<simd::default_arch>(y + c, simd::fmadd<simd::default_arch>(simd::load_upto<simd::default_arch>(mixed.data() + c, n, pad), c0, d * uc), n, pad);
+          }
+          continue;
+        }
+        for (Index c = 0; c < C; ++c) {
+          float acc = w_.Ds(c) * u[c];
+          for (Index k = 0; k < N; ++k) acc += mixed[static_cast<std::size_t>(c * N + k)] * cm[k];
+          y[c] = acc;
         }
       }
-      const float* cm = z_.data() + r * (R + 2 * N) + R + N;
-      const float* u = u_.data() + r * C;
-      float* y = out.data() + r * C;
-      for (Index c = 0; c < C; ++c) {
-        float acc = w_.Ds(c) * u[c];
-        for (Index n = 0; n < N; ++n) acc += mixed[static_cast<std::size_t>(c * N + n)] * cm[n];
-        y[c] = acc;
-      }
-    }
+    });
   }
 
   // Keeps t when it already has these extents: the buffers are reused across calls of one shape
@@ -164,7 +179,8 @@ class A2ssm {
   Tensor<float, 4> u_, states_;   // [B, H, W, C], [B, L, C, N]
   Tensor<float, 2> z_, dt_r_;     // [B·L, R + 2N], [B·L, R]
   Tensor<float, 3> bm_, delta_, scan_out_;
-  Tensor<float, 5> fused_;        // [B, H, W, nh, dh·N]
+  Tensor<float, 5> values_;                 // [B, H, W, nh/2, dh·N] one group's states
+  std::array<Tensor<float, 5>, 2> agg_;     // [B, H, W, nh/2, dh·N] per head group, aggregated
 };
 
 // One call: A2ssm(config, weights, device).forward(...) (keep an A2ssm for repeated use).

@@ -86,12 +86,13 @@ class Mass {
     attention::NeighborhoodParams<2> p2 = attention::NeighborhoodParams<2>::uniform(K);
     p2.dilation = dil, p1.scale = 1.0f, p2.scale = 1.0f;  // q carries dh^-1/2 (as released)
     attention_map(0, p1, attn1_);
-    timed(profile_, "neighborhood_av", [&] { o1_ = attention::neighborhood_av<2>(cview(attn1_), cview(vg_[0]), p1, device_); });
+    ensure(o1_, {B, H, W, half, dh}), ensure(o2_, {B, H, W, half, dh});
+    timed(profile_, "neighborhood_av", [&] { attention::neighborhood_av<2>(cview(attn1_), cview(vg_[0]), p1, view(o1_), device_); });
     timed(profile_, "elementwise", [&] {
       for (Index i = 0; i < o1_.size(); ++i) vg_[1].data()[i] += o1_.data()[i];
     });
     attention_map(1, p2, attn2_);
-    timed(profile_, "neighborhood_av", [&] { o2_ = attention::neighborhood_av<2>(cview(attn2_), cview(vg_[1]), p2, device_); });
+    timed(profile_, "neighborhood_av", [&] { attention::neighborhood_av<2>(cview(attn2_), cview(vg_[1]), p2, view(o2_), device_); });
     ensure(x_ms_, {B, H, W, C});
     timed(profile_, "elementwise", [&] {
       for (Index r = 0; r < rows; ++r) {
@@ -200,8 +201,10 @@ class Mass {
   void attention_map(int g, const attention::NeighborhoodParams<2>& p, Tensor<float, 5>& a) {
     std::optional<ConstTensorView<float, 3>> rpb;
     if (config_.use_rpb) rpb = cview(w_.rpb);
+    const Index K = config_.kernel_size;
+    ensure(a, {q_[g].dimension(0), q_[g].dimension(1), q_[g].dimension(2), q_[g].dimension(3), K * K});
     tokenmix::detail::timed(profile_, "neighborhood_qk", [&] {
-      a = attention::neighborhood_qk<2>(cview(q_[g]), cview(k_[g]), p, rpb, device_);
+      attention::neighborhood_qk<2>(cview(q_[g]), cview(k_[g]), p, rpb, view(a), device_);
     });
     tokenmix::detail::timed(profile_, "softmax", [&] {
       const Index S = a.dimension(4), n = a.size() / S;
