@@ -95,6 +95,21 @@ TEST(NeighborhoodSplit, RejectsBadArguments) {
   const auto k3 = rn<5>({1, 6, 7, 3, 4}, rng);
   EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(q, k3, p); }, "neighborhood_qk",
                                                "with H a multiple of Hkv"));
+  // The view-based overloads: out's shape, and no overlap with the inputs.
+  Tensor<float, 5> logits(1, 6, 7, 2, 8), out(1, 6, 7, 2, 4);
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_qk<2>(q, q, p, std::nullopt, TensorView<float, 5>(logits.data(), logits.dimensions())); },
+      "neighborhood_qk", "out has shape [1, 6, 7, 2, 8], expected [1, 6, 7, 2, 9]"));
+  Tensor<float, 5> weights(1, 6, 7, 2, 9), v = q;
+  weights.setConstant(1.f / 9);
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_av<2>(weights, v, p, TensorView<float, 5>(logits.data(), logits.dimensions())); },
+      "neighborhood_av", "out has shape [1, 6, 7, 2, 8], expected [1, 6, 7, 2, 4]"));
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_av<2>(weights, v, p, TensorView<float, 5>(v.data(), v.dimensions())); },
+      "neighborhood_av", "out must not overlap weights or v"));
+  attention::neighborhood_av<2>(weights, v, p, TensorView<float, 5>(out.data(), out.dimensions()));
+  EXPECT_TRUE(testing::bitwise_equal(out, attention::neighborhood_av<2>(weights, v, p), "view == allocating"));
 }
 
 

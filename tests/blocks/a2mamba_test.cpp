@@ -63,6 +63,14 @@ TEST(A2MambaBackboneTest, MatchesTheReleasedModel) {
   ThreadPool pool(3);
   blocks::A2MambaBackbone threaded(c, ckpt, pool.device());
   EXPECT_TRUE(testing::bitwise_equal(threaded.logits(image), logits, "3 threads"));
+  // With a profile: the same numbers, and the time of every operator kind of the network recorded.
+  OpProfile profile;
+  net.set_profile(&profile);
+  EXPECT_TRUE(testing::bitwise_equal(net.features(image)[3], features[3], "profiled"));
+  for (const char* op : {"conv3x3_bn", "depthwise_conv2d", "layer_norm", "linear", "gelu", "rope_2d", "neighborhood_qk",
+                         "softmax", "neighborhood_av", "selective_scan_states", "state_fusion_readout", "global_attention"})
+    EXPECT_GT(profile.seconds().count(op), 0u) << op;
+  EXPECT_GT(profile.total(), 0.0);
 }
 
 // The Nano configuration has the released model's 4.2 M parameters (spec §4: 4.20 M; rpb.1 is rpb.0).

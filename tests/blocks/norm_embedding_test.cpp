@@ -1,5 +1,5 @@
 // blocks::rms_norm (every representative arch) against ref::rms_norm (double), in place, threads,
-// bad inputs; blocks::embedding against direct indexing, including out-of-range ids.
+// bad inputs; blocks::layer_norm likewise against ref::layer_norm; blocks::embedding against direct indexing, including out-of-range ids.
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,9 @@
 #include "support/errors.hpp"
 #include "support/random.hpp"
 #include "tokenmix/blocks/embedding.hpp"
+#include "tokenmix/blocks/layer_norm.hpp"
 #include "tokenmix/blocks/rms_norm.hpp"
+#include "tokenmix/reference/layer_norm.hpp"
 #include "tokenmix/reference/rms_norm.hpp"
 
 namespace tokenmix {
@@ -127,6 +129,39 @@ TEST(GatedRmsNorm, RejectsBadInputs) {
                         "gated_rms_norm: group_size 4 must be positive and divide D=6");
   testing::expect_error([&] { ref::gated_rms_norm(x, z6, w, 1e-5, 0); },
                         "ref::gated_rms_norm: group_size 0 must be positive and divide D=6");
+}
+
+// Rows with a large common offset (the two-pass variance must not cancel), widths around the vector
+// width, in place and threads bitwise.
+TYPED_TEST(RmsNormArchTest, LayerNormMatchesOracle) {
+  Rng rng(21);
+  for (const Index D : {1, 5, 16, 33, 192}) {
+    Tensor<float, 2> x = testing::random_normal<2>({7, D}, 0.f, 1.f, rng);
+    for (Index d = 0; d < D; ++d) x(3, d) += 1000.f;
+    const Tensor<float, 1> w = testing::random_normal<1>({D}, 1.f, 0.2f, rng), b = testing::random_normal<1>({D}, 0.f, 0.2f, rng);
+    const Tensor<float, 2> expected = ref::layer_norm<double>(x, w, b, 1e-6);
+    const Tensor<float, 2> out = blocks::layer_norm<TypeParam>(x, w, b, 1e-6);
+    EXPECT_TRUE(testing::all_close(out, expected, testing::tolerance::layer_norm, "D=" + std::to_string(D)));
+    Tensor<float, 2> inplace = x;
+    blocks::layer_norm<TypeParam>(inplace, w, b, 1e-6, TensorView<float, 2>(inplace.data(), inplace.dimensions()));
+    EXPECT_TRUE(testing::bitwise_equal(inplace, out, "in place"));
+    ThreadPool pool(3);
+    EXPECT_TRUE(testing::bitwise_equal(blocks::layer_norm<TypeParam>(x, w, b, 1e-6, pool.device()), out, "3 threads"));
+  }
+}
+
+TEST(LayerNorm, RejectsBadInputs) {
+  Tensor<float, 2> x(3, 5), wrong(3, 4);
+  x.setConstant(1.f);
+  Tensor<float, 1> w(5), b(5), w4(4);
+  w.setConstant(1.f), b.setZero();
+  testing::expect_error([&] { blocks::layer_norm(x, w4, b); }, "layer_norm: weight has shape [4], expected [D=5]");
+  testing::expect_error([&] { blocks::layer_norm(x, w, w4); }, "layer_norm: bias has shape [4], expected [D=5]");
+  testing::expect_error([&] { blocks::layer_norm(x, w, b, 0.0); }, "layer_norm: eps must be > 0");
+  testing::expect_error([&] { blocks::layer_norm(x, w, b, 1e-6, TensorView<float, 2>(wrong.data(), 3, 4)); },
+                        "layer_norm: out has shape [3, 4], expected [M=3, D=5] like x");
+  testing::expect_error([&] { blocks::layer_norm(x, w, b, 1e-6, TensorView<float, 2>(x.data() + 1, 2, 5)); }, "layer_norm: out has shape");
+  testing::expect_error([&] { ref::layer_norm(x, w4, b, 1e-6); }, "ref::layer_norm: weight has shape [4], expected [D=5]");
 }
 
 TEST(Embedding, GathersRows) {

@@ -31,8 +31,10 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <type_traits>
+
 #include <vector>
 
 #include "support/archs.hpp"
@@ -640,6 +642,38 @@ TYPED_TEST(SimdMathTyped, TransposeSquare) {
         const float want = r < rows && c < W ? src[std::size_t(c * W + r)] : -1.0f;
         EXPECT_EQ(dst[std::size_t(r * (W + 3) + c)], want) << "rows " << rows << " at " << r << ", " << c;
       }
+  }
+}
+
+// softmax_inplace against a double softmax (lengths around the vector width, a -inf slot, large
+// logits that would overflow without the max subtraction); gelu_inplace against x·(1 + erf(x/√2))/2.
+TYPED_TEST(SimdMathTyped, SoftmaxAndGeluRows) {
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(TestFixture::W);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (const std::ptrdiff_t n : {std::ptrdiff_t(1), std::ptrdiff_t(5), W, W + 3, std::ptrdiff_t(121)}) {
+    std::vector<float> x(std::size_t(n) + 1, 123.0f);  // x[n]: a sentinel that must stay untouched
+    for (std::ptrdiff_t i = 0; i < n; ++i) x[std::size_t(i)] = normal(rng) + (i == n / 2 ? 90.0f : 0.0f);
+    if (n > 2) x[1] = -kInf;
+    double mx = -1e300, sum = 0;
+    for (std::ptrdiff_t i = 0; i < n; ++i) mx = std::max(mx, double(x[std::size_t(i)]));
+    for (std::ptrdiff_t i = 0; i < n; ++i) sum += std::exp(double(x[std::size_t(i)]) - mx);
+    std::vector<float> y = x;
+    simd::softmax_inplace<TypeParam>(y.data(), n);
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      const double want = std::exp(double(x[std::size_t(i)]) - mx) / sum;
+      EXPECT_NEAR(y[std::size_t(i)], want, 1e-6 * want + 1e-12) << "n " << n << " slot " << i;
+    }
+    EXPECT_EQ(y[std::size_t(n)], 123.0f) << "softmax wrote past n = " << n;
+    std::vector<float> g = x;
+    simd::gelu_inplace<TypeParam>(g.data(), n);
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      const double v = x[std::size_t(i)];
+      if (v == -kInf) continue;  // -inf·0: NaN, as in PyTorch
+      const double want = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+      EXPECT_NEAR(g[std::size_t(i)], want, 2e-6 * std::abs(want) + 1e-7) << "gelu(" << v << ")";
+    }
+    EXPECT_EQ(g[std::size_t(n)], 123.0f) << "gelu wrote past n = " << n;
   }
 }
 

@@ -7,7 +7,8 @@
 //
 // x, out [M, D] (flatten leading dims), weight, bias [D]. out may be x itself (in place); any other
 // overlap with x is rejected. M = 0 is valid. Two passes over each row (mean, then the centred sum
-// of squares: no cancellation for rows with a large mean). Oracle: reference/layer_norm.hpp.
+// of squares: no cancellation for rows with a large mean; the mean itself is summed relative to the
+// row's first element). Oracle: reference/layer_norm.hpp.
 // Threads split rows; bitwise identical results for any thread count.
 
 #include <cmath>
@@ -59,22 +60,31 @@ void layer_norm(const ConstTensorView<float, 2>& x,       // [M, D]
     for (Index m = first; m < last; ++m) {
       const float* xr = x.data() + m * D;
       float* orow = out.data() + m * D;
+      // The mean of x - x[0] (rows with a large common offset keep their small partial sums exact).
+      const float shift = xr[0];
+      const V vshift(shift);
       V sum(0.0f);
-      for (Index d = 0; d < D; d += W) sum += simd::load_upto<Arch>(xr + d, std::min(W, D - d), pad);
-      const float mu = simd::reduce_add<Arch>(sum) * inv_d;
-      const V mean(mu);
-      V sq(0.0f);
       const Index full = D / W * W;
+      for (Index d = 0; d < full; d += W) sum += simd::load<Arch>(xr + d) - vshift;
+      float tail_sum = 0.0f;
+      for (Index d = full; d < D; ++d) tail_sum += xr[d] - shift;
+      // Centred values are formed as (x - shift) - mean_rel: both differences are exact or nearly so.
+      const float mean_rel = (simd::reduce_add<Arch>(sum) + tail_sum) * inv_d;
+      const V mean(mean_rel);
+      V sq(0.0f);
       for (Index d = 0; d < full; d += W) {
-        const V c = simd::load<Arch>(xr + d) - mean;
+        const V c = (simd::load<Arch>(xr + d) - vshift) - mean;
         sq = simd::fmadd<Arch>(c, c, sq);
       }
       float var = simd::reduce_add<Arch>(sq);
-      for (Index d = full; d < D; ++d) var += (xr[d] - mu) * (xr[d] - mu);  // the tail: lanes past D stay out
+      for (Index d = full; d < D; ++d) {  // the tail: lanes past D stay out
+        const float c = (xr[d] - shift) - mean_rel;
+        var += c * c;
+      }
       const V r(1.0f / std::sqrt(var * inv_d + e));
       for (Index d = 0; d < D; d += W) {
         const Index n = std::min(W, D - d);
-        const V y = simd::fmadd<Arch>((simd::load_upto<Arch>(xr + d, n, pad) - mean) * r,
+        const V y = simd::fmadd<Arch>(((simd::load_upto<Arch>(xr + d, n, pad) - vshift) - mean) * r,
                                       simd::load_upto<Arch>(weight.data() + d, n, pad),
                                       simd::load_upto<Arch>(bias.data() + d, n, pad));
         simd::store_upto<Arch>(orow + d, y, n, pad);

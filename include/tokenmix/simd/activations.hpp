@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "tokenmix/simd/exp.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 namespace tokenmix::simd {
 
@@ -82,9 +83,7 @@ inline void softmax_inplace(float* x, std::ptrdiff_t n) noexcept {
   const std::ptrdiff_t full = n / W * W;
   V vmax(-std::numeric_limits<float>::infinity());
   for (std::ptrdiff_t i = 0; i < full; i += W) vmax = xsimd::max(vmax, load<Arch>(x + i));
-  store<Arch>(pad, vmax);
-  float m = pad[0];
-  for (std::ptrdiff_t i = 1; i < W; ++i) m = pad[i] > m ? pad[i] : m;
+  float m = simd::reduce_max<Arch>(vmax);
   for (std::ptrdiff_t i = full; i < n; ++i) m = x[i] > m ? x[i] : m;
   const V vm(m);
   V vsum(0.0f);
