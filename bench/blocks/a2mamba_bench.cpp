@@ -6,7 +6,8 @@
 //
 // Counters (CPU time): images_per_s; ms_<op> and pct_<op>: the wall time of each operator over one
 // profiled forward after the timed loop (core/profile.hpp: every operator call of the stem, the
-// blocks, MASS, A2SSM and the downsamples, by operator name), pct of the profiled total.
+// blocks, MASS, A2SSM and the downsamples, by operator name), pct of the profiled total;
+// vs_components: the timed forward / the sum of its operator calls (what composing them costs).
 
 #include <benchmark/benchmark.h>
 
@@ -36,6 +37,7 @@ void BM_A2MambaNano_Forward(benchmark::State& state) {
   net.set_profile(&profile);
   net.features(image);
   net.set_profile(nullptr);
+  state.counters["vs_components"] = seconds / profile.total();  // the forward / the sum of its operator calls
   for (const auto& [op, s] : profile.seconds()) {
     state.counters["ms_" + op] = s * 1e3;
     state.counters["pct_" + op] = 100.0 * s / profile.total();
