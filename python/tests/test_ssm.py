@@ -98,3 +98,98 @@ def test_bad_input_raises_value_error(rng):
         tokenmix.selective_scan(**a, threads=0)
     with pytest.raises(TypeError):
         tokenmix.selective_scan(a["u"], a["delta"], a["A"], a["B"], a["C"], None)  # D is keyword-only
+
+
+def test_causal_conv1d_and_update_match_torch(rng):
+    b, L, d, k = 2, 13, 7, 4
+    x = rng.standard_normal((b, L, d), dtype=np.float32)
+    w = rng.standard_normal((d, k), dtype=np.float32)
+    bias = rng.standard_normal(d, dtype=np.float32)
+    h0 = rng.standard_normal((b, d, k - 1), dtype=np.float32)
+    out, final = tokenmix.causal_conv1d(x, w, bias=bias, activation_silu=True, initial_state=h0, threads=2)
+    xt = torch.cat([t64(h0), t64(x).transpose(1, 2)], 2)  # [B, D, K-1+L]
+    ref = F.silu(F.conv1d(xt, t64(w)[:, None, :], t64(bias), groups=d)).transpose(1, 2)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(final, xt[:, :, -(k - 1):].numpy(), rtol=0, atol=0)
+    state = h0.copy()
+    for t in range(L):
+        y, state = tokenmix.causal_conv1d_update(x[:, t], state, w, bias=bias, activation_silu=True)
+        np.testing.assert_allclose(y, out[:, t], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(h0, tokenmix.causal_conv1d(x[:, :0], w, initial_state=h0)[1])  # L = 0
+
+
+def ssd_torch(x, dt, A, B, C, D=None, dt_bias=None, dt_softplus=False, h0=None):
+    """Mamba-2's recurrence (ssd_minimal's meaning), float64: h = exp(dt·A)·h + dt·x ⊗ B; y = h·C + D·x."""
+    x, dt, A, B, C = map(t64, (x, dt, A, B, C))
+    if dt_bias is not None:
+        dt = dt + t64(dt_bias)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    b, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    h = torch.zeros(b, H, P, N, dtype=torch.float64) if h0 is None else t64(h0).clone()
+    g = torch.arange(H) // (H // G)
+    ys = []
+    for t in range(L):
+        dA = torch.exp(dt[:, t] * A)  # [B, H]
+        h = dA[:, :, None, None] * h + (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, g][:, :, None, :]
+        ys.append((h * C[:, t, g][:, :, None, :]).sum(-1))
+    y = torch.stack(ys, 1)
+    if D is not None:
+        y = y + x * t64(D)[None, None, :, None]
+    return y.numpy(), h.numpy()
+
+
+@pytest.mark.parametrize("algorithm", ["chunked", "recurrent", "auto"])
+def test_ssd_and_its_step_match_torch(rng, algorithm):
+    b, L, H, P, G, N = 2, 19, 4, 6, 2, 5
+    x = rng.standard_normal((b, L, H, P), dtype=np.float32)
+    dt = rng.standard_normal((b, L, H), dtype=np.float32)
+    A = -np.exp(rng.standard_normal(H, dtype=np.float32))
+    B = rng.standard_normal((b, L, G, N), dtype=np.float32)
+    C = rng.standard_normal((b, L, G, N), dtype=np.float32)
+    D = rng.standard_normal(H, dtype=np.float32)
+    bias = rng.standard_normal(H, dtype=np.float32) * 0.3
+    h0 = rng.standard_normal((b, H, P, N), dtype=np.float32)
+    out, final = tokenmix.ssd(x, dt, A, B, C, D=D, dt_bias=bias, dt_softplus=True, initial_state=h0,
+                              algorithm=algorithm, chunk_size=8, threads=2)
+    ref, ref_h = ssd_torch(x, dt, A, B, C, D=D, dt_bias=bias, dt_softplus=True, h0=h0)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(final, ref_h, rtol=1e-4, atol=1e-4)
+    state = h0
+    for t in range(3):
+        y, state = tokenmix.ssd_state_update(state, x[:, t], dt[:, t], A, B[:, t], C[:, t], D=D, dt_bias=bias,
+                                             dt_softplus=True)
+        np.testing.assert_allclose(y, ref[:, t], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="algorithm must be 'auto', 'chunked' or 'recurrent'"):
+        tokenmix.ssd(x, dt, A, B, C, algorithm="fast")
+
+
+def test_diagonal_ssm_matches_its_convolution(rng):
+    b, L, d, hp, m = 1, 17, 6, 3, 4
+    x = rng.standard_normal((b, L, d), dtype=np.float32)
+    Ac = np.stack([-np.exp(rng.standard_normal((hp, m))), rng.standard_normal((hp, m))], -1).astype(np.float32)
+    Bc = rng.standard_normal((hp, m, 2), dtype=np.float32)
+    Cc = rng.standard_normal((hp, m, 2), dtype=np.float32)
+    dt = np.exp(rng.uniform(np.log(1e-2), np.log(1e-1), hp)).astype(np.float32)
+    dA, CdB = tokenmix.s4d_discretize(Ac, Bc, Cc, dt, method="bilinear")
+    # The bilinear rule and the kernel K[l] = 2 Re(sum_m C dB dA^l), written here in complex float64.
+    a = torch.complex(t64(Ac[..., 0]), t64(Ac[..., 1]))
+    dtt = t64(dt)[:, None]
+    dA_ref = (1 + dtt * a / 2) / (1 - dtt * a / 2)
+    CdB_ref = torch.complex(t64(Cc[..., 0]), t64(Cc[..., 1])) * torch.complex(t64(Bc[..., 0]), t64(Bc[..., 1])) * dtt / (1 - dtt * a / 2)
+    np.testing.assert_allclose(dA[..., 0] + 1j * dA[..., 1], dA_ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(CdB[..., 0] + 1j * CdB[..., 1], CdB_ref.numpy(), rtol=1e-5, atol=1e-6)
+    Dskip = rng.standard_normal(hp, dtype=np.float32)
+    out, final = tokenmix.diagonal_ssm(x, dA, CdB, D=Dskip)
+    kernel = 2 * (CdB_ref[:, :, None] * dA_ref[:, :, None] ** torch.arange(L)).sum(1).real  # [Hp, L]
+    rows = np.arange(d) // (d // hp)
+    ref = np.zeros((b, L, d))
+    for t in range(L):
+        for s in range(t + 1):
+            ref[:, t] += kernel[rows, t - s].numpy() * x[:, s]
+    ref += x * Dskip[rows]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    assert final.shape == (b, d, m, 2)
+    with pytest.raises(ValueError, match="method must be 'bilinear' or 'zoh'"):
+        tokenmix.s4d_discretize(Ac, Bc, Cc, dt, method="euler")
