@@ -151,6 +151,10 @@ TEST(SelectiveAttention, TemperaturesScaleLogitsAndValues) {
     EXPECT_TRUE(same(attention::selective_attention(in.q, in.k, in.v, tau, ConstTensorView<float, 3>(tau_v), o),
                      ref::selective_attention(in.q, in.k, in.v, tau, ConstTensorView<float, 3>(tau_v), o),
                      "query and value temperatures"));
+    // v is an input: the value temperature scales a copy (it once scaled v itself through a view).
+    const Tensor<float, 4> v_before = in.v;
+    attention::selective_attention(in.q, in.k, in.v, tau, ConstTensorView<float, 3>(tau_v), o);
+    EXPECT_TRUE(testing::bitwise_equal(in.v, v_before, "v untouched by selective_attention"));
   }
   // Decode with the temperature of the last position (q_offset = L - 1).
   const Tensor<float, 3> f_last = f.slice(std::array<Index, 3>{0, 0, L - 1}, std::array<Index, 3>{B, H, 1});

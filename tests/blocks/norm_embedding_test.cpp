@@ -127,6 +127,8 @@ TEST(GatedRmsNorm, RejectsBadInputs) {
                         "gated_rms_norm: gate has shape [3, 5], expected [M=3, D=6] like x");
   testing::expect_error([&] { blocks::gated_rms_norm(x, z6, w, 1e-5, 4, ov); },
                         "gated_rms_norm: group_size 4 must be positive and divide D=6");
+  testing::expect_error([&] { blocks::gated_rms_norm(x, z6, w, 1e-5, 6, TensorView<float, 2>(z6.data(), z6.dimensions())); },
+                        "gated_rms_norm: out must not overlap gate");
   testing::expect_error([&] { ref::gated_rms_norm(x, z6, w, 1e-5, 0); },
                         "ref::gated_rms_norm: group_size 0 must be positive and divide D=6");
 }

@@ -469,11 +469,13 @@ TEST(LightningAttentionTest, RejectsBadInputWithClearErrors) {
   // The slope helpers.
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::alibi_slopes(0); }, "alibi_slopes", "H is 0, expected >= 1"));
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::tnl_slopes(8, 4, 4); }, "tnl_slopes",
-                                               "layer 4 of 4, expected 0 <= layer < num_layers"));
+                                               "layer 4 of 4, expected H >= 1 and 0 <= layer < num_layers"));
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::tnl_slopes(8, -1, 4); }, "tnl_slopes",
-                                               "layer -1 of 4, expected 0 <= layer < num_layers"));
+                                               "layer -1 of 4, expected H >= 1 and 0 <= layer < num_layers"));
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::tnl_slopes(8, 0, 0); }, "tnl_slopes",
-                                               "layer 0 of 0, expected 0 <= layer < num_layers"));
+                                               "layer 0 of 0, expected H >= 1 and 0 <= layer < num_layers"));
+  EXPECT_TRUE(testing::throws_error_mentioning([] { linear::tnl_slopes(0, 0, 2); }, "tnl_slopes",
+                                               "H 0, layer 0 of 2, expected H >= 1"));
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::fla_lightning_slopes(0, 0, 2); }, "fla_lightning_slopes",
                                                "H 0, layer 0 of 2, expected H >= 1 and 0 <= layer < num_layers"));
   EXPECT_TRUE(testing::throws_error_mentioning([] { linear::fla_lightning_slopes(4, 2, 2); }, "fla_lightning_slopes",

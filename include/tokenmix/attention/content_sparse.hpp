@@ -361,9 +361,11 @@ AttentionResult selective_attention(const ConstTensorView<float, 4>& q, const Co
   TOKENMIX_CHECK(!options.row_scale, op, ": pass the temperature as `temperature`, not options.row_scale");
   options.row_scale.emplace(temperature);
   const detail::AttentionShape s = detail::check_attention_args(op, q, k, v, options);
+  if (!value_temperature) return attention<Arch>(q, k, v, options);
+  // v scaled per key into a new tensor (never through a view of v: assigning to an Eigen TensorMap
+  // copies the elements into the viewed memory rather than rebinding the map).
   Tensor<float, 4> scaled_v;
-  ConstTensorView<float, 4> values = v;
-  if (value_temperature) {
+  {
     tokenmix::detail::check_shape(op, "value_temperature", *value_temperature,
                                   NamedShape<3>{{"B", "Lk", "Hkv"}, {{s.batch, s.k_len, s.kv_heads}}});
     scaled_v = Tensor<float, 4>(v.dimensions());
@@ -371,9 +373,8 @@ AttentionResult selective_attention(const ConstTensorView<float, 4>& q, const Co
     for (Index row = 0; row < rows; ++row)
       for (Index d = 0; d < s.v_dim; ++d)
         scaled_v.data()[row * s.v_dim + d] = v.data()[row * s.v_dim + d] * value_temperature->data()[row];
-    values = ConstTensorView<float, 4>(scaled_v.data(), scaled_v.dimensions());
   }
-  return attention<Arch>(q, k, values, options);
+  return attention<Arch>(q, k, ConstTensorView<float, 4>(scaled_v.data(), scaled_v.dimensions()), options);
 }
 
 }  // namespace tokenmix::attention

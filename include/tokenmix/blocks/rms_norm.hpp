@@ -130,6 +130,8 @@ void gated_rms_norm(const ConstTensorView<float, 2>& x,       // [M, D]
   detail::check_rms_norm_args(op, x, weight, eps, &out);
   const Index D = x.dimension(1);
   tokenmix::detail::check_shape(op, "gate", gate, NamedShape<2>{{"M", "D"}, {{x.dimension(0), D}}}, " like x");
+  TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(out.data(), out.size(), gate.data(), gate.size()), op,
+                 ": out must not overlap gate (x itself is allowed)");
   TOKENMIX_CHECK(group_size > 0 && D % group_size == 0, op, ": group_size ", group_size,
                  " must be positive and divide D=", D);
   using V = simd::vfloat<Arch>;

@@ -54,8 +54,8 @@ inline std::vector<float> alibi_slopes(Index H) {
 
 // TNL's per-layer slopes: alibi_slopes(H) · (1 - layer/(num_layers - 1) + 1e-5) (layer 0-based).
 inline std::vector<float> tnl_slopes(Index H, Index layer, Index num_layers) {
-  TOKENMIX_CHECK(num_layers >= 1 && layer >= 0 && layer < num_layers, "tnl_slopes: layer ", layer, " of ", num_layers,
-                 ", expected 0 <= layer < num_layers");
+  TOKENMIX_CHECK(H >= 1 && num_layers >= 1 && layer >= 0 && layer < num_layers, "tnl_slopes: H ", H, ", layer ", layer,
+                 " of ", num_layers, ", expected H >= 1 and 0 <= layer < num_layers");
   const double factor = num_layers > 1 ? 1.0 - double(layer) / double(num_layers - 1) + 1e-5 : 1.0 + 1e-5;
   std::vector<float> s = alibi_slopes(H);
   for (float& x : s) x = static_cast<float>(double(x) * factor);
@@ -124,6 +124,7 @@ template <class Arch = simd::default_arch>
 LinearResult retention(const ConstTensorView<float, 4>& q, const ConstTensorView<float, 4>& k,
                        const ConstTensorView<float, 4>& v, SimpleGlaOptions options = {}) {
   TOKENMIX_CHECK(!options.g && !options.g_gamma, "retention: the decay is fixed per head (retention_log_decay); g and g_gamma must be unset");
+  detail::check_linear_qkv("retention", q, k, v);  // before the heads are read from q
   const std::vector<float> g_gamma = retention_log_decay(q.dimension(2));
   options.g_gamma.emplace(g_gamma.data(), q.dimension(2));
   return simple_gla<Arch>(q, k, v, options);
