@@ -289,7 +289,7 @@ def test_bad_input_raises_value_error(rng):
         tokenmix.simple_gla_step(np.zeros((1, 2, 3, 4)), q[:, 0], k[:, 0], v[:, 0], g=np.zeros((2, 1)))
     with pytest.raises(ValueError, match=r"retention: initial_state has 3 dimensions"):
         tokenmix.retention(q, k, v, initial_state=np.zeros((2, 3, 4)))
-    with pytest.raises(ValueError, match=r"tnl_slopes: layer 4 of 4, expected 0 <= layer < num_layers"):
+    with pytest.raises(ValueError, match=r"tnl_slopes: H 8, layer 4 of 4, expected H >= 1 and 0 <= layer < num_layers"):
         tokenmix.tnl_slopes(8, 4, 4)
     with pytest.raises(ValueError, match=r"threads must be >= 1"):
         tokenmix.retention(q, k, v, threads=0)
