@@ -193,3 +193,59 @@ def test_diagonal_ssm_matches_its_convolution(rng):
     assert final.shape == (b, d, m, 2)
     with pytest.raises(ValueError, match="method must be 'bilinear' or 'zoh'"):
         tokenmix.s4d_discretize(Ac, Bc, Cc, dt, method="euler")
+
+
+def test_local_bidirectional_scan_matches_its_definition(rng):
+    a = case(rng, b=1, L=20, d=6, n=3)
+    M = 8
+    out, _ = tokenmix.local_bidirectional_scan(**a, window=M)
+    fwd, _, _ = scan_torch(**a)
+    # The reverse pass inside each aligned window of M tokens; h = hL + hR - b_t counts b_t once.
+    rev = np.zeros_like(fwd)
+    for w0 in range(0, 20, M):
+        sl = slice(w0, min(w0 + M, 20))
+        part = {k: (v[:, sl][:, ::-1].copy() if k in ("u", "delta", "B", "C") else v) for k, v in a.items()}
+        y, _, _ = scan_torch(**part)
+        rev[:, sl] = y[:, ::-1]
+    bt_c = (a["delta"][..., None] * a["B"][:, :, None, :] * a["u"][..., None] * a["C"][:, :, None, :]).sum(-1)
+    np.testing.assert_allclose(out, fwd + rev - bt_c, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="local_bidirectional_scan: window"):
+        tokenmix.local_bidirectional_scan(**a, window=0)
+
+
+def test_cross_scan_2d_is_four_reordered_scans(rng):
+    b, H, W, d, n = 1, 5, 7, 4, 3
+    u = rng.standard_normal((b, H, W, d), dtype=np.float32)
+    delta = rng.standard_normal((b, H, W, 4 * d), dtype=np.float32) * 0.5
+    A = -np.exp(rng.standard_normal((4 * d, n), dtype=np.float32) * 0.5)
+    B = rng.standard_normal((b, H, W, 4, n), dtype=np.float32)
+    C = rng.standard_normal((b, H, W, 4, n), dtype=np.float32)
+    out = tokenmix.cross_scan_2d(u, delta, A, B, C, threads=2)
+    rm = np.arange(H * W)
+    cm = np.arange(H * W).reshape(H, W).T.reshape(-1)
+    ref = np.zeros((b, H * W, d))
+    for k, order in enumerate([rm, cm, rm[::-1], cm[::-1]]):
+        flat = lambda x: x.reshape(b, H * W, *x.shape[3:])[:, order]
+        y, _, _ = scan_torch(flat(u), flat(delta)[..., k * d:(k + 1) * d], A[k * d:(k + 1) * d],
+                             flat(B)[:, :, k], flat(C)[:, :, k])
+        ref[:, order] += y
+    np.testing.assert_allclose(out.reshape(b, H * W, d), ref, rtol=1e-4, atol=1e-4)
+    # PlainMamba's snake orders share one parameter set.
+    assert tokenmix.snake_scan_2d(u, delta[..., :d], A[:d], B[:, :, :, :1], C[:, :, :, :1]).shape == u.shape
+    with pytest.raises(ValueError, match="cross_scan_2d: B has 4 dimensions"):
+        tokenmix.cross_scan_2d(u, delta, A, B[:, :, :, 0], C)
+    with pytest.raises(ValueError, match="variant must be 'v1' or 'v2'"):
+        tokenmix.bidirectional_scan(u[0], delta[0], A, B[0], C[0], variant="v3")
+
+
+def test_diagonal_ssm_step_equals_the_sequence(rng):
+    b, L, d, hp, m = 2, 5, 4, 2, 3
+    x = rng.standard_normal((b, L, d), dtype=np.float32)
+    dA = (rng.standard_normal((hp, m, 2)) * 0.4).astype(np.float32)
+    C = rng.standard_normal((hp, m, 2), dtype=np.float32)
+    out, final = tokenmix.diagonal_ssm(x, dA, C)
+    state = np.zeros((b, d, m, 2), dtype=np.float32)
+    for t in range(L):
+        y, state = tokenmix.diagonal_ssm_step(x[:, t], state, dA, C)
+        np.testing.assert_array_equal(y, out[:, t])
+    np.testing.assert_array_equal(state, final)
