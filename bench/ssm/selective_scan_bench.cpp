@@ -76,9 +76,8 @@ void BM_SelectiveScanStates_Simd(benchmark::State& state) {
   const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
   const ScanInputs in(batch, length, channels, n_state);
   Tensor<float, 3> out(batch, length, channels), last(batch, channels, n_state);
-  out.setZero(), last.setZero();  // touched before timing
-  states.setZero();
   Tensor<float, 4> states(batch, length, channels, n_state);
+  out.setZero(), last.setZero(), states.setZero();  // touched before timing
   TensorView<float, 3> out_view(out.data(), out.dimensions()), last_view(last.data(), last.dimensions());
   TensorView<float, 4> states_view(states.data(), states.dimensions());
   for (auto _ : state) {
