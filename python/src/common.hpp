@@ -115,5 +115,6 @@ void register_attention(py::module_& m);
 void register_linear(py::module_& m);
 void register_blocks(py::module_& m);
 void register_hybrid(py::module_& m);
+void register_mixers(py::module_& m);
 
 }  // namespace tokenmix::python

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_tokenmix, m) {
   tokenmix::python::register_linear(m);
   tokenmix::python::register_blocks(m);
   tokenmix::python::register_hybrid(m);
+  tokenmix::python::register_mixers(m);
 }
