@@ -1,13 +1,8 @@
 // docs/operators.md: attention::attention (dense, prefill and decode).
 #include "tokenmix/tokenmix.hpp"
+#include "snippet_support.hpp"  // fill(t, lo, hi, seed), rnd(lo, hi, dims...)
 
 using namespace tokenmix;
-
-template <class T>
-void fill(T& t, float lo, float hi, std::uint64_t seed) {
-  SplitMix64 g(seed);
-  g.fill_uniform(t.data(), t.size(), lo, hi);
-}
 
 int main() {
   const Index Bt = 1, L = 96, H = 4, Hkv = 2, P = 32;

@@ -1,16 +1,8 @@
 // docs/operators.md: hybrid::SeqBoatLayer.
 #include "tokenmix/tokenmix.hpp"
+#include "snippet_support.hpp"  // fill(t, lo, hi, seed), rnd(lo, hi, dims...)
 
 using namespace tokenmix;
-
-template <class... I>
-Tensor<float, int(sizeof...(I))> rnd(float lo, float hi, I... dims) {
-  static std::uint64_t seed = 1;
-  Tensor<float, int(sizeof...(I))> t(static_cast<Index>(dims)...);
-  SplitMix64 g(seed++);
-  g.fill_uniform(t.data(), t.size(), lo, hi);
-  return t;
-}
 
 int main() {
   const Index Bt = 1, L = 60;

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "tokenmix/tokenmix.hpp"  // before the namespaces below: the snippets' own include is then a no-op
+#include "snippet_support.hpp"  // likewise: fill / rnd at global scope, found from every snippet namespace
 
 #define main run
 namespace snippet_attention_attention {

@@ -1,13 +1,8 @@
 // docs/operators.md: the 2-D scans (ssm::cross_scan_2d and the ssm::selective_scan_2d engine).
 #include "tokenmix/tokenmix.hpp"
+#include "snippet_support.hpp"  // fill(t, lo, hi, seed), rnd(lo, hi, dims...)
 
 using namespace tokenmix;
-
-template <class T>
-void fill(T& t, float lo, float hi, std::uint64_t seed) {
-  SplitMix64 g(seed);
-  g.fill_uniform(t.data(), t.size(), lo, hi);
-}
 
 int main() {
   const Index Bt = 1, H = 8, W = 8, D = 16, N = 4;
