@@ -16,73 +16,13 @@
 #include <vector>
 
 #include "common.hpp"
+#include "weights.hpp"
 #include "tokenmix/blocks/mamba2_mixer.hpp"
 #include "tokenmix/blocks/mamba_mixer.hpp"
 
 namespace tokenmix::python {
 
 namespace {
-
-[[noreturn]] void fail(const std::string& message) { throw py::value_error(message); }
-
-// The weights of one mixer, filled from a dict {state-dict name: array}.
-class WeightTable {
- public:
-  explicit WeightTable(std::string op) : op_(std::move(op)) {}
-
-  template <int R>
-  void add(const std::string& name, Tensor<float, R>& target, const char* dims) {
-    const std::string op = op_;
-    Entry e;
-    e.dims = dims;
-    e.set = [op, name, &target, dims](const py::handle& obj) {
-      const Array a = as_array<R>(op.c_str(), name.c_str(), obj, dims);
-      target = Tensor<float, R>(view<R>(a));
-    };
-    order_.push_back(name);
-    entries_.emplace(name, std::move(e));
-  }
-  // An optional C++ field that this configuration requires (use_bias / use_conv_bias).
-  template <int R>
-  void add(const std::string& name, std::optional<Tensor<float, R>>& target, const char* dims) {
-    target.emplace();
-    add(name, *target, dims);
-  }
-
-  void load(const py::handle& weights) {
-    if (!py::isinstance<py::dict>(weights))
-      fail(op_ + ": weights must be a dict {name: array} (got " + std::string(py::str(py::type::of(weights))) + ")");
-    for (const auto& item : py::reinterpret_borrow<py::dict>(weights)) {
-      if (!py::isinstance<py::str>(item.first)) fail(op_ + ": weights keys must be strings");
-      const std::string given = item.first.cast<std::string>();
-      std::string key = given;
-      std::replace(key.begin(), key.end(), '.', '_');
-      const auto it = entries_.find(key);
-      if (it == entries_.end()) {
-        std::string expected;
-        for (const std::string& n : order_) expected += (expected.empty() ? "" : ", ") + n;
-        fail(op_ + ": unknown weight '" + given + "' for this configuration (expected: " + expected + ")");
-      }
-      if (it->second.seen) fail(op_ + ": weight '" + key + "' is given twice (as '" + given + "' and another spelling)");
-      it->second.set(item.second);
-      it->second.seen = true;
-    }
-    for (const std::string& n : order_) {
-      const Entry& e = entries_.at(n);
-      if (!e.seen) fail(op_ + ": missing weight '" + n + "' " + e.dims);
-    }
-  }
-
- private:
-  struct Entry {
-    std::string dims;
-    bool seen = false;
-    std::function<void(const py::handle&)> set;
-  };
-  std::string op_;
-  std::map<std::string, Entry> entries_;
-  std::vector<std::string> order_;
-};
 
 // A C++ mixer held by its Python object, with its device, scratch and the lock that keeps its
 // calls one at a time.
