@@ -16,7 +16,8 @@ namespace tokenmix {
 
 // Owns an Eigen thread pool and the device that entry points take:
 //   tokenmix::ThreadPool pool(2);
-//   ssm::selective_scan(..., {.device = pool.device()});
+//   ssm::SelectiveScanOptions o;  o.device = pool.device();
+//   ssm::selective_scan(u, delta, A, B, C, o);
 //
 // num_threads counts the calling thread: parallel_for runs the first range on it, so the pool
 // holds num_threads - 1 workers (an idle extra worker would only spin against the busy ones).

@@ -4,8 +4,11 @@
 //
 //   o_t = scale · Σ_{s <= t} λ_h^(t-s) (q_t · k_s) v_s,   λ_h = exp(-slope_h)
 //
-//   auto r = linear::lightning_attention(q, k, v, {.slopes = tnl_slopes});   // r.out, r.final_state
-//   Tensor<float, 3> o = linear::lightning_attention_step(state, q1, k1, v1, {.slopes = tnl_slopes});
+//   std::vector<float> slopes = linear::tnl_slopes(H, layer, num_layers);
+//   linear::LightningOptions o;  o.slopes.emplace(slopes.data(), H);
+//   auto r = linear::lightning_attention(q, k, v, o);                        // r.out, r.final_state
+//   linear::LightningStepOptions so;  so.slopes = o.slopes;
+//   Tensor<float, 3> y = linear::lightning_attention_step(state, q1, k1, v1, so);  // state [B, H, K, V] in place
 //
 // No softmax, no denominator, no feature map; scale defaults to 1 as TransNormerLLM (fla's
 // chunk_lightning_attn uses 1/sqrt(K): pass it). No slopes: the no-decay variant (λ = 1). The block

@@ -6,7 +6,8 @@
 //   non-causal:  o_t = scale·φ(q_t) S,    S = Σ_s φ(k_s)ᵀ v_s
 //   normalize:   o_t /= scale·φ(q_t)·z_t + eps,  z_t = z_{-1} + Σ_{s <= t} φ(k_s)  (non-causal: all s)
 //
-//   auto r = linear::linear_attention(q, k, v, {.feature_map = FeatureMap::elu_plus_one, .normalize = true});
+//   linear::LinearAttentionOptions o;  o.feature_map = FeatureMap::elu_plus_one, o.normalize = true;
+//   auto r = linear::linear_attention(q, k, v, o);
 //   // r.out [B, L, H, V], r.final_state [B, H, K, V], r.final_normalizer [B, H, K] (normalize)
 //
 // Causal: simple_gla with no decay on φ(q), φ(k) (the chunked / recurrent forms of simple_gla.hpp);

@@ -3,8 +3,10 @@
 // the kernel every causal form of the family runs on (lightning_attention, retention,
 // linear_attention), and linear::simple_gla_step, its one-token decode step.
 //
-//   auto r = tokenmix::linear::simple_gla(q, k, v, {.g_gamma = log_decay});  // r.out, r.final_state
-//   Tensor<float, 3> o = tokenmix::linear::simple_gla_step(state, q1, k1, v1, {.g_gamma = log_decay});
+//   linear::SimpleGlaOptions o;  o.g_gamma.emplace(log_decay.data(), H);      // or o.g [B, L, H]
+//   auto r = tokenmix::linear::simple_gla(q, k, v, o);                          // r.out, r.final_state
+//   linear::LinearStepOptions so;  so.g_gamma = o.g_gamma;
+//   Tensor<float, 3> y = tokenmix::linear::simple_gla_step(state, q1, k1, v1, so);  // state in place
 //
 // Equations, shapes and options: linear/linear_attention_types.hpp; oracle: reference/linear_attention.hpp.
 //

@@ -2,7 +2,8 @@
 // ssm::causal_conv1d: the depthwise causal conv1d of Mamba's mixer (Dao-AILab/causal-conv1d's
 // causal_conv1d_fn), vectorized, and ssm::causal_conv1d_update, its one-token decode step.
 //
-//   auto r = tokenmix::ssm::causal_conv1d(x, weight, {.bias = b, .activation_silu = true});
+//   ssm::CausalConv1dOptions o;  o.bias = b, o.activation_silu = true;
+//   auto r = tokenmix::ssm::causal_conv1d(x, weight, o);
 //       // r.out [B, L, D], r.final_state [B, D, K-1]
 //   auto y = tokenmix::ssm::causal_conv1d_update(x_t, conv_state, weight, options);  // y [B, D]
 //

@@ -4,8 +4,8 @@
 // padding and read out with C and the D skip (equations in spatial_state_fusion_types.hpp):
 //
 //   ssm::SelectiveScanStatesResult s = ssm::selective_scan_states(...);        // states [B, L, D, N]
-//   Tensor<float, 4> y = ssm::spatial_state_fusion(states viewed as [B, H, W, D, N], kernels, alpha, C,
-//                                                  {.dilations = {1, 3, 5}, .D = D, .u = u});
+//   ssm::SpatialStateFusionOptions o;  o.dilations = {1, 3, 5}, o.D = D, o.u = u;
+//   Tensor<float, 4> y = ssm::spatial_state_fusion(states viewed as [B, H, W, D, N], kernels, alpha, C, o);
 //
 // Fast path: the fused state h' is never materialised. For each cell, the k·9 taps accumulate
 // (α_k·K_k[d, tap]) · h[neighbour][d, n] over the cell's contiguous D·N block in vector registers

@@ -130,7 +130,7 @@ SsdResult ssd(const ConstTensorView<float, 4>& x, const ConstTensorView<float, 3
 // are rejected (the state argument is the state; start a new sequence by zeroing its state);
 // algorithm and chunk_size are ignored. The step runs ssd's recurrent kernel on one token, so a
 // sequence fed token by token gives bitwise the outputs and final state of
-// ssd(..., {.algorithm = SsdAlgorithm::recurrent}).
+// ssd(...) with options.algorithm = SsdAlgorithm::recurrent.
 template <class Arch = simd::default_arch>
 void ssd_state_update(TensorView<float, 4> state,           // [B, H, P, N]
                       const ConstTensorView<float, 3>& x,   // [B, H, P]
