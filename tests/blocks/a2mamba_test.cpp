@@ -47,7 +47,8 @@ TEST(A2MambaBlockTest, MatchesOracle) {
 
 TEST(A2MambaBackboneTest, MatchesTheReleasedModel) {
   const std::string dir = testing::fixture_dir("a2mamba", "tiny");
-  if (!testing::fixture_has("a2mamba", "tiny", "logits")) GTEST_SKIP() << "missing fixture a2mamba/tiny";
+  // The fixture is committed: its absence is a failure, as for every fixture test.
+  ASSERT_TRUE(testing::fixture_has("a2mamba", "tiny", "logits")) << "missing fixture a2mamba/tiny";
   blocks::A2MambaConfig c;
   c.image_size = 96, c.dims = {8, 16, 16, 24}, c.depths = {1, 1, 2, 1}, c.heads = {2, 2, 2, 2};
   c.kernel_size = {3, 3, 3, 3}, c.mlp_ratios = {2, 2, 2, 2}, c.projection = 32, c.num_classes = 10;
