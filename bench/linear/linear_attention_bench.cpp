@@ -57,8 +57,11 @@
 //        Normalized: the same, the normaliser's pass and the feature map not counted); non-causal:
 //        4·K·V per (token, head) (S = KᵀV and O = QS). Decode: 4·H·K·V per step, and GB/s of the
 //        state bytes below.
-//   per_token_vs_L1024   (Simd) this ns_per_token / the Simd L 1024 case's: 1.0 when the time per token
-//                        is flat in L, as it should be for a linear-time operator
+//   per_token_vs_L1024   (Simd) time per token at L / time per token at L 1024: 1.0 when the time per
+//                        token is flat in L, as it should be for a linear-time operator. Measured by
+//                        alternation (support/paired.hpp): 9 rounds of calls at L then calls at L 1024
+//                        over as many tokens (64 calls for L 65536), the median of the rounds' ratios;
+//                        the two cases' own times, minutes apart, drift by up to ±15% on this VM
 //   vs_dense             (Simd) this time / BM_LightningAttention_Dense's at the same L (< 1: lightning
 //                        faster; the issue asks for < 1 from L 2048 on)
 //   vs_reference         (Simd L 256) this time / the Reference case's
@@ -92,6 +95,7 @@
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
+#include "support/paired.hpp"
 #include "tokenmix/attention/attention.hpp"
 #include "tokenmix/linear/lightning_attention.hpp"
 #include "tokenmix/linear/linear_attention.hpp"
@@ -104,6 +108,7 @@ using namespace tokenmix;
 
 constexpr Index kH = 8, kK = 64, kV = 64;
 constexpr Index kLayer = 0, kLayers = 24;  // tnl_slopes(H, layer, num_layers)
+constexpr Index kScalingBase = 1024;       // per_token_vs_L1024's length
 constexpr float kInputStd = 0.125f;
 
 // Freed memory stays in the process (see the header): set before main(), for every case.
@@ -248,7 +253,22 @@ void BM_Simd(benchmark::State& state) {
   const double flops = chunked ? chunked_flops(L, H, K, V, std::min(linear::kLinearDefaultChunk, L))
                                 : 4.0 * double(L * H * K * V);
   set_token_counters(state, seconds, double(L), flops);
-  set_ratio(state, "per_token_vs_L1024", seconds, simd_seconds(), Key{1024, H, K, V}, double(L) / 1024.0);
+  if (L != kScalingBase) {  // per_token_vs_L1024, paired with calls at L 1024 over as many tokens
+    Inputs base(kScalingBase, H, K, V);
+    const Index calls = std::max<Index>(1, kScalingBase / L), base_calls = std::max<Index>(1, L / kScalingBase);
+    TensorView<float, 4> final_state = in.state_view(), base_state = base.state_view();
+    const bench::PairedRatio r = bench::paired_ratio(
+        9,
+        [&] {
+          for (Index c = 0; c < calls; ++c)
+            linear::lightning_attention(in.cq(), in.ck(), in.cv(), lightning.options, in.out_view(), &final_state);
+        },
+        [&] {
+          for (Index c = 0; c < base_calls; ++c)
+            linear::lightning_attention(base.cq(), base.ck(), base.cv(), lightning.options, base.out_view(), &base_state);
+        });
+    state.counters["per_token_vs_L1024"] = r.ratio * double(base_calls * kScalingBase) / double(calls * L);
+  }
   set_ratio(state, "vs_dense", seconds, dense_seconds(), key);
   set_ratio(state, "vs_reference", seconds, reference_seconds(), key);
 }
@@ -389,7 +409,7 @@ void prefill_shapes(benchmark::internal::Benchmark* b, std::initializer_list<Ind
   b->Unit(benchmark::kMillisecond);
 }
 
-// Denominators first: Dense, Reference, then Simd (L 1024 first: per_token_vs_L1024), Chunked
+// Denominators first: Dense, Reference, then Simd (L 1024 first: vs_chunked of Recurrent), Chunked
 // (block 64 first: vs_default_block), Recurrent (vs_chunked).
 BENCHMARK(BM_Dense)
     ->Name("BM_LightningAttention_Dense")

@@ -9,23 +9,20 @@
 //
 // items_per_second = B·L·D (token-channels per second). Counters as bench/ssm/selective_scan_bench.cpp
 // (exp_bound, exp2_bound: the forward scan's exps, which the fused kernel does not add to), plus
-//   vs_forward  on the Simd LB benchmarks: median time of the LB scan / median time of the forward
-//               scan on the same inputs, measured after the timed loop by alternating the two 15
-//               times, in thread CPU time (robust to the drift of a shared machine). Target at
+//   vs_forward  on the Simd LB benchmarks: time of the LB scan / time of the forward scan on the
+//               same inputs, measured after the timed loop by alternating the two 15 times in
+//               thread CPU time, the median of the 15 ratios (support/paired.hpp). Target at
 //               M = 8: <= 1.25 (an unfused forward + backward pair is 2).
 
 #include <benchmark/benchmark.h>
 
-#include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID)
-
-#include <algorithm>
 #include <random>
-#include <vector>
 
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/scan_inputs.hpp"
 #include "support/main.hpp"
+#include "support/paired.hpp"
 #include "tokenmix/reference/local_bidirectional_scan.hpp"
 #include "tokenmix/ssm/local_bidirectional_scan.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
@@ -51,17 +48,6 @@ void forward(const ScanInputs& in, Buffers& b) {
 
 // CPU seconds of the calling thread (the scans run on it): less disturbed than wall time on a
 // shared machine.
-double thread_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 void BM_LocalBidirectionalScan_Simd(benchmark::State& state) {
   const Index batch = state.range(0), length = state.range(1), channels = state.range(2), n_state = state.range(3);
   const Index window = state.range(4);
@@ -74,17 +60,11 @@ void BM_LocalBidirectionalScan_Simd(benchmark::State& state) {
   };
   for (auto _ : state) lb();
   bench::set_scan_counters(state, batch, length, channels, n_state, 1.0);
-  // vs_forward: alternate forward and LB, medians of each.
-  std::vector<double> t_fwd, t_lb;
-  for (int i = 0; i < 15; ++i) {
-    const double t0 = thread_seconds();
-    forward(in, buf);
-    benchmark::DoNotOptimize(buf.out.data());
-    const double t1 = thread_seconds();
-    lb();
-    t_fwd.push_back(t1 - t0), t_lb.push_back(thread_seconds() - t1);
-  }
-  state.counters["vs_forward"] = median(t_lb) / median(t_fwd);
+  // vs_forward: LB and the forward scan alternately (support/paired.hpp).
+  state.counters["vs_forward"] = bench::paired_ratio(15, lb, [&] {
+                                   forward(in, buf);
+                                   benchmark::DoNotOptimize(buf.out.data());
+                                 }).ratio;
 }
 
 void BM_SelectiveScan_Simd(benchmark::State& state) {

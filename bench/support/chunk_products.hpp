@@ -16,19 +16,7 @@ namespace tokenmix::bench {
 
 template <class Kernel>
 void cb_product(Index Qc, Index N, Index QP, const float* C, Index c_rs, const float* BT, float* CB) {
-  constexpr Index W = Kernel::W;
-  constexpr int MR = Kernel::MR, NVMAX = Kernel::NVMAX;
-  for (Index l0 = 0; l0 < Qc; l0 += MR) {
-    const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
-    const Index vecs = (l0 + rows + W - 1) / W;
-    for (Index c0 = 0; c0 < vecs; c0 += NVMAX)
-      Kernel::template dispatch<MR>(rows, static_cast<int>(std::min<Index>(NVMAX, vecs - c0)), [&](auto R_, auto NV_) {
-        constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
-        Kernel::template tile<R, NV, false>(CB + l0 * QP + c0 * W, QP, nullptr, 0.0f,
-                                            {C + l0 * c_rs, c_rs, BT + c0 * W, QP, N}, nullptr, Kernel::kNone,
-                                            Kernel::kNone);
-      });
-  }
+  Kernel::cb_tiles(Qc, N, QP, C, c_rs, BT, CB);  // the kernel's own CB routine
 }
 
 template <class Kernel>
