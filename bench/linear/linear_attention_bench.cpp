@@ -59,9 +59,9 @@
 //        state bytes below.
 //   per_token_vs_L1024   (Simd) time per token at L / time per token at L 1024: 1.0 when the time per
 //                        token is flat in L, as it should be for a linear-time operator. Measured by
-//                        alternation (support/paired.hpp): 9 rounds of calls at L then calls at L 1024
-//                        over as many tokens (64 calls for L 65536), the median of the rounds' ratios;
-//                        the two cases' own times, minutes apart, drift by up to ±15% on this VM
+//                        alternation (support/paired.hpp): 9 rounds of calls at L then at L 1024 (>= 20
+//                        ms of each), the median of the rounds' ratios; the two cases' own times,
+//                        minutes apart, drift by up to ±15% on this VM
 //   vs_dense             (Simd) this time / BM_LightningAttention_Dense's at the same L (< 1: lightning
 //                        faster; the issue asks for < 1 from L 2048 on)
 //   vs_reference         (Simd L 256) this time / the Reference case's
@@ -253,21 +253,15 @@ void BM_Simd(benchmark::State& state) {
   const double flops = chunked ? chunked_flops(L, H, K, V, std::min(linear::kLinearDefaultChunk, L))
                                 : 4.0 * double(L * H * K * V);
   set_token_counters(state, seconds, double(L), flops);
-  if (L != kScalingBase) {  // per_token_vs_L1024, paired with calls at L 1024 over as many tokens
+  if (L != kScalingBase) {  // per_token_vs_L1024: calls at L and at L 1024 alternately
     Inputs base(kScalingBase, H, K, V);
-    const Index calls = std::max<Index>(1, kScalingBase / L), base_calls = std::max<Index>(1, L / kScalingBase);
     TensorView<float, 4> final_state = in.state_view(), base_state = base.state_view();
     const bench::PairedRatio r = bench::paired_ratio(
-        9,
+        9, [&] { linear::lightning_attention(in.cq(), in.ck(), in.cv(), lightning.options, in.out_view(), &final_state); },
         [&] {
-          for (Index c = 0; c < calls; ++c)
-            linear::lightning_attention(in.cq(), in.ck(), in.cv(), lightning.options, in.out_view(), &final_state);
-        },
-        [&] {
-          for (Index c = 0; c < base_calls; ++c)
-            linear::lightning_attention(base.cq(), base.ck(), base.cv(), lightning.options, base.out_view(), &base_state);
+          linear::lightning_attention(base.cq(), base.ck(), base.cv(), lightning.options, base.out_view(), &base_state);
         });
-    state.counters["per_token_vs_L1024"] = r.ratio * double(base_calls * kScalingBase) / double(calls * L);
+    state.counters["per_token_vs_L1024"] = r.ratio * double(kScalingBase) / double(L);
   }
   set_ratio(state, "vs_dense", seconds, dense_seconds(), key);
   set_ratio(state, "vs_reference", seconds, reference_seconds(), key);

@@ -13,29 +13,24 @@
 //   BM_BidirectionalScan_Simd/B:1/L:2048/D:384/N:16     Vim v2 (2·L·D elements)
 // Options as in the vision blocks: delta_bias + softplus, D skip, no gate (SS2D applies it after its
 // out_norm). Counters: ns_per_element = time / scanned elements (token·channel·direction);
-// vs_1d = that / the baseline's ns_per_element at the same (L, D, N) measured earlier in this run
-// (1.0 = the reordering is free; the bound is 1.15).
+// vs_1d = that / the 1-D scan's ns_per_element at the same (L, D, N) (1.0 = the reordering is free;
+// the bound is 1.15), measured after the timed loop by alternating the case's call and the
+// 1-D scan 9 times in thread CPU time, the median of the ratios (support/paired.hpp): the two
+// cases' own times, seconds apart, drift by up to ±15% on this shared VM.
 
 #include <benchmark/benchmark.h>
 
-#include <map>
 #include <random>
-#include <tuple>
 
 #include "support/counters.hpp"
 #include "support/main.hpp"
+#include "support/paired.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
 #include "tokenmix/ssm/selective_scan_2d.hpp"
 
 namespace {
 
 using namespace tokenmix;
-
-// The baseline's ns per element, keyed by (tokens, channels, N), filled by BM_SelectiveScan_Simd.
-std::map<std::tuple<Index, Index, Index>, double>& baseline_ns() {
-  static std::map<std::tuple<Index, Index, Index>, double> m;
-  return m;
-}
 
 void fill(float* p, Index n, float lo, float hi, std::mt19937& rng) {
   std::uniform_real_distribution<float> d(lo, hi);
@@ -71,37 +66,46 @@ struct Image {
   }
 };
 
-// Sets the counters; returns ns per element. compare: add vs_1d against the baseline.
-double report(benchmark::State& state, const bench::WallTimer& timer, double elements, Index tokens, Index channels,
-              Index N, bool compare = true) {
-  const double ns = timer.seconds() / double(state.iterations()) / elements * 1e9;
-  state.counters["ns_per_element"] = ns;
-  const auto it = baseline_ns().find({tokens, channels, N});
-  if (compare && it != baseline_ns().end()) state.counters["vs_1d"] = ns / it->second;
+// ns_per_element and items_per_second from the loop's time.
+void report(benchmark::State& state, const bench::ThreadCpuTimer& timer, double elements) {
+  state.counters["ns_per_element"] = timer.seconds() / double(state.iterations()) / elements * 1e9;
   state.SetItemsProcessed(static_cast<int64_t>(elements * double(state.iterations())));
-  return ns;
+}
+
+// The 1-D baseline: selective_scan over [1, L, D] with the image cases' options.
+struct Baseline1d {
+  Index L, D, N;
+  Image img;
+  ssm::SelectiveScanOptions o;
+  Tensor<float, 3> out;
+  Baseline1d(Index L_, Index D_, Index N_) : L(L_), D(D_), N(N_), img(1, L_, D_, 1, 1, 1, N_), out(1, L_, D_) {
+    o.D = ConstTensorView<float, 1>(img.D);
+    o.delta_bias = ConstTensorView<float, 1>(img.bias);
+    o.delta_softplus = true;
+  }
+  double elements() const { return double(L * D); }
+  void run() {
+    const auto flat3 = [&](const Tensor<float, 4>& t) { return ConstTensorView<float, 3>(t.data(), 1, L, t.dimension(3)); };
+    ssm::selective_scan(flat3(img.u), flat3(img.delta), img.A, ConstTensorView<float, 3>(img.B.data(), 1, L, N),
+                        ConstTensorView<float, 3>(img.C.data(), 1, L, N), o,
+                        TensorView<float, 3>(out.data(), out.dimensions()), nullptr);
+    benchmark::DoNotOptimize(out.data());
+  }
+};
+
+// vs_1d: `call` (elements scanned) against the 1-D scan of L tokens x D channels, by alternation.
+template <class Call>
+void set_vs_1d(benchmark::State& state, Call&& call, double elements, Index L, Index D, Index N) {
+  Baseline1d base(L, D, N);
+  const double ratio = bench::paired_ratio(9, call, [&] { base.run(); }).ratio;
+  state.counters["vs_1d"] = ratio * base.elements() / elements;
 }
 
 void BM_SelectiveScan_Simd(benchmark::State& state) {
-  const Index L = state.range(1), Dc = state.range(2), N = state.range(3);
-  const Image img(1, L, Dc, 1, 1, 1, N);
-  const auto flat3 = [](const Tensor<float, 4>& t) {
-    return ConstTensorView<float, 3>(t.data(), 1, t.dimension(1) * t.dimension(2), t.dimension(3));
-  };
-  ssm::SelectiveScanOptions o;
-  o.D = ConstTensorView<float, 1>(img.D);
-  o.delta_bias = ConstTensorView<float, 1>(img.bias);
-  o.delta_softplus = true;
-  Tensor<float, 3> out(1, L, Dc);
-  const bench::WallTimer timer;
-  for (auto _ : state) {
-    ssm::selective_scan(flat3(img.u), flat3(img.delta), img.A, ConstTensorView<float, 3>(img.B.data(), 1, L, N),
-                        ConstTensorView<float, 3>(img.C.data(), 1, L, N), o, TensorView<float, 3>(out.data(), out.dimensions()),
-                        nullptr);
-    benchmark::DoNotOptimize(out.data());
-  }
-  const double elements = double(L * Dc);
-  baseline_ns()[{L, Dc, N}] = report(state, timer, elements, L, Dc, N, /*compare=*/false);
+  Baseline1d base(state.range(1), state.range(2), state.range(3));
+  const bench::ThreadCpuTimer timer;
+  for (auto _ : state) base.run();
+  report(state, timer, base.elements());
 }
 
 enum class Layout { RowMajor, ColMajor, CrossScan4, Snake, Atrous, MultiScale, Group };
@@ -120,8 +124,7 @@ void BM_SelectiveScan2d(benchmark::State& state) {
   if (layout == Layout::MultiScale) elements += 3.0 * double(low.u.dimension(1) * low.u.dimension(2) * Cc);
   Tensor<float, 4> y(1, H, W, Cc);  // written in place, as the 1-D baseline writes its out
   const TensorView<float, 4> out(y.data(), y.dimensions());
-  const bench::WallTimer timer;
-  for (auto _ : state) {
+  auto run = [&] {
     switch (layout) {
       case Layout::RowMajor:
       case Layout::ColMajor: {
@@ -139,8 +142,11 @@ void BM_SelectiveScan2d(benchmark::State& state) {
         break;
     }
     benchmark::DoNotOptimize(y.data());
-  }
-  report(state, timer, elements, H * W, Cc, N);
+  };
+  const bench::ThreadCpuTimer timer;
+  for (auto _ : state) run();
+  report(state, timer, elements);
+  set_vs_1d(state, run, elements, H * W, Cc, N);
 }
 
 // Vim's bidirectional scan (v2: separate parameters per direction) over a sequence, against the
@@ -151,13 +157,15 @@ void BM_BidirectionalScan_Simd(benchmark::State& state) {
   const auto seq3 = [&](const Tensor<float, 4>& t) { return ConstTensorView<float, 3>(t.data(), 1, L, t.dimension(3)); };
   const auto seq4 = [&](const Tensor<float, 5>& t) { return ConstTensorView<float, 4>(t.data(), 1, L, 2, N); };
   ssm::SelectiveScan2dOptions o = img.options();
-  const bench::WallTimer timer;
-  for (auto _ : state) {
+  auto run = [&] {
     Tensor<float, 3> y = ssm::bidirectional_scan(seq3(img.u), seq3(img.delta), img.A, seq4(img.B), seq4(img.C),
                                                  ssm::VimVariant::v2, std::nullopt, o);
     benchmark::DoNotOptimize(y.data());
-  }
-  report(state, timer, 2.0 * double(L * Dc), L, Dc, N);
+  };
+  const bench::ThreadCpuTimer timer;
+  for (auto _ : state) run();
+  report(state, timer, 2.0 * double(L * Dc));
+  set_vs_1d(state, run, 2.0 * double(L * Dc), L, Dc, N);
 }
 
 void image_shapes(benchmark::internal::Benchmark* b) {
@@ -169,7 +177,6 @@ void image_shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond);
 }
 
-// Registered first: the 2-D rows compare against it.
 BENCHMARK(BM_SelectiveScan_Simd)
     ->ArgNames({"B", "L", "D", "N"})
     ->Args({1, 3136, 192, 16})

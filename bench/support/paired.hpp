@@ -3,12 +3,15 @@
 // ±15% over seconds (other tenants), so two benchmark cases timed one after the other can differ by
 // that much for no reason of their own. paired_ratio runs the numerator and the denominator
 // alternately, `rounds` times, each on the thread's CPU clock, and returns the median of the
-// per-round ratios: drift slower than one round cancels out of every ratio.
+// per-round ratios of their times per call: drift slower than one round cancels out of every ratio.
+// A side runs as many calls per round as make up min_round_seconds (so short calls are not timed one
+// at a time, at the clock's and the noise's resolution).
 //
-//   const bench::PairedRatio r = bench::paired_ratio(9, [&] { op_at_L(65536); }, [&] { 64 × op_at_L(1024); });
-//   state.counters["per_token_vs_L1024"] = r.ratio;
+//   const double r = bench::paired_ratio(9, [&] { op(in_65536); }, [&] { op(in_1024); }).ratio;
+//   state.counters["per_token_vs_L1024"] = r * 1024.0 / 65536.0;
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "support/counters.hpp"
@@ -16,7 +19,7 @@
 namespace tokenmix::bench {
 
 struct PairedRatio {
-  double ratio;                // median over rounds of numerator time / denominator time
+  double ratio;                // median over rounds of (numerator / denominator) time per call
   double numerator_seconds;    // median CPU seconds of one numerator call
   double denominator_seconds;  // median CPU seconds of one denominator call
 };
@@ -27,21 +30,29 @@ inline double median_of(std::vector<double> v) {
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+// CPU seconds per call of `calls` calls of f.
+template <class F>
+double seconds_per_call(F& f, int calls) {
+  const ThreadCpuTimer timer;
+  for (int c = 0; c < calls; ++c) f();
+  return timer.seconds() / calls;
+}
 }  // namespace detail
 
-// One untimed call of each first (first-touch page faults, cold caches of the code).
+// One untimed call of each first (first-touch page faults, cold code), which also sizes the rounds.
 template <class Numerator, class Denominator>
-PairedRatio paired_ratio(int rounds, Numerator&& numerator, Denominator&& denominator) {
-  numerator();
-  denominator();
+PairedRatio paired_ratio(int rounds, Numerator&& numerator, Denominator&& denominator,
+                         double min_round_seconds = 0.02) {
+  auto calls_for = [&](double seconds) {
+    return static_cast<int>(std::clamp(std::ceil(min_round_seconds / std::max(seconds, 1e-9)), 1.0, 1e6));
+  };
+  const int num_calls = calls_for(detail::seconds_per_call(numerator, 1));
+  const int den_calls = calls_for(detail::seconds_per_call(denominator, 1));
   std::vector<double> num, den, ratio;
   for (int r = 0; r < rounds; ++r) {
-    const ThreadCpuTimer t_num;
-    numerator();
-    num.push_back(t_num.seconds());
-    const ThreadCpuTimer t_den;
-    denominator();
-    den.push_back(t_den.seconds());
+    num.push_back(detail::seconds_per_call(numerator, num_calls));
+    den.push_back(detail::seconds_per_call(denominator, den_calls));
     ratio.push_back(num.back() / den.back());
   }
   return {detail::median_of(ratio), detail::median_of(num), detail::median_of(den)};

@@ -55,9 +55,13 @@ void run_scan_kernel(const SelectiveScanProblem& layout_problem, const Eigen::Th
                                                problem.rows_per_batch == problem.length),
                  "selective scan kernel: the grid layout is implemented for the forward mode only");
   tokenmix::detail::parallel_for(device, Kernel::num_items(problem), [&](Index first, Index last) {
-    // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines.
-    std::vector<float, xsimd::aligned_allocator<float, 64>> scratch(
-        static_cast<std::size_t>(Kernel::scratch_floats(problem)));
+    // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines. Kept per thread
+    // and grown only: a fresh zeroed buffer per call (up to ~300 KiB) cost 10% of a small scan, and
+    // the 2-D scans call the kernel once per direction. The kernel writes every value before it
+    // reads it, so old contents are harmless.
+    thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
+    const auto floats = static_cast<std::size_t>(Kernel::scratch_floats(problem));
+    if (scratch.size() < floats) scratch.resize(floats);
     Kernel::run_items(problem, first, last, scratch.data());
   });
 }

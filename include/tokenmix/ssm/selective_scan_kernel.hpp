@@ -6,7 +6,7 @@
 //    CUDA kernel's formulation), i.e. W·N scalar exps per token become N vector exps;
 //  - B[t, g, n] and C[t, g, n] are shared by the W channels: a broadcast, not a gather;
 //  - while a block is scanned its state h[n] stays in registers (N specialised at compile time for
-//    4, 8, 16 and 32), and y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
+//    1, 4, 8, 16 and 32), and y = sum_n h[n]·C[n] accumulates lane-wise: no horizontal reductions.
 // Memory: u/delta/z/out are [B, L, D], so one channel block walks L rows D floats apart; walking all
 // of L for one block before the next touches a new page per token and array. Instead a thread
 // takes its blocks in tiles of up to a whole row (blocks_per_tile) and the tokens in chunks of
@@ -242,6 +242,7 @@ struct SelectiveScanKernel {
                          float* h, float* shared, const RowPrefetch& pf) noexcept {
     if (!p.B_time_invariant && !p.C_time_invariant) {
       switch (p.state) {
+        case 1: return chunk<1, true, true>(p, blk, t0, tokens, A2, h, shared, pf);  // VMamba v2, GroupMamba, A2Mamba
         case 4: return chunk<4, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
         case 8: return chunk<8, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
         case 16: return chunk<16, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
@@ -320,23 +321,24 @@ struct SelectiveScanKernel {
     // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
     // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
     // (exp, log, divide) then hides behind the N exps instead of stalling them.
-    auto inputs = [&](Index t, V& dt, V& dt_x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    auto inputs = [&](Index t, V& dt, V& dt_x, V& x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       V d = simd::load_upto<Arch>(rows.delta_row(t), width, pad + 2 * W) + bias;
       if (p.delta_softplus) d = simd::softplus<Arch>(d);
       dt = d;
-      dt_x = d * simd::load_upto<Arch>(rows.u_row(t), width, pad + 3 * W);
+      x = simd::load_upto<Arch>(rows.u_row(t), width, pad + 3 * W);
+      dt_x = d * x;
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      V dt, dt_x;
-      if (tokens > 0) inputs(0, dt, dt_x);
+      V dt, dt_x, x;  // x = u of the token (the D skip)
+      if (tokens > 0) inputs(0, dt, dt_x, x);
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
         pf(t);
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
-        V dt_next = dt, dt_x_next = dt_x;
-        if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next);
+        V dt_next = dt, dt_x_next = dt_x, x_next = x;
+        if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next, x_next);
         const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
         const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
         float* slot = kLocalBidirectional ? slots + (t - window_first) * slot_stride : nullptr;
@@ -354,7 +356,7 @@ struct SelectiveScanKernel {
           return state;
         });
         V y = y_even + y_odd;
-        if (p.D) y = simd::fmadd<Arch>(simd::load_upto<Arch>(rows.u_row(t), width, pad + 5 * W), skip, y);
+        if (p.D) y = simd::fmadd<Arch>(x, skip, y);
         if constexpr (kLocalBidirectional) {
           simd::store<Arch>(slot + N * W, dt_x);
           simd::store<Arch>(slot + (N + 1) * W, y);
@@ -377,7 +379,7 @@ struct SelectiveScanKernel {
           }
           if constexpr (kStates) write_states(mode_buf, N, width, states_rows + t * stride * N, pad + 7 * W);
         }
-        dt = dt_next, dt_x = dt_x_next;
+        dt = dt_next, dt_x = dt_x_next, x = x_next;
       }
     };
 
