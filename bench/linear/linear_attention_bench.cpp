@@ -17,7 +17,8 @@
 //        32 (the default, kLinearDefaultChunk), 64, 128, 256
 //   BM_LightningAttention_ChunkMatmuls/L:4096/H:8/K:64/V:64  only the intra / inter block products of
 //        the chunked form (chunk 32), the kernel's micro-kernel on its operand layouts: fma_bound is
-//        the products' own efficiency
+//        the products' own efficiency; fma_bound_paired the same against the FMA peak probe run
+//        alternately with the products (bench::paired_fma_fraction): robust to the VM's drift
 //   BM_LightningAttention_Recurrent/L:<L>/H:8/K:64/V:64   algorithm recurrent, L 1024, 4096, 16384
 //   BM_LightningAttention_Decode/H:8/K:64/V:64            lightning_attention_step on a cold state
 //        [1, 8, 64, 64] (2048 copies, 256 MiB, rotated: every step reads a state from memory, as one
@@ -293,8 +294,7 @@ void BM_ChunkMatmuls(benchmark::State& state) {
   AlignedVec S(static_cast<std::size_t>(H * K * VP), 0.01f), KT(static_cast<std::size_t>(K * QP), 0.5f),
       QK(static_cast<std::size_t>(Q * QP)), M(static_cast<std::size_t>(Q * QP), 0.25f),
       Vw(static_cast<std::size_t>(Q * VP), 0.5f), Y(static_cast<std::size_t>(Q * VP));
-  const ThreadCpuTimer timer;
-  for (auto _ : state) {
+  auto products = [&] {
     for (Index t0 = 0; t0 < L; t0 += Q) {
       const Index Qc = std::min(Q, L - t0);
       for (Index h = 0; h < H; ++h) {
@@ -308,9 +308,13 @@ void BM_ChunkMatmuls(benchmark::State& state) {
     benchmark::DoNotOptimize(S.data());
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
-  }
+  };
+  const ThreadCpuTimer timer;
+  for (auto _ : state) products();
   const double seconds = timer.seconds() / double(state.iterations());
-  set_token_counters(state, seconds, double(L), chunked_flops(L, H, K, V, Q));
+  const double flops = chunked_flops(L, H, K, V, Q);
+  set_token_counters(state, seconds, double(L), flops);
+  state.counters["fma_bound_paired"] = bench::paired_fma_fraction(products, flops);
 }
 
 void BM_Recurrent(benchmark::State& state) {

@@ -21,6 +21,9 @@
 //                         machine's fma_gflops, over the measured time: for BM_SSD_Chunked a lower
 //                         bound of the products' efficiency (the time includes everything else),
 //                         for BM_SSD_ChunkedMatmuls the products' own efficiency.
+//   fma_bound_paired      (ChunkedMatmuls) the same fraction with the FMA peak probe run alternately
+//                         with the products (bench::paired_fma_fraction), not once at start-up: robust
+//                         to the drift of this shared VM's speed over a run.
 //   bw_bound              (state update) compulsory bytes (state read + written, x, z, out, B, C)
 //                         at read_gbps over the measured time.
 
@@ -33,6 +36,7 @@
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
+#include "support/paired.hpp"
 #include "tokenmix/reference/ssd.hpp"
 #include "tokenmix/ssm/ssd.hpp"
 
@@ -143,7 +147,7 @@ void BM_SSD_ChunkedMatmuls(benchmark::State& state) {
   AlignedVec S(static_cast<std::size_t>(heads * N * PP), 0.01f), BT(static_cast<std::size_t>(N * QP), 0.5f),
       CB(static_cast<std::size_t>(Q * QP)), M(static_cast<std::size_t>(Q * QP), 0.25f),
       Xw(static_cast<std::size_t>(Q * PP), 0.5f), Y(static_cast<std::size_t>(Q * PP));
-  for (auto _ : state) {
+  auto products = [&] {
     for (Index b = 0; b < batch; ++b)
       for (Index t0 = 0; t0 < length; t0 += Q) {
         const Index Qc = std::min(Q, length - t0);
@@ -158,10 +162,12 @@ void BM_SSD_ChunkedMatmuls(benchmark::State& state) {
     benchmark::DoNotOptimize(S.data());
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
-  }
+  };
+  for (auto _ : state) products();
   set_ssd_counters(state, batch, length, heads, P, N);
   const double flops = chunked_matmul_flops(batch, length, heads, P, N, 1, Q);
   bench::set_bound_fraction(state, "fma_bound", flops / (bench::machine_limits().fma_gflops * 1e9));
+  state.counters["fma_bound_paired"] = bench::paired_fma_fraction(products, flops);
 }
 
 void ssd_shapes(benchmark::internal::Benchmark* b, std::initializer_list<long> lengths) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/counters.hpp"
+#include "support/limits.hpp"
 
 namespace tokenmix::bench {
 
@@ -56,6 +57,19 @@ PairedRatio paired_ratio(int rounds, Numerator&& numerator, Denominator&& denomi
     ratio.push_back(num.back() / den.back());
   }
   return {detail::median_of(ratio), detail::median_of(num), detail::median_of(den)};
+}
+
+// The fraction of the FMA peak that `call` reaches (call_flops flops per call, an FMA counting 2),
+// with the peak probe (limits.hpp's FMA kernel) run alternately with it by paired_ratio instead of
+// once at start-up, whose reading the machine's drift over a run would otherwise carry into every
+// bound fraction. Contention that slows memory more than FMAs (another tenant on the core) still
+// shows: the Lightning block products read 0.53-0.68 of the peak across runs of one binary.
+template <class Call>
+double paired_fma_fraction(Call&& call, double call_flops) {
+  using Arch = simd::default_arch;
+  constexpr std::int64_t kIterations = 1 << 16;  // ~0.2 ms of FMAs per probe call
+  const PairedRatio r = paired_ratio(9, call, [] { detail::sink = detail::fma_peak_kernel<Arch>(kIterations); });
+  return call_flops / (detail::fma_flops_per_iteration<Arch> * double(kIterations)) / r.ratio;
 }
 
 }  // namespace tokenmix::bench

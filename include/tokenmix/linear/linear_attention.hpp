@@ -22,6 +22,7 @@
 
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/linear/simple_gla.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 namespace tokenmix::linear {
 
@@ -48,92 +49,112 @@ void apply_feature_map(FeatureMap map, const float* x, Index n, float* y, const 
 }
 
 // Non-causal per (b, h): S = φ(K)ᵀ V [K, V], z = Σ φ(k) [K]; o = scale·φ(Q) S (/ (scale·φ(q)·z + eps)).
-// Both products are register-blocked: 4 rows × 4 vectors of accumulators, the other operand
-// broadcast (S: 4 key features of a token; O: 4 tokens' query features).
+// Both products run on the chunked SSD kernel's register tiles (ssm/ssd_kernel.hpp): S accumulates
+// over blocks of T tokens from a transposed copy of the block's k rows (Kᵀ [K, T]) times its v rows;
+// O takes the query rows in place times S (padded to whole vectors, [K, VP]). z sums each block in
+// float and the blocks in double.
 template <class Arch>
 void linear_attention_noncausal(const LinearShape& s, const float* q, const float* k, const float* v, float scale,
                                 bool normalize, float eps, float* out, float* state, float* normalizer,
                                 const Eigen::ThreadPoolDevice* device) {
+  using Kernel = ssm::detail::SsdChunkedKernel<Arch>;
   using Vf = simd::vfloat<Arch>;
-  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  constexpr int MR = 4, NV = 4;
-  const Index L = s.length, H = s.heads, K = s.key_dim, Vd = s.value_dim;
+  using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  constexpr Index W = Kernel::W;
+  constexpr int MR = Kernel::MR, NVMAX = Kernel::NVMAX;
+  constexpr Index T = 64;  // tokens per block of the S product: their Kᵀ and v rows stay in L1
+  const Index L = s.length, H = s.heads, K = s.key_dim, Vd = s.value_dim, VP = (Vd + W - 1) / W * W;
+  const Index ldq = H * K, ldv = H * Vd;  // token rows of one head
   tokenmix::detail::parallel_for(device, s.batch * H, [&](Index first, Index last) {
+    Buffer KT(std::size_t(K * T)), Vpad(VP != Vd ? std::size_t(T * VP) : 0), Sp(std::size_t(K * VP)),
+        tile(std::size_t(MR * NVMAX * W));
+    std::vector<double> z_sum(static_cast<std::size_t>(K));
     alignas(64) float pad[2 * W];
     for (Index bh = first; bh < last; ++bh) {
       const Index b = bh / H, h = bh % H;
-      const Index ldq = H * K, ldv = H * Vd;  // token rows of one head
       const float* kb = k + (b * L * H + h) * K;
       const float* qb = q + (b * L * H + h) * K;
       const float* vb = v + (b * L * H + h) * Vd;
       float* ob = out + (b * L * H + h) * Vd;
       float* S = state + bh * K * Vd;  // [K, V]
       float* z = normalizer + bh * K;  // [K]
-      for (Index r = 0; r < K; ++r) {
-        double sum = 0;
-        for (Index t = 0; t < L; ++t) sum += kb[t * ldq + r];
-        z[r] = static_cast<float>(sum);
-      }
-      // S[r0 .. r0 + 4][c0 .. c0 + 4W) += Σ_t k[t][r] v[t][c], tokens in blocks of kTokens (their k
-      // and v rows stay in L1 while every tile of S passes over them).
-      constexpr Index kTokens = 64;
-      std::fill_n(S, K * Vd, 0.0f);
-      for (Index t_lo = 0; t_lo < L; t_lo += kTokens)
-      for (Index r0 = 0; r0 < K; r0 += MR)
-        for (Index c0 = 0; c0 < Vd; c0 += NV * W) {
-          const int rows = int(std::min<Index>(MR, K - r0));
-          Vf acc[MR][NV];
-          for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NV; ++j) {
-              const Index c = c0 + j * W, n = std::min(W, Vd - c);
-              acc[i][j] = i < rows && n > 0 ? simd::load_upto<Arch>(S + (r0 + i) * Vd + c, n, pad) : Vf(0.0f);
+      std::fill(Sp.begin(), Sp.end(), 0.0f);
+      std::fill(z_sum.begin(), z_sum.end(), 0.0);
+      for (Index t_lo = 0; t_lo < L; t_lo += T) {
+        const Index Tc = std::min(T, L - t_lo);
+        // Kᵀ [K, T]: W x W register transposes where a whole square fits, scalar copies elsewhere.
+        for (Index t = 0; t < Tc; t += W)
+          for (Index r = 0; r < K; r += W) {
+            const float* src = kb + (t_lo + t) * ldq + r;
+            float* dst = KT.data() + r * T + t;
+            if (t + W <= Tc && r + W <= K) {
+              simd::transpose_square<Arch>(src, ldq, dst, T, W);
+              continue;
             }
-          for (Index t = t_lo; t < std::min(L, t_lo + kTokens); ++t) {
-            Vf vv[NV];
-            for (int j = 0; j < NV; ++j) {
-              const Index c = c0 + j * W, n = std::max<Index>(0, std::min(W, Vd - c));
-              vv[j] = n > 0 ? simd::load_upto<Arch>(vb + t * ldv + c, n, pad) : Vf(0.0f);
-            }
-            for (int i = 0; i < rows; ++i) {
-              const Vf kr(kb[t * ldq + r0 + i]);
-              for (int j = 0; j < NV; ++j) acc[i][j] = simd::fmadd<Arch>(kr, vv[j], acc[i][j]);
-            }
+            for (Index i = 0; i < std::min(W, Tc - t); ++i)
+              for (Index j = 0; j < std::min(W, K - r); ++j) dst[j * T + i] = src[i * ldq + j];
           }
-          for (int i = 0; i < rows; ++i)
-            for (int j = 0; j < NV; ++j) {
-              const Index c = c0 + j * W, n = std::min(W, Vd - c);
-              if (n > 0) simd::store_upto<Arch>(S + (r0 + i) * Vd + c, acc[i][j], n, pad);
-            }
+        if (normalize)
+          for (Index r = 0; r < K; r += W) {  // the block's Σ k in float, lane = feature
+            const Index n = std::min(W, K - r);
+            Vf block(0.0f);
+            for (Index t = 0; t < Tc; ++t) block += simd::load_upto<Arch>(kb + (t_lo + t) * ldq + r, n, pad);
+            alignas(64) float lanes[64];
+            simd::store<Arch>(lanes, block);
+            for (Index j = 0; j < n; ++j) z_sum[std::size_t(r + j)] += double(lanes[j]);
+          }
+        const float* vrows = vb + t_lo * ldv;  // v rows of the block, ldb apart
+        Index ldb = ldv;
+        if (VP != Vd) {  // whole vectors: a zero-padded copy
+          for (Index t = 0; t < Tc; ++t) {
+            std::copy_n(vrows + t * ldv, Vd, Vpad.data() + t * VP);
+            std::fill(Vpad.data() + t * VP + Vd, Vpad.data() + (t + 1) * VP, 0.0f);
+          }
+          vrows = Vpad.data(), ldb = VP;
         }
-      // o[t0 .. t0 + 4][c0 .. c0 + 4W) = factor_t · Σ_r q[t][r] S[r][c]
+        for (Index r0 = 0; r0 < K; r0 += MR)
+          for (Index c0 = 0; c0 < VP / W; c0 += NVMAX)
+            Kernel::template dispatch<MR>(int(std::min<Index>(MR, K - r0)), int(std::min<Index>(NVMAX, VP / W - c0)),
+                                          [&](auto R_, auto NV_) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+                                            constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
+                                            float* dst = Sp.data() + r0 * VP + c0 * W;
+                                            Kernel::template tile<R, NV, false>(
+                                                dst, VP, dst, 1.0f, {KT.data() + r0 * T, T, vrows + c0 * W, ldb, Tc},
+                                                nullptr, Kernel::kNone, Kernel::kNone);
+                                          });
+      }
+      for (Index r = 0; r < K; ++r) std::copy_n(Sp.data() + r * VP, Vd, S + r * Vd);
+      for (Index r = 0; r < K; ++r) z[r] = static_cast<float>(z_sum[std::size_t(r)]);
+      // o[t0 .. t0 + MR) = factor_t · q_t S, a tile of MR tokens at a time.
       for (Index t0 = 0; t0 < L; t0 += MR) {
         const int rows = int(std::min<Index>(MR, L - t0));
         float factor[MR];
         for (int i = 0; i < rows; ++i) {
-          const float* qt = qb + (t0 + i) * ldq;
           float den = 0.0f;
-          for (Index r = 0; r < K; ++r) den += qt[r] * z[r];
+          if (normalize) {
+            Vf acc(0.0f);
+            for (Index r = 0; r < K; r += W) {
+              const Index n = std::min(W, K - r);
+              acc = simd::fmadd<Arch>(simd::load_upto<Arch>(qb + (t0 + i) * ldq + r, n, pad),
+                                      simd::load_upto<Arch>(z + r, n, pad + W), acc);
+            }
+            den = simd::reduce_add<Arch>(acc);
+          }
           factor[i] = normalize ? scale / (scale * den + eps) : scale;
         }
-        for (Index c0 = 0; c0 < Vd; c0 += NV * W) {
-          Vf acc[MR][NV];
-          for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NV; ++j) acc[i][j] = Vf(0.0f);
-          for (Index r = 0; r < K; ++r) {
-            Vf sv[NV];
-            for (int j = 0; j < NV; ++j) {
-              const Index c = c0 + j * W, n = std::max<Index>(0, std::min(W, Vd - c));
-              sv[j] = n > 0 ? simd::load_upto<Arch>(S + r * Vd + c, n, pad) : Vf(0.0f);
-            }
-            for (int i = 0; i < rows; ++i) {
-              const Vf qr(qb[(t0 + i) * ldq + r]);
-              for (int j = 0; j < NV; ++j) acc[i][j] = simd::fmadd<Arch>(qr, sv[j], acc[i][j]);
-            }
-          }
+        for (Index c0 = 0; c0 < VP / W; c0 += NVMAX) {
+          const int nv = int(std::min<Index>(NVMAX, VP / W - c0));
+          Kernel::template dispatch<MR>(rows, nv, [&](auto R_, auto NV_) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+            constexpr int R = decltype(R_)::value, NV = decltype(NV_)::value;
+            Kernel::template tile<R, NV, false>(tile.data(), NVMAX * W, nullptr, 0.0f,
+                                                {qb + t0 * ldq, ldq, Sp.data() + c0 * W, VP, K}, nullptr, Kernel::kNone,
+                                                Kernel::kNone);
+          });
           for (int i = 0; i < rows; ++i)
-            for (int j = 0; j < NV; ++j) {
-              const Index c = c0 + j * W, n = std::min(W, Vd - c);
-              if (n > 0) simd::store_upto<Arch>(ob + (t0 + i) * ldv + c, acc[i][j] * Vf(factor[i]), n, pad);
+            for (int j = 0; j < nv; ++j) {
+              const Index c = (c0 + j) * W, n = std::min(W, Vd - c);
+              simd::store_upto<Arch>(ob + (t0 + i) * ldv + c, simd::load<Arch>(tile.data() + i * NVMAX * W + j * W) * Vf(factor[i]),
+                                     n, pad);
             }
         }
       }
