@@ -21,7 +21,7 @@
 // Speed: one pass over memory. The forward kernel keeps each window's decays a_t and dt·u_t (M·(N+3)
 // vectors, L1-resident) and runs the reverse pass over them when the window completes: no second
 // exp, ~3 extra FMA-pipe operations per (t, n). Measured 1.17-1.21x the forward scan at M = 4..16
-// on an idle Xeon (AVX-512), 1.22-1.31x on the busy 2-vCPU Zen 5 VM (counter vs_forward of
+// on an idle Xeon (AVX-512), 1.31-1.39x on the busy 2-vCPU Zen 5 VM (counter vs_forward of
 // bench/ssm/local_bidirectional_scan_bench.cpp). Scratch per thread: ~max(16, M)·(N + 3) vectors.
 
 #include "tokenmix/ssm/selective_scan.hpp"
