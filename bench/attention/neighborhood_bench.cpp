@@ -31,6 +31,10 @@
 //                           an eighth of the tokens (the K² < L/8 in 2-D)
 //   vs_reference (Fused)  = this time / the Reference case of the same shape (1d L 512, 2d 14×14)
 //   vs_fused (Split)      = this time / the Fused case of the same shape
+//   per_token_vs_L4096 (1d Fused, L > 4096) = time per token at L / time per token at L 4096 (same K,
+//                           dilation): 1.0 when the time is linear in L (the bound is 1.2).
+//                           Measured by alternation (support/paired.hpp): 9 rounds of calls at L then
+//                           at L 4096, the median of the rounds' ratios, robust to the VM's drift
 // Every time is the CPU time of the benchmark's thread (the CPU column, which Google Benchmark's rates
 // use), the ratios and per-token counters included: on this shared 2-vCPU VM the wall time (the Time
 // column) also counts the time other processes hold the core (seen at 2× the CPU time).
@@ -54,6 +58,7 @@
 #include "support/counters.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
+#include "support/paired.hpp"
 #include "tokenmix/attention/attention.hpp"
 #include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_split.hpp"
@@ -65,6 +70,7 @@ namespace {
 using namespace tokenmix;
 
 constexpr Index kDepthKernel = 3;  // kernel of the first (depth) axis of the 3-D case: 3×K×K
+constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 
 // Standard normal q, k, v [1, X.., H, P] and an output of the same shape.
 template <int N>
@@ -190,15 +196,25 @@ void BM_Reference(benchmark::State& state) {
 }
 
 template <int R>
+void run_fused(const Case<R>& c, Inputs<R + 3>& in) {
+  attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, std::nullopt, in.out_view(), nullptr);
+  benchmark::DoNotOptimize(in.out.data());
+}
+
+template <int R>
 void BM_Fused(benchmark::State& state) {
   const Case<R> c(state);
   Inputs<R + 3> in(c.dims());
   const ThreadCpuTimer timer;
-  for (auto _ : state) {
-    attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, std::nullopt, in.out_view(), nullptr);
-    benchmark::DoNotOptimize(in.out.data());
-  }
+  for (auto _ : state) run_fused(c, in);
   const double seconds = timer.seconds() / double(state.iterations());
+  if (R == 1 && c.tokens > kScalingBase) {  // per_token_vs_L4096: calls at L and at L 4096 alternately
+    Case<R> base = c;
+    base.extent[0] = kScalingBase, base.tokens = kScalingBase;
+    Inputs<R + 3> base_in(base.dims());
+    const double ratio = bench::paired_ratio(9, [&] { run_fused(c, in); }, [&] { run_fused(base, base_in); }).ratio;
+    state.counters["per_token_vs_L4096"] = ratio * double(kScalingBase) / double(c.tokens);
+  }
   fused_seconds()[c.key()] = seconds;
   set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));
   set_ratio(state, "vs_reference", seconds, reference_seconds(), c.key());
