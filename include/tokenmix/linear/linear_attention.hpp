@@ -82,18 +82,7 @@ void linear_attention_noncausal(const LinearShape& s, const float* q, const floa
       std::fill(z_sum.begin(), z_sum.end(), 0.0);
       for (Index t_lo = 0; t_lo < L; t_lo += T) {
         const Index Tc = std::min(T, L - t_lo);
-        // Kᵀ [K, T]: W x W register transposes where a whole square fits, scalar copies elsewhere.
-        for (Index t = 0; t < Tc; t += W)
-          for (Index r = 0; r < K; r += W) {
-            const float* src = kb + (t_lo + t) * ldq + r;
-            float* dst = KT.data() + r * T + t;
-            if (t + W <= Tc && r + W <= K) {
-              simd::transpose_square<Arch>(src, ldq, dst, T, W);
-              continue;
-            }
-            for (Index i = 0; i < std::min(W, Tc - t); ++i)
-              for (Index j = 0; j < std::min(W, K - r); ++j) dst[j * T + i] = src[i * ldq + j];
-          }
+        simd::transpose_block<Arch>(kb + t_lo * ldq, ldq, Tc, K, KT.data(), T);  // Kᵀ [K, T]
         if (normalize)
           for (Index r = 0; r < K; r += W) {  // the block's Σ k in float, lane = feature
             const Index n = std::min(W, K - r);

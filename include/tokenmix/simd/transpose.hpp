@@ -8,10 +8,14 @@
 //       row i of the W x W block at src (rows src_stride apart) becomes column i; row `lane` of the
 //       result goes to dst + lane·dst_stride, for lane < rows. On other archs: a scalar transpose.
 //   simd::transpose_square_rows<Arch>(src_rows, dst, dst_stride, rows)   the same, row i at src_rows[i]
+//   simd::transpose_block<Arch>(src, src_stride, rows, cols, dst, dst_stride)   any rows x cols block:
+//       dst[c·dst_stride + r] = src[r·src_stride + c]; whole W x W squares in registers, scalar copies
+//       at the edges (the keys of a chunk turned into Kᵀ for the chunked linear-attention products)
 //   simd::lane_sums<Arch>(v)   for W vectors v[0..W): the vector whose lane r is the sum of the
 //       lanes of v[r] (a transpose and a sum in one: 45 shuffles and adds on AVX-512, in registers).
 //   simd::reduce_max<Arch>(v)  the largest lane.
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 
@@ -131,6 +135,23 @@ template <class Arch>
 TOKENMIX_ALWAYS_INLINE void transpose_square_rows(const float* const* src_rows, float* dst, std::ptrdiff_t dst_stride,
                                                   std::ptrdiff_t rows) noexcept {
   detail::transpose_square_from<Arch>([=](int i) { return src_rows[i]; }, dst, dst_stride, rows);
+}
+
+template <class Arch>
+inline void transpose_block(const float* src, std::ptrdiff_t src_stride, std::ptrdiff_t rows, std::ptrdiff_t cols,
+                            float* dst, std::ptrdiff_t dst_stride) noexcept {
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(lanes<Arch>);
+  for (std::ptrdiff_t r = 0; r < rows; r += W)
+    for (std::ptrdiff_t c = 0; c < cols; c += W) {
+      const float* s = src + r * src_stride + c;
+      float* d = dst + c * dst_stride + r;
+      if (r + W <= rows && c + W <= cols) {
+        transpose_square<Arch>(s, src_stride, d, dst_stride, W);
+        continue;
+      }
+      for (std::ptrdiff_t i = 0; i < std::min(W, rows - r); ++i)
+        for (std::ptrdiff_t j = 0; j < std::min(W, cols - c); ++j) d[j * dst_stride + i] = s[i * src_stride + j];
+    }
 }
 
 template <class Arch>

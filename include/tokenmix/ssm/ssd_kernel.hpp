@@ -49,6 +49,7 @@
 
 #include "tokenmix/core/tensor.hpp"
 #include "tokenmix/simd/activations.hpp"
+#include "tokenmix/simd/transpose.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TOKENMIX_SSD_NOINLINE __attribute__((noinline))
@@ -389,7 +390,8 @@ struct SsdChunkedKernel {
            + 2 * d.Q                      // Acum (double)
            + 6 * d.QP                     // dt, e, w, diff row; segment starts (Index)
            + MR * NVMAX * W               // one output tile
-           + 8 * W;                       // pads
+           + 8 * W                        // pads
+           + d.Q + d.QP + W;              // decay row (constant decay per head)
   }
 
   // Items [first, last) in runs of consecutive heads of one (b, g).
@@ -520,6 +522,7 @@ struct SsdChunkedKernel {
     Index* seg;  // [Q] first token of each token's sequence within the chunk
     float* tile;  // [MR, NVMAX·W] one output tile before its epilogue
     float* pad;   // [8, W]
+    float* decay_row;  // [Q + QP + W] constant decay per head: exp(d·A) at Q - 1 - d, zeros after Q
   };
   static Scratch carve(const SsdProblem& p, const Dims& d, float* f) {
     Scratch s;
@@ -537,7 +540,8 @@ struct SsdChunkedKernel {
     static_assert(sizeof(Index) <= 2 * sizeof(float), "Index must fit two floats");
     s.seg = reinterpret_cast<Index*>(f), f += 2 * d.QP;
     s.tile = f, f += MR * NVMAX * W;
-    s.pad = f;
+    s.pad = f, f += 8 * W;
+    s.decay_row = f;
     return s;
   }
 
@@ -597,10 +601,9 @@ struct SsdChunkedKernel {
     const Index L = p.length, G = p.groups, N = p.state, QP = d.QP;
     const float* Bc = p.B + ((b * L + ci.t0) * G + g) * N;  // rows G·N apart
     const float* Cc = p.C + ((b * L + ci.t0) * G + g) * N;
-    for (Index n = 0; n < N; ++n) {
-      for (Index l = 0; l < ci.Qc; ++l) s.BT[n * QP + l] = Bc[l * G * N + n];
-      for (Index l = ci.Qc; l < QP; ++l) s.BT[n * QP + l] = 0.0f;
-    }
+    simd::transpose_block<Arch>(Bc, G * N, ci.Qc, N, s.BT, QP);
+    if (ci.Qc < QP)
+      for (Index n = 0; n < N; ++n) std::fill(s.BT + n * QP + ci.Qc, s.BT + (n + 1) * QP, 0.0f);
     cb_tiles(ci.Qc, N, QP, Cc, G * N, s.BT, s.CB);
   }
 
@@ -621,6 +624,21 @@ struct SsdChunkedKernel {
     // e[l] = exp(Acum[l]) for tokens of the entering state's sequence (0 beyond).
     for (Index l = 0; l < QP; ++l) s.diff[l] = l < Qc ? static_cast<float>(s.acum[l]) : 0.0f;
     for (Index l = 0; l < QP; l += W) simd::store<Arch>(s.e + l, simd::exp<Arch>(simd::load<Arch>(s.diff + l)));
+    // Constant decay per head (Lightning Attention, RetNet: no dt, no per-token log decay): Acum[l] =
+    // (l + 1)·A exactly (double), so exp(Acum[l] - Acum[s]) = exp((l - s)·A) depends on l - s only and
+    // the chunk's decay matrix is one row of exps, decay_row[Q - 1 - d] = exp(d·A) (the same floats
+    // the general path computes), zeros after Q: row l reads it from Q - 1 - l, and s > l reads 0.
+    const bool constant_decay = !p.log_decay && !p.dt;
+    if (constant_decay) {
+      const double a = p.A[h];
+      float* row = s.decay_row;
+      for (Index j = 0; j < d.Q; ++j) row[j] = static_cast<float>(double(d.Q - 1 - j) * a);
+      for (Index j = 0; j < d.Q; j += W) {
+        const Index n = std::min(W, d.Q - j);
+        simd::store_upto<Arch>(row + j, simd::exp<Arch>(simd::load_upto<Arch>(row + j, n, s.pad)), n, s.pad);
+      }
+      std::fill(row + d.Q, row + d.Q + d.QP + W, 0.0f);
+    }
     // M[l][s] = CB[l][s]·exp(Acum[l] - Acum[s])·dt[s] for seg[l] <= s <= l, 0 elsewhere up to the
     // end of the vector holding the last column its row tile reads (s < min(l0 + MR, Qc)).
     for (Index l = 0; l < Qc; ++l) {
@@ -630,11 +648,18 @@ struct SsdChunkedKernel {
       const float* CBl = s.CB + l * QP;
       const double al = s.acum[l];
       const Index v0 = lo / W * W;
-      for (Index q = v0; q <= l; ++q) s.diff[q] = static_cast<float>(al - s.acum[q]);
-      for (Index q = l + 1; q < hi; ++q) s.diff[q] = 0.0f;
-      for (Index q = v0; q < hi; q += W) {
-        const V m = simd::load<Arch>(CBl + q) * simd::exp<Arch>(simd::load<Arch>(s.diff + q)) * simd::load<Arch>(s.dt + q);
-        simd::store<Arch>(Ml + q, m);
+      if (constant_decay) {
+        const float* decay = s.decay_row + (d.Q - 1 - l);  // decay[q] = exp((l - q)·A), 0 for q > l
+        for (Index q = v0; q < hi; q += W)
+          simd::store<Arch>(Ml + q, simd::load<Arch>(CBl + q) * simd::load<Arch>(decay + q));
+      } else {
+        for (Index q = v0; q <= l; ++q) s.diff[q] = static_cast<float>(al - s.acum[q]);
+        for (Index q = l + 1; q < hi; ++q) s.diff[q] = 0.0f;
+        for (Index q = v0; q < hi; q += W) {
+          const V m = simd::load<Arch>(CBl + q) * simd::exp<Arch>(simd::load<Arch>(s.diff + q)) *
+                      simd::load<Arch>(s.dt + q);
+          simd::store<Arch>(Ml + q, m);
+        }
       }
       for (Index q = 0; q < lo; ++q) Ml[q] = 0.0f;
       for (Index q = l + 1; q < hi; ++q) Ml[q] = 0.0f;
