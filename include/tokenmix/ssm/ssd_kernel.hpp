@@ -442,13 +442,17 @@ struct SsdChunkedKernel {
   //   c += the lower triangle of the R x R block A3·B3 (row r sums k <= r: a row never reads the
   //        operands of later tokens, so a NaN or inf there cannot reach it through a 0 weight), if Lower
   //   dst[r][v] = c                                                  (rows ldd apart)
+  // The operands by reference: by value (40 bytes each, on the stack) GCC 12 built them with scalar
+  // stores and copied them with 32-byte loads, a failed store-to-load forwarding per call (~3% of
+  // a Lightning chunk).
   // Not inlined on purpose: inlined into the chunk's loops GCC 12 kept the accumulators on the stack
   // (measured 3x slower); as its own function they live in registers, and with the init and the
   // store inside it (instead of an accumulator array passed between several calls) the block
   // products of a Lightning chunk went from 0.53 to 0.63 of the FMA peak.
   template <int R, int NV, bool Lower>
   static TOKENMIX_SSD_NOINLINE void tile(float* dst, Index ldd, const float* init, float init_scale,
-                                         Operands p1, const float* row_scale, Operands p2, Operands p3) noexcept {
+                                         const Operands& p1, const float* row_scale, const Operands& p2,
+                                         const Operands& p3) noexcept {
     V c[R][NV];
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < NV; ++v)
