@@ -66,7 +66,7 @@
 //   vs_dense             (Simd) this time / BM_LightningAttention_Dense's at the same L (< 1: lightning
 //                        faster; the issue asks for < 1 from L 2048 on)
 //   vs_reference         (Simd L 256) this time / the Reference case's
-//   vs_default_block     (Chunked) this time / the Chunked case with block 64
+//   vs_default_block     (Chunked) this time / the Chunked case with the default block (32)
 //   vs_chunked           (Recurrent) this time / the Simd (chunked) case at the same L
 //   bw_bound, ns_per_step (Decode) bw_bound = the state bytes read and written, 2·H·K·V·4 = 256 KiB,
 //        at bench/limits' triad bandwidth (the probe with reads and writes, STREAM's count) / time.
