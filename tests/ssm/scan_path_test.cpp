@@ -1,6 +1,7 @@
 // ssm::ScanPath / scan_path: every order is what its paper says (bijections and their inverses for
 // every grid up to 7x7, the papers' example sequences, snakes moving to 4-neighbours, the atrous
-// sub-grids tiling the padded grid exactly once) and each (order, H, W) is built once.
+// sub-grids tiling the padded grid exactly once) and each (order, H, W) is built once, as is each
+// join of orders.
 
 #include <gtest/gtest.h>
 
@@ -64,6 +65,23 @@ TEST(ScanPath, AtrousSubGridsTileThePaddedGrid) {
     }
   // Sub-grid 1 is (2a+1, 2b) in column-major order.
   EXPECT_EQ(ssm::scan_path(ScanOrder::atrous1, 4, 4)->index, (std::vector<Index>{4, 12, 6, 14}));
+}
+
+// A join of orders is the concatenation of their paths, built once per (orders, H, W).
+TEST(ScanPath, JoinedOrdersAreConcatenatedAndBuiltOnce) {
+  const std::vector<ScanOrder> orders = {ScanOrder::row_major_reversed, ScanOrder::col_major, ScanOrder::col_major_reversed};
+  const auto joined = ssm::joined_scan_path(orders, 3, 4);
+  std::vector<Index> want;
+  for (const ScanOrder o : orders) {
+    const auto part = ssm::scan_path(o, 3, 4);
+    want.insert(want.end(), part->index.begin(), part->index.end());
+  }
+  EXPECT_EQ(joined->index, want);
+  EXPECT_EQ(joined->height, 3);
+  EXPECT_EQ(joined->width, 4);
+  EXPECT_EQ(joined, ssm::joined_scan_path(orders, 3, 4));  // the same shared path
+  EXPECT_NE(joined, ssm::joined_scan_path(orders, 4, 3));
+  EXPECT_NE(joined, ssm::joined_scan_path({ScanOrder::col_major, ScanOrder::row_major}, 3, 4));
 }
 
 }  // namespace

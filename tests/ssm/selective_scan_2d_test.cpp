@@ -158,6 +158,25 @@ TEST(MultiscaleScan2d, MatchesMSVMambaOracle) {
                                    testing::tolerance::rms_norm, "resize"));
 }
 
+// Bad arguments of either branch throw before out is written.
+TEST(MultiscaleScan2d, RejectsBadArgumentsBeforeWritingOut) {
+  const Inputs2d full(1, 6, 6, 8, 8, 16, 1, 4, 8, 3), low(1, 3, 3, 8, 8, 16, 1, 4, 8, 4);
+  const auto o = full.options(false);
+  Tensor<float, 4> out(1, 6, 6, 8);
+  out.setConstant(7.0f);
+  const TensorView<float, 4> view(out.data(), out.dimensions());
+  const Tensor<float, 5> bad_B(1, 6, 6, 1, 3), bad_low_B(1, 3, 3, 1, 5);
+  auto unchanged = [&] { return std::all_of(out.data(), out.data() + out.size(), [](float x) { return x == 7.0f; }); };
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { ssm::multiscale_scan_2d(full.u, full.delta, bad_B, full.C, low.u, low.delta, low.B, low.C, full.A, o, view); },
+      "multiscale_scan_2d", "B has shape [1, 6, 6, 1, 3], expected [B=1, H=6, W=6, G=1, N=4]"));
+  EXPECT_TRUE(unchanged());
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { ssm::multiscale_scan_2d(full.u, full.delta, full.B, full.C, low.u, low.delta, bad_low_B, low.C, full.A, o, view); },
+      "selective_scan_2d", "B has shape [1, 3, 3, 1, 5], expected [B=1, H=3, W=3, G=1, N=4]"));
+  EXPECT_TRUE(unchanged());
+}
+
 // One row-major direction over the whole image is the plain 1-D scan of the flattened image.
 TEST(SelectiveScan2d, OneRowMajorDirectionIsThePlainScan) {
   const Inputs2d in(2, 6, 7, 24, 24, 24, 1, 16, 24, 10);

@@ -193,4 +193,22 @@ inline std::shared_ptr<const ScanPath> joined_scan_path(const std::vector<std::s
   return joined;
 }
 
+// The same for the paths of `orders` over an H×W grid, built on first use and shared afterwards
+// (thread-safe): a call per forward pass (MSVMamba's joined half-resolution path) reuses it.
+inline std::shared_ptr<const ScanPath> joined_scan_path(const std::vector<ScanOrder>& orders, Index H, Index W) {
+  static std::mutex mutex;
+  static std::map<std::tuple<std::vector<int>, Index, Index>, std::shared_ptr<const ScanPath>> cache;
+  std::vector<int> key;
+  for (const ScanOrder o : orders) key.push_back(static_cast<int>(o));
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = cache.find({key, H, W}); it != cache.end()) return it->second;
+  }
+  std::vector<std::shared_ptr<const ScanPath>> parts;
+  for (const ScanOrder o : orders) parts.push_back(scan_path(o, H, W));  // takes scan_path's own lock
+  std::shared_ptr<const ScanPath> joined = joined_scan_path(parts);
+  const std::lock_guard<std::mutex> lock(mutex);
+  return cache.emplace(std::make_tuple(key, H, W), joined).first->second;
+}
+
 }  // namespace tokenmix::ssm

@@ -134,20 +134,21 @@ void finish_merge(float* out, Index n, const SelectiveScan2dOptions& o) {
 
 }  // namespace detail
 
-// The engine: out [B, H, W, Do] = merge over `directions` of selective scans along their paths.
-template <class Arch = simd::default_arch>
-void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du]
-                       const ConstTensorView<float, 4>& delta,   // [B, H, W, Dd]
-                       const ConstTensorView<float, 2>& A,       // [Dp, N]
-                       const ConstTensorView<float, 5>& Bm,      // [B, H, W, G, N]
-                       const ConstTensorView<float, 5>& Cm,      // [B, H, W, G, N]
-                       const std::vector<ScanDirection>& directions, const SelectiveScan2dOptions& options,
-                       TensorView<float, 4> out) {               // [B, H, W, Do]
+namespace detail {
+
+// The engine's body. add_to_out: every direction adds to what out holds (the caller filled it);
+// otherwise directions_that_write decides, and out is zeroed first when it cannot.
+template <class Arch>
+void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
+                     const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
+                     const ConstTensorView<float, 5>& Cm, const std::vector<ScanDirection>& directions,
+                     const SelectiveScan2dOptions& options, TensorView<float, 4> out, bool add_to_out) {
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   if (s.batch == 0) return;
-  const std::vector<bool> writes = detail::directions_that_write(directions, s.out_channels, s.height * s.width);
-  if (writes.empty()) out.setZero();
+  const std::vector<bool> writes =
+      add_to_out ? std::vector<bool>{} : detail::directions_that_write(directions, s.out_channels, s.height * s.width);
+  if (writes.empty() && !add_to_out) out.setZero();
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local detail::DirectionBC bc;
@@ -174,6 +175,20 @@ void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du
     detail::run_scan_kernel<Arch, detail::ScanMode::forward>(p, options.device);
   }
   detail::finish_merge<Arch>(out.data(), out.size(), options);
+}
+
+}  // namespace detail
+
+// The engine: out [B, H, W, Do] = merge over `directions` of selective scans along their paths.
+template <class Arch = simd::default_arch>
+void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du]
+                       const ConstTensorView<float, 4>& delta,   // [B, H, W, Dd]
+                       const ConstTensorView<float, 2>& A,       // [Dp, N]
+                       const ConstTensorView<float, 5>& Bm,      // [B, H, W, G, N]
+                       const ConstTensorView<float, 5>& Cm,      // [B, H, W, G, N]
+                       const std::vector<ScanDirection>& directions, const SelectiveScan2dOptions& options,
+                       TensorView<float, 4> out) {               // [B, H, W, Do]
+  detail::scan_directions<Arch>(u, delta, A, Bm, Cm, directions, options, out, /*add_to_out=*/false);
 }
 
 // Convenience: allocates out [B, H, W, out_channels].
@@ -335,10 +350,12 @@ Tensor<float, 3> bidirectional_scan(const ConstTensorView<float, 3>& u, const Co
   return Tensor<float, 3>(out.reshape(std::array<Index, 3>{Bt, L, D}));
 }
 
-// out [B, H, W, D] += bilinear resize of x [B, h, w, D], align_corners = False (PyTorch's
+namespace detail {
+
+// out [B, H, W, D] (+)= bilinear resize of x [B, h, w, D], align_corners = False (PyTorch's
 // F.interpolate(mode="bilinear") and MSVMamba's upsample): source coordinate (dst + 0.5)·in/out −
-// 0.5, clamped at 0, neighbours clamped at the border.
-inline void bilinear_resize_add(const ConstTensorView<float, 4>& x, TensorView<float, 4> out) {
+// 0.5, clamped at 0, neighbours clamped at the border. add: out += resize, else out = resize.
+inline void bilinear_resize_into(const ConstTensorView<float, 4>& x, TensorView<float, 4> out, bool add) {
   const Index Bt = x.dimension(0), h = x.dimension(1), w = x.dimension(2), D = x.dimension(3);
   const Index H = out.dimension(1), W = out.dimension(2);
   TOKENMIX_CHECK(h > 0 && w > 0 && H > 0 && W > 0 && out.dimension(0) == Bt && out.dimension(3) == D,
@@ -365,17 +382,25 @@ inline void bilinear_resize_add(const ConstTensorView<float, 4>& x, TensorView<f
         const float* p10 = x.data() + ((b * h + i1) * w + j0) * D;
         const float* p11 = x.data() + ((b * h + i1) * w + j1) * D;
         float* o = out.data() + ((b * H + i) * W + j) * D;
-        for (Index c = 0; c < D; ++c)
-          o[c] += (1 - fi) * ((1 - fj) * p00[c] + fj * p01[c]) + fi * ((1 - fj) * p10[c] + fj * p11[c]);
+        for (Index c = 0; c < D; ++c) {
+          const float r = (1 - fi) * ((1 - fj) * p00[c] + fj * p01[c]) + fi * ((1 - fj) * p10[c] + fj * p11[c]);
+          o[c] = add ? o[c] + r : r;
+        }
       }
     }
+}
+
+}  // namespace detail
+
+// out [B, H, W, D] += bilinear resize of x [B, h, w, D] (see detail::bilinear_resize_into).
+inline void bilinear_resize_add(const ConstTensorView<float, 4>& x, TensorView<float, 4> out) {
+  detail::bilinear_resize_into(x, out, /*add=*/true);
 }
 
 inline Tensor<float, 4> bilinear_resize(const ConstTensorView<float, 4>& x, Index H, Index W) {
   TOKENMIX_CHECK(H > 0 && W > 0, "bilinear_resize: cannot resize ", shape_of(x), " to ", H, "x", W);
   Tensor<float, 4> out(x.dimension(0), H, W, x.dimension(3));
-  out.setZero();
-  bilinear_resize_add(x, TensorView<float, 4>(out.data(), out.dimensions()));
+  detail::bilinear_resize_into(x, TensorView<float, 4>(out.data(), out.dimensions()), /*add=*/false);
   return out;
 }
 
@@ -396,10 +421,9 @@ inline std::vector<ScanDirection> multiscale_full_directions(Index H, Index W, I
   return {ScanDirection{scan_path(ScanOrder::row_major, H, W), D, 0, 0, D, 0, 0}};
 }
 inline std::vector<ScanDirection> multiscale_low_directions(Index h, Index w, Index D) {
-  return {ScanDirection{joined_scan_path({scan_path(ScanOrder::row_major_reversed, h, w),
-                                          scan_path(ScanOrder::col_major, h, w),
-                                          scan_path(ScanOrder::col_major_reversed, h, w)}),
-                        D, 0, 0, 0, 0, 0}};
+  return {ScanDirection{
+      joined_scan_path({ScanOrder::row_major_reversed, ScanOrder::col_major, ScanOrder::col_major_reversed}, h, w), D,
+      0, 0, 0, 0, 0}};
 }
 
 template <class Arch = simd::default_arch>
@@ -413,15 +437,22 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
   SelectiveScan2dOptions branch = options;
   branch.z.reset();
   branch.merge_scale = 1.0f;
-  selective_scan_2d<Arch>(u_full, delta_full, A, B_full, C_full,
-                          multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D), branch, out);
+  // The low branch first; its upsampled sum is written into out, and the full-resolution scan adds
+  // to it in its own stores (whose lines it loads anyway): a separate add pass would read and write
+  // all of out once more (~15% of an N = 1 scan at 56x56x192).
+  detail::check_selective_scan_2d_args("multiscale_scan_2d", u_full, delta_full, A, B_full, C_full,
+                                       multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D),
+                                       branch, D, &out);
   thread_local Tensor<float, 4> y_low;  // reused: see selective_scan_2d's buffers
   if (y_low.dimension(0) != u_low.dimension(0) || y_low.dimension(1) != h || y_low.dimension(2) != w ||
       y_low.dimension(3) != D)
     y_low = Tensor<float, 4>(u_low.dimension(0), h, w, D);
   selective_scan_2d<Arch>(u_low, delta_low, A, B_low, C_low, multiscale_low_directions(h, w, D), branch,
                           TensorView<float, 4>(y_low.data(), y_low.dimensions()));
-  bilinear_resize_add(y_low, out);
+  detail::bilinear_resize_into(y_low, out, /*add=*/false);
+  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full,
+                                multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D), branch, out,
+                                /*add_to_out=*/true);
   SelectiveScan2dOptions finish;
   finish.merge_scale = options.merge_scale;
   finish.z = options.z;
