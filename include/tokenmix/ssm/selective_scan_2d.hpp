@@ -440,9 +440,9 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
   // The low branch first; its upsampled sum is written into out, and the full-resolution scan adds
   // to it in its own stores (whose lines it loads anyway): a separate add pass would read and write
   // all of out once more (~15% of an N = 1 scan at 56x56x192).
-  detail::check_selective_scan_2d_args("multiscale_scan_2d", u_full, delta_full, A, B_full, C_full,
-                                       multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D),
-                                       branch, D, &out);
+  const std::vector<ScanDirection> full = multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D);
+  detail::check_selective_scan_2d_args("multiscale_scan_2d", u_full, delta_full, A, B_full, C_full, full, branch, D,
+                                       &out);
   thread_local Tensor<float, 4> y_low;  // reused: see selective_scan_2d's buffers
   if (y_low.dimension(0) != u_low.dimension(0) || y_low.dimension(1) != h || y_low.dimension(2) != w ||
       y_low.dimension(3) != D)
@@ -450,9 +450,7 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
   selective_scan_2d<Arch>(u_low, delta_low, A, B_low, C_low, multiscale_low_directions(h, w, D), branch,
                           TensorView<float, 4>(y_low.data(), y_low.dimensions()));
   detail::bilinear_resize_into(y_low, out, /*add=*/false);
-  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full,
-                                multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D), branch, out,
-                                /*add_to_out=*/true);
+  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, out, /*add_to_out=*/true);
   SelectiveScan2dOptions finish;
   finish.merge_scale = options.merge_scale;
   finish.z = options.z;
