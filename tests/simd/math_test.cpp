@@ -35,6 +35,7 @@
 #include <string>
 #include <type_traits>
 
+#include <utility>
 #include <vector>
 
 #include "support/archs.hpp"
@@ -641,6 +642,24 @@ TYPED_TEST(SimdMathTyped, TransposeSquare) {
       for (std::ptrdiff_t c = 0; c < W + 3; ++c) {
         const float want = r < rows && c < W ? src[std::size_t(c * W + r)] : -1.0f;
         EXPECT_EQ(dst[std::size_t(r * (W + 3) + c)], want) << "rows " << rows << " at " << r << ", " << c;
+      }
+  }
+}
+
+// transpose_block: any rows x cols block (whole squares, edges, both) becomes its transpose; nothing
+// outside it is written.
+TYPED_TEST(SimdMathTyped, TransposeBlock) {
+  constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(TestFixture::W);
+  for (const auto& [rows, cols] : std::vector<std::pair<std::ptrdiff_t, std::ptrdiff_t>>{
+           {W, W}, {2 * W, 3 * W}, {2 * W + 3, W + 1}, {5, 7}, {1, 2 * W}, {3 * W - 1, 1}}) {
+    const std::ptrdiff_t src_stride = cols + 2, dst_stride = rows + 5;
+    std::vector<float> src(std::size_t(rows * src_stride)), dst(std::size_t(cols * dst_stride), -1.0f);
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = float(i);
+    simd::transpose_block<TypeParam>(src.data(), src_stride, rows, cols, dst.data(), dst_stride);
+    for (std::ptrdiff_t c = 0; c < cols; ++c)
+      for (std::ptrdiff_t r = 0; r < dst_stride; ++r) {
+        const float want = r < rows ? src[std::size_t(r * src_stride + c)] : -1.0f;
+        EXPECT_EQ(dst[std::size_t(c * dst_stride + r)], want) << rows << "x" << cols << " at " << c << ", " << r;
       }
   }
 }
