@@ -15,8 +15,9 @@
 //
 // Each direction runs the 1-D selective scan kernel (so every option and every speed-up of the scan
 // applies) reading u and delta in place along its path and adding its outputs at the cells it
-// visits (the kernel's grid layout: a row index per step, no copies of the image); only B and C,
-// N floats per step, are gathered. Paths are shared immutable values (scan_path caches them).
+// visits (the kernel's grid layout: a row index per step, no copies of the image); B and C are read
+// in place too, at delta's rows, unless PlainMamba's Θ offsets are added (then they are gathered
+// along the path, N floats per step). Paths are shared immutable values (scan_path caches them).
 
 #include <algorithm>
 #include <cmath>
@@ -36,8 +37,8 @@ namespace detail {
 
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
-// B and C of one direction gathered along its path: bs, cs [B, T, N] (N floats per step, so ~1/12
-// of what u and delta would cost at N = 16, D = 192; and Θ offsets and padding need a copy anyway).
+// B and C of one direction gathered along its path: bs, cs [B, T, N], when Θ offsets are added (a
+// copy is needed anyway; N floats per step, ~1/12 of what u and delta would cost at N = 16, D = 192).
 struct DirectionBC {
   AlignedFloats bs, cs;
 };
@@ -113,6 +114,32 @@ inline std::vector<bool> directions_that_write(const std::vector<ScanDirection>&
   return writes;
 }
 
+// directions_that_write of the last call on this thread, reused while the directions are the same:
+// the analysis walks every path once (2% of an N = 1 GroupMamba call). The key keeps its paths
+// alive, so a path at the same address is the same path.
+inline const std::vector<bool>& cached_directions_that_write(const std::vector<ScanDirection>& directions,
+                                                             Index out_channels, Index cells) {
+  struct Key {
+    std::vector<ScanDirection> directions;
+    Index out_channels = -1, cells = -1;
+    bool matches(const std::vector<ScanDirection>& d, Index oc, Index c) const {
+      if (oc != out_channels || c != cells || d.size() != directions.size()) return false;
+      for (std::size_t k = 0; k < d.size(); ++k) {
+        const ScanDirection &a = d[k], &b = directions[k];
+        if (a.path != b.path || a.channels != b.channels || a.out_channel != b.out_channel) return false;
+      }
+      return true;
+    }
+  };
+  thread_local Key key;
+  thread_local std::vector<bool> writes;
+  if (!key.matches(directions, out_channels, cells)) {
+    writes = directions_that_write(directions, out_channels, cells);
+    key = Key{directions, out_channels, cells};
+  }
+  return writes;
+}
+
 // out = merge_scale · out, then out *= silu(z).
 template <class Arch>
 void finish_merge(float* out, Index n, const SelectiveScan2dOptions& o) {
@@ -146,23 +173,32 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   if (s.batch == 0) return;
-  const std::vector<bool> writes =
-      add_to_out ? std::vector<bool>{} : detail::directions_that_write(directions, s.out_channels, s.height * s.width);
+  static const std::vector<bool> none;
+  const std::vector<bool>& writes =
+      add_to_out ? none : detail::cached_directions_that_write(directions, s.out_channels, s.height * s.width);
   if (writes.empty() && !add_to_out) out.setZero();
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local detail::DirectionBC bc;
+  // Without Θ offsets B and C are read in place (a gather per direction cost 1.5% of an N = 1 row-major
+  // scan, 6% of GroupMamba's four directions over a quarter of the channels each).
+  const bool bc_in_grid = !options.B_offset;
   for (std::size_t k = 0; k < directions.size(); ++k) {
     const ScanDirection& d = directions[k];
     const Index T = d.path->length(), N = s.state;
-    detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
+    if (!bc_in_grid) detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
     // u, delta and out are read and written in place along the path (the kernel's grid layout).
     detail::SelectiveScanProblem p{};
     p.batch = s.batch, p.length = T, p.channels = d.channels, p.state = N, p.groups = 1;
     p.u = u.data() + d.u_channel;
     p.delta = delta.data() + d.delta_channel;
     p.A = A.data() + d.param_channel * N;
-    p.B = bc.bs.data(), p.C = bc.cs.data();
+    if (bc_in_grid) {  // [B, H·W, G, N] at group d.group, read at delta's rows
+      p.B = Bm.data() + d.group * N, p.C = Cm.data() + d.group * N;
+      p.bc_in_grid = true, p.bc_stride = s.groups * N;
+    } else {
+      p.B = bc.bs.data(), p.C = bc.cs.data();
+    }
     p.D = options.D ? options.D->data() + d.param_channel : nullptr;
     p.delta_bias = options.delta_bias ? options.delta_bias->data() + d.param_channel : nullptr;
     p.delta_softplus = options.delta_softplus;

@@ -76,11 +76,17 @@ struct SelectiveScanProblem {
   const Index* path = nullptr;        // [L]
   const Index* param_path = nullptr;  // [L]
   bool out_accumulate = false;
+  // Grid layout, selective B and C: bc_in_grid reads them in place too, at row param_path[t] (as
+  // delta) of [B, rows_per_batch, *] grids with rows bc_stride floats apart (B and C at this
+  // problem's group; a padding row reads zeros); otherwise they are [B, L, G, N] by token.
+  bool bc_in_grid = false;
+  Index bc_stride = 0;
 };
 
 // p with the unset layout fields (rows_per_batch, strides) of the dense [B, L, D] layout.
 inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
   if (p.rows_per_batch == 0) p.rows_per_batch = p.length;
+  if (p.bc_stride == 0) p.bc_stride = p.groups * p.state;
   for (Index* stride : {&p.u_stride, &p.delta_stride, &p.z_stride, &p.out_stride})
     if (*stride == 0) *stride = p.channels;
   return p;
@@ -127,7 +133,7 @@ struct SelectiveScanKernel {
   static Index num_items(const SelectiveScanProblem& p) { return p.batch * p.groups * blocks_per_group(p); }
   // Floats of scratch one thread needs (whatever its range of items).
   static Index scratch_floats(const SelectiveScanProblem& p) {
-    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + kPadVectors + 1) * W + mode_floats(p);
+    return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + kPadVectors) * W + zero_floats(p) + mode_floats(p);
   }
 
   // Runs items [first, last). scratch: scratch_floats(p) floats.
@@ -139,6 +145,8 @@ struct SelectiveScanKernel {
 
  private:
   static constexpr Index kPadVectors = 8;  // scratch vectors for zero-padded partial loads / stores
+  // The row a padding cell reads: W floats of u / delta / z, N of B / C (grids read in place).
+  static Index zero_floats(const SelectiveScanProblem& p) { return (std::max(p.state, W) + W - 1) / W * W; }
 
   struct Block {
     Index b, g, d0, width;  // batch, group, first channel, valid lanes (<= W)
@@ -149,15 +157,18 @@ struct SelectiveScanKernel {
     return {item / (p.groups * bpg), g, g * per_group + j * W, std::min(W, per_group - j * W)};
   }
 
-  // Where the tokens t0 + t (t chunk-relative) of one block read u, delta, z and write out: row
-  // path[t] (param_path[t] for delta) of the batch's grid, or row t0 + t in the dense layout. Each
-  // pointer is at the block's first channel; a padding row (-1) reads `zeros` and writes nothing.
+  // Where the tokens t0 + t (t chunk-relative) of one block read u, delta, z, B, C and write out:
+  // row path[t] (param_path[t] for delta, and for B and C when they are grids) of the batch's grid,
+  // or row t0 + t in the dense layout. Each pointer is at the block's first channel (B and C at its
+  // group); a padding row (-1) reads `zeros` and writes nothing.
   struct Rows {
     const float *u, *delta, *z;
     float* out;
+    const float *B, *C;              // selective B / C, or nullptr
     const Index *path, *param_path;  // chunk-relative, or nullptr: row t
-    Index u_stride, delta_stride, z_stride, out_stride;
-    const float* zeros;  // [W]
+    const Index* bc_path;            // param_path when B and C are grids, else nullptr: row t
+    Index u_stride, delta_stride, z_stride, out_stride, bc_stride;
+    const float* zeros;  // [max(W, N)]
 
     static TOKENMIX_ALWAYS_INLINE Index row(const Index* rows, Index t) noexcept { return rows ? rows[t] : t; }
     TOKENMIX_ALWAYS_INLINE const float* u_row(Index t) const noexcept {
@@ -176,17 +187,31 @@ struct SelectiveScanKernel {
       const Index r = row(path, t);
       return r < 0 ? nullptr : out + r * out_stride;
     }
+    TOKENMIX_ALWAYS_INLINE const float* B_row(Index t) const noexcept {  // [N]
+      const Index r = row(bc_path, t);
+      return r < 0 ? zeros : B + r * bc_stride;
+    }
+    TOKENMIX_ALWAYS_INLINE const float* C_row(Index t) const noexcept {  // [N]
+      const Index r = row(bc_path, t);
+      return r < 0 ? zeros : C + r * bc_stride;
+    }
   };
   static Rows rows_of(const SelectiveScanProblem& p, const Block& blk, Index t0, const float* zeros) noexcept {
     const Index batch_row = blk.b * p.rows_per_batch;
     const Index first = batch_row + (p.path ? 0 : t0), param_first = batch_row + (p.param_path ? 0 : t0);
+    // B / C by token ([B, L, G, N]) or, as grids, at delta's rows.
+    const Index bc_first = p.bc_in_grid ? param_first : blk.b * p.length + t0;
+    const Index bc_offset = bc_first * p.bc_stride + blk.g * p.state;
     return {p.u + first * p.u_stride + blk.d0,
             p.delta + param_first * p.delta_stride + blk.d0,
             p.z ? p.z + first * p.z_stride + blk.d0 : nullptr,
             p.out + first * p.out_stride + blk.d0,
+            p.B_time_invariant ? nullptr : p.B + bc_offset,
+            p.C_time_invariant ? nullptr : p.C + bc_offset,
             p.path ? p.path + t0 : nullptr,
             p.param_path ? p.param_path + t0 : nullptr,
-            p.u_stride, p.delta_stride, p.z_stride, p.out_stride, zeros};
+            p.bc_in_grid && p.param_path ? p.param_path + t0 : nullptr,
+            p.u_stride, p.delta_stride, p.z_stride, p.out_stride, p.bc_stride, zeros};
   }
 
   // Rows to prefetch (into L2) while a block's chunk runs: at token t < count, the rows of token t
@@ -208,7 +233,7 @@ struct SelectiveScanKernel {
     auto blk = [&](Index i) { return locate(p, first + i); };
     float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
     float* h = A2 + blocks * N * W;          // [tile, N, W] each block's state between chunks
-    float* shared = h + blocks * N * W;      // [2N + kPadVectors + 1, W] B/C, pads, zeros, mode_floats(p)
+    float* shared = h + blocks * N * W;      // B/C [2N, W], pads [kPadVectors, W], zeros, mode_floats(p)
 
     for (Index i = 0; i < blocks; ++i) {
       transpose_in(p.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
@@ -295,20 +320,21 @@ struct SelectiveScanKernel {
     float* B_ti = shared;        // [N, W] time-invariant B (unused when VarB)
     float* C_ti = B_ti + N * W;  // [N, W] time-invariant C (unused when VarC)
     float* pad = C_ti + N * W;   // [kPadVectors, W] zero-padded copies for partial blocks
-    float* zeros = pad + kPadVectors * W;  // [W] the input row of a padding cell
+    float* zeros = pad + kPadVectors * W;  // [zero_floats(p)] the input row of a padding cell
     // states: stage [N, W]. local_bidirectional: r [N, W] (when NC = 0), then the window's slots,
     // slot k = [N + 3, W]: a_t [N, W], dt·u [W], y [W], gate [W] of token window_first + k.
-    float* mode_buf = zeros + W;
-    std::fill(zeros, zeros + W, 0.0f);
+    float* mode_buf = zeros + zero_floats(p);
+    std::fill(zeros, mode_buf, 0.0f);
     if constexpr (!VarB) transpose_in(p.B, blk.d0, width, N, B_ti);
     if constexpr (!VarC) transpose_in(p.C, blk.d0, width, N, C_ti);
     const Rows rows = rows_of(p, blk, t0, zeros);
     // The dense layout (the only one of the states and local-bidirectional modes): row t at + t·D.
     const Index row0 = (blk.b * p.length + t0) * stride + blk.d0;  // (b, t0, d0) in [B, L, D]
     float* out = p.out + row0;
-    const Index bc_row = p.groups * N;  // B[b, t0 + t, g, :] at B_rows + t·G·N
-    const float* B_rows = VarB ? p.B + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
-    const float* C_rows = VarC ? p.C + (blk.b * p.length + t0) * bc_row + blk.g * N : nullptr;
+    // local_bidirectional (dense layout): B[b, t0 + t, g, :] at B_rows + t·G·N.
+    const Index bc_row = p.groups * N;
+    const float* B_rows = VarB ? rows.B : nullptr;
+    const float* C_rows = VarC ? rows.C : nullptr;
     const V bias = p.delta_bias ? simd::load_upto<Arch>(p.delta_bias + blk.d0, width, pad) : V(0.0f);
     const V skip = p.D ? simd::load_upto<Arch>(p.D + blk.d0, width, pad + W) : V(0.0f);
     // states[b, t0 + t, d0, 0] at states_rows + t·D·N
@@ -339,8 +365,8 @@ struct SelectiveScanKernel {
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
         if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next, x_next);
-        const float* B_t = VarB ? B_rows + t * bc_row : nullptr;  // [N] B[b, t0 + t, g, :]
-        const float* C_t = VarC ? C_rows + t * bc_row : nullptr;  // [N] C[b, t0 + t, g, :]
+        const float* B_t = VarB ? rows.B_row(t) : nullptr;  // [N] B of token t0 + t, group g
+        const float* C_t = VarC ? rows.C_row(t) : nullptr;  // [N]
         float* slot = kLocalBidirectional ? slots + (t - window_first) * slot_stride : nullptr;
         // Two partial sums of y over even and odd n halve the dependency chain of the readout.
         V y_even(0.0f), y_odd(0.0f);
