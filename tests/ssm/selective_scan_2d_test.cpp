@@ -142,7 +142,8 @@ TEST(BidirectionalScan, MatchesVimOracleV1AndV2) {
 }
 
 TEST(MultiscaleScan2d, MatchesMSVMambaOracle) {
-  for (const auto& [H, W, D, N] : std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}}) {
+  // D = 19: a whole vector and a partial one per cell.
+  for (const auto& [H, W, D, N] : std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}, {5, 6, 19, 2}}) {
     const Index h = (H + 1) / 2, w = (W + 1) / 2;
     const Inputs2d full(2, H, W, D, D, 2 * D, 1, N, D, 7), low(2, h, w, D, D, 2 * D, 1, N, D, 8);
     const auto o = full.options();  // A, D, delta_bias [2D] and z [B, H, W, D] from the full-resolution set
