@@ -57,8 +57,10 @@ const testing::Tolerance kTol = testing::tolerance::selective_scan_2d;
 struct Grid {
   Index Bt, H, W, D, N;
 };
-// The last: N > the widest vector, with padding cells (odd sides) reading the kernel's row of zeros for B and C.
-const std::vector<Grid> kGrids = {{1, 5, 7, 19, 4}, {2, 4, 4, 16, 16}, {1, 1, 9, 5, 1}, {1, 6, 3, 33, 3}, {1, 3, 5, 8, 33}};
+// Directions over <= 64 channels read B and C in place (D = 72 gathers them); {1, 3, 5, 8, 33}: N above
+// the widest vector, with padding cells (odd sides) reading the kernel's row of zeros for B and C.
+const std::vector<Grid> kGrids = {{1, 5, 7, 19, 4}, {2, 4, 4, 16, 16}, {1, 1, 9, 5, 1},
+                                  {1, 6, 3, 33, 3}, {1, 3, 5, 8, 33},  {1, 3, 5, 72, 2}};
 
 std::string name(const Grid& g) {
   return "B=" + std::to_string(g.Bt) + " H=" + std::to_string(g.H) + " W=" + std::to_string(g.W) + " D=" +

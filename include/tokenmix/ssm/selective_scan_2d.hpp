@@ -15,9 +15,9 @@
 //
 // Each direction runs the 1-D selective scan kernel (so every option and every speed-up of the scan
 // applies) reading u and delta in place along its path and adding its outputs at the cells it
-// visits (the kernel's grid layout: a row index per step, no copies of the image); B and C are read
-// in place too, at delta's rows, unless PlainMamba's Θ offsets are added (then they are gathered
-// along the path, N floats per step). Paths are shared immutable values (scan_path caches them).
+// visits (the kernel's grid layout: a row index per step, no copies of the image); B and C, N floats
+// per step, are gathered along the path, or read in place too (at delta's rows) by directions over
+// few channels. Paths are shared immutable values (scan_path caches them).
 
 #include <algorithm>
 #include <cmath>
@@ -37,8 +37,8 @@ namespace detail {
 
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
-// B and C of one direction gathered along its path: bs, cs [B, T, N], when Θ offsets are added (a
-// copy is needed anyway; N floats per step, ~1/12 of what u and delta would cost at N = 16, D = 192).
+// B and C of one direction gathered along its path: bs, cs [B, T, N] (N floats per step, ~1/12 of
+// what u and delta would cost at N = 16, D = 192; and Θ offsets need a copy anyway).
 struct DirectionBC {
   AlignedFloats bs, cs;
 };
@@ -163,6 +163,9 @@ void finish_merge(float* out, Index n, const SelectiveScan2dOptions& o) {
 
 namespace detail {
 
+// Directions over at most this many channels read B and C in place (scan_directions).
+constexpr Index kBcInPlaceMaxChannels = 64;
+
 // The engine's body. add_to_out: every direction adds to what out holds (the caller filled it);
 // otherwise directions_that_write decides, and out is zeroed first when it cannot.
 template <class Arch>
@@ -180,12 +183,15 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local detail::DirectionBC bc;
-  // Without Θ offsets B and C are read in place (a gather per direction cost 1.5% of an N = 1 row-major
-  // scan, 6% of GroupMamba's four directions over a quarter of the channels each).
-  const bool bc_in_grid = !options.B_offset;
   for (std::size_t k = 0; k < directions.size(); ++k) {
     const ScanDirection& d = directions[k];
     const Index T = d.path->length(), N = s.state;
+    // B and C read in place or gathered along the path. The gather costs ~1.5% of an N = 1 scan over
+    // 192 channels, paid once per direction; in place, every channel block of the direction looks
+    // them up per token, along strided paths from other lines: measured (56x56, N = 1 and 16), in
+    // place is 5-7% faster over GroupMamba's 48 channels a direction, even at 96 and 1-3% slower
+    // over VMamba's 192. Θ offsets need the copy.
+    const bool bc_in_grid = !options.B_offset && d.channels <= kBcInPlaceMaxChannels;
     if (!bc_in_grid) detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
     // u, delta and out are read and written in place along the path (the kernel's grid layout).
     detail::SelectiveScanProblem p{};

@@ -38,6 +38,7 @@
 //    and no second exp: about 3 FMA-pipe operations per (t, n) on top of the forward scan's ~14.
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>  // std::integer_sequence
 
 #include "tokenmix/core/tensor.hpp"
@@ -331,8 +332,8 @@ struct SelectiveScanKernel {
     // The dense layout (the only one of the states and local-bidirectional modes): row t at + t·D.
     const Index row0 = (blk.b * p.length + t0) * stride + blk.d0;  // (b, t0, d0) in [B, L, D]
     float* out = p.out + row0;
-    // local_bidirectional (dense layout): B[b, t0 + t, g, :] at B_rows + t·G·N.
-    const Index bc_row = p.groups * N;
+    // B[b, t0 + t, g, :] at B_rows + t·bc_row unless B and C are grids read along param_path.
+    const Index bc_row = p.bc_stride;
     const float* B_rows = VarB ? rows.B : nullptr;
     const float* C_rows = VarC ? rows.C : nullptr;
     const V bias = p.delta_bias ? simd::load_upto<Arch>(p.delta_bias + blk.d0, width, pad) : V(0.0f);
@@ -356,7 +357,10 @@ struct SelectiveScanKernel {
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
-    auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+    // BcGrid (compile time): B and C looked up along bc_path. A per-token test of it instead cost 3%
+    // of an N = 1 scan.
+    auto scan_tokens_with = [&](auto bc_grid, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      constexpr bool BcGrid = decltype(bc_grid)::value;
       V dt, dt_x, x;  // x = u of the token (the D skip)
       if (tokens > 0) inputs(0, dt, dt_x, x);
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
@@ -365,8 +369,9 @@ struct SelectiveScanKernel {
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
         if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next, x_next);
-        const float* B_t = VarB ? rows.B_row(t) : nullptr;  // [N] B of token t0 + t, group g
-        const float* C_t = VarC ? rows.C_row(t) : nullptr;  // [N]
+        // [N] B and C of token t0 + t, group g: by token (rows bc_row apart) or looked up in the grid.
+        const float* B_t = !VarB ? nullptr : BcGrid ? rows.B_row(t) : B_rows + t * bc_row;
+        const float* C_t = !VarC ? nullptr : BcGrid ? rows.C_row(t) : C_rows + t * bc_row;
         float* slot = kLocalBidirectional ? slots + (t - window_first) * slot_stride : nullptr;
         // Two partial sums of y over even and odd n halve the dependency chain of the readout.
         V y_even(0.0f), y_odd(0.0f);
@@ -407,6 +412,12 @@ struct SelectiveScanKernel {
         }
         dt = dt_next, dt_x = dt_x_next, x = x_next;
       }
+    };
+    auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      if constexpr (Mode == ScanMode::forward && VarB && VarC) {  // the grid layout's modes
+        if (rows.bc_path) return scan_tokens_with(std::true_type{}, update_state);
+      }
+      scan_tokens_with(std::false_type{}, update_state);
     };
 
     if constexpr (NC > 0) {
