@@ -587,7 +587,9 @@ struct SsdChunkedKernel {
       const Index per_group = p.heads / p.groups;
       for (Index k = 0, g = -1; k < nh; ++k) {
         if ((h_first + k) / per_group != g) g = (h_first + k) / per_group, chunk_cb(p, d, s, b, g, ci);
-        chunk_head(p, d, s, b, g, h_first + k, s.S + k * N * PP, ci);
+        // Its rows' next reader: the run's next head in this chunk, or its first in the next one.
+        const Index next_h = k + 1 < nh ? h_first + k + 1 : h_first, next_t0 = k + 1 < nh ? ci.t0 : ci.t0 + d.Q;
+        chunk_head(p, d, s, b, g, h_first + k, s.S + k * N * PP, ci, next_t0, next_h);
       }
     }
     if (p.final_state)
@@ -612,7 +614,7 @@ struct SsdChunkedKernel {
   }
 
   static void chunk_head(const SsdProblem& p, const Dims& d, const Scratch& s, Index b, Index g, Index h, float* S,
-                         const ChunkInfo& ci) noexcept {
+                         const ChunkInfo& ci, Index next_t0, Index next_h) noexcept {
     const Index L = p.length, H = p.heads, P = p.head_dim, N = p.state, G = p.groups, QP = d.QP, PP = d.PP;
     const Index Qc = ci.Qc, t0 = ci.t0;
     Common::head_dt(p, b, h, t0, Qc, s.dt, nullptr);
@@ -687,17 +689,23 @@ struct SsdChunkedKernel {
     for (Index l0 = 0; l0 < Qc; l0 += MR) {
       const int rows = static_cast<int>(std::min<Index>(MR, Qc - l0));
       const Index k_lo = s.seg[l0];
-      // The same rows of the next chunk, one tile at a time: its inputs x, z, B, C and (for write)
-      // its outputs. In token-major layout a head's rows are H·P floats apart, and a long sequence
-      // streams from memory with a miss per row otherwise (z's alone: 8% of Mamba-2's SSD).
-      for (Index l = t0 + Qc + l0; l < std::min(L, t0 + Qc + l0 + MR); ++l) {
-        const Index row = (b * L + l) * H + h, bc_row = ((b * L + l) * G + g) * N;
+      // The same rows of the next (chunk, head) this thread runs, one tile at a time: its inputs x, z
+      // and (for write) its outputs, and B, C when it starts a chunk. In token-major layout a head's
+      // rows are H·P floats apart, and a long sequence streams from memory with a miss per row
+      // otherwise (z's alone: 8% of Mamba-2's SSD). The next head, not the next chunk of this head:
+      // a chunk of every other head runs in between, and the lines would be gone.
+      for (Index l = next_t0 + l0; l < std::min(L, next_t0 + l0 + MR); ++l) {
+        const Index row = (b * L + l) * H + next_h;
         for (Index f = 0; f < P; f += 16) {
           __builtin_prefetch(p.x + row * P + f, 0), __builtin_prefetch(p.out + row * P + f, 1);
           if (p.z) __builtin_prefetch(p.z + row * P + f, 0);
         }
-        if (h % (H / G) == 0)
-          for (Index f = 0; f < N; f += 16) __builtin_prefetch(p.B + bc_row + f, 0), __builtin_prefetch(p.C + bc_row + f, 0);
+        if (next_t0 != t0)
+          for (Index gg = 0; gg < G; ++gg)
+            for (Index f = 0; f < N; f += 16) {
+              const Index bc_row = ((b * L + l) * G + gg) * N;
+              __builtin_prefetch(p.B + bc_row + f, 0), __builtin_prefetch(p.C + bc_row + f, 0);
+            }
       }
       for (Index c0 = 0; c0 < pv; c0 += NVMAX) {
         const int nv = static_cast<int>(std::min<Index>(NVMAX, pv - c0));
