@@ -13,6 +13,7 @@
 
 #include "support/compare.hpp"
 #include "support/errors.hpp"
+#include "support/archs.hpp"
 #include "support/random.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/reference/selective_scan_2d.hpp"
@@ -114,6 +115,37 @@ TEST(GroupScan2d, MatchesGroupMambaOracle) {
     const auto o = in.options();
     EXPECT_TRUE(testing::all_close(ssm::group_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
                                    ref::group_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), kTol, name(g)));
+  }
+}
+
+// The engine on every representative arch (the other tests run the native one): B and C read in place
+// (directions over <= 64 channels) and gathered (D = 72, Θ offsets), padding cells with N above every
+// vector width, partial channel blocks.
+template <class Arch>
+class Scan2dArchTest : public ::testing::Test {};
+TYPED_TEST_SUITE(Scan2dArchTest, testing::RepresentativeArchs, testing::ArchNames);
+
+TYPED_TEST(Scan2dArchTest, LayoutsMatchTheirOracles) {
+  TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
+  using Arch = TypeParam;
+  for (const Grid& g : {Grid{1, 3, 5, 8, 33}, Grid{1, 5, 4, 72, 3}, Grid{2, 4, 3, 20, 1}}) {
+    const std::string where = std::string(Arch::name()) + " " + name(g);
+    const Inputs2d atrous(g.Bt, g.H, g.W, g.D, 4 * g.D, 4 * g.D, 4, g.N, g.D, 11);
+    const auto o = atrous.options();
+    EXPECT_TRUE(testing::all_close(ssm::atrous_scan_2d<Arch>(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, o),
+                                   ref::atrous_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, o), kTol,
+                                   where + " atrous"));
+    const Inputs2d group(g.Bt, g.H, g.W, g.D, g.D, g.D, 4, g.N, g.D, 12);
+    const auto og = group.options();
+    EXPECT_TRUE(testing::all_close(ssm::group_scan_2d<Arch>(group.u, group.delta, group.A, group.B, group.C, og),
+                                   ref::group_scan_2d(group.u, group.delta, group.A, group.B, group.C, og), kTol,
+                                   where + " group"));
+    const Inputs2d snake(g.Bt, g.H, g.W, g.D, g.D, g.D, 1, g.N, g.D, 13);
+    auto with_theta = snake.options();
+    with_theta.B_offset = ConstTensorView<float, 2>(snake.theta);
+    EXPECT_TRUE(testing::all_close(ssm::snake_scan_2d<Arch>(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta),
+                                   ref::snake_scan_2d(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta), kTol,
+                                   where + " snake with Θ"));
   }
 }
 
