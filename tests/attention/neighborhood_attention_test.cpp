@@ -286,6 +286,20 @@ TEST(NeighborhoodAttention, OneDimensionalSweep) {
       }
 }
 
+// Interior tiles load slot j at key column a + j; on AVX-512 the first slots of one- and two-row
+// calls come from a permute of the aligned pair below a when a's offset in its cache line allows
+// (kNaHybridSlots), the others from plain loads. Kernel sizes 2 .. 18, causal or not, put a at
+// every offset 0 .. 15 and chunks of 2 .. 8 slots; every case against the oracle.
+TEST(NeighborhoodAttention, KeySlotsAtEveryCacheLineOffset) {
+  Rng rng(28);
+  for (Index K = 2; K <= 18; ++K)
+    for (const bool causal : {false, true}) {
+      NaCase<1> c;
+      c.extent = {150}, c.K = {K}, c.d = {1}, c.s = {1}, c.causal = {causal}, c.P = 16, c.Pv = 16;
+      EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
+    }
+}
+
 TEST(NeighborhoodAttention, TwoDimensionalSweep) {
   Rng rng(22);
   const std::vector<std::array<Index, 2>> extents{{5, 7}, {9, 20}, {17, 33}};

@@ -288,26 +288,41 @@ Index na_items(const NaPlan<R>& plan) {
 //   av: o[i][p·W ..] += Σ_j prob[i][j·W ..] ⊙ value(p, j)     (p over Pv)
 // key / value(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered
 // slabs), or the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
+//
+// Shifted slabs load slot j at column a + j: all but one of a row's J loads straddle two cache
+// lines, and such a load costs two of the load ports' slots. With I = 3 rows each key feeds 3 FMAs
+// and the FMA ports stay the limit; with I <= 2 (the block's first and last key rows, and every row
+// in 1-D) the split loads are: there (AVX-512) the first kNaHybridSlots slots come from a permute of
+// the two aligned vectors around them instead (the permute takes an FMA port slot, not a load
+// slot). Measured against all split loads (in-process alternation): 1-D L 4096 K 7 0.86-0.89 of
+// the time, K 33 0.78-0.82; 2-D 56x56 K 7 0.96-0.97 (its I = 3 rows gain nothing from it).
+constexpr int kNaHybridSlots = 4;
+
 struct NaMicro {
   const float* in[kNaMaxRows];  // qk: Qt_i [depth, W]; av: the chunk's probabilities [J, W]
   float* out[kNaMaxRows];       // qk: the chunk's logits [J, W]; av: Ot_i [depth, W]
   const float* slab;            // the chunk's first key column
   Index ldp, ldj, depth;
   const std::int32_t* col;      // permuted: the tile's lane offsets
+  int misalign;                 // slab's offset in floats from the 64-byte boundary below it
   float* max_out[kNaMaxRows];   // qk, optional: per row, the running lane-wise max of the logits [W]
 };
 
-template <class Arch, bool Permuted, int J>
+template <class Arch, bool Permuted, int J, int NP = 0>
 struct NaKeyLoader {
   using V = simd::vfloat<Arch>;
 #if defined(__AVX512F__)
-  __m512i idx[Permuted ? J : 1];
+  __m512i idx[Permuted ? J : NP > 0 ? NP : 1];
 #endif
-  explicit NaKeyLoader(const NaMicro& m) {
+  int misalign = 0;
+  explicit NaKeyLoader(const NaMicro& m) : misalign(m.misalign) {
 #if defined(__AVX512F__)
     if constexpr (Permuted) {
       const __m512i col = _mm512_load_si512(m.col);
       for (int j = 0; j < J; ++j) idx[j] = _mm512_add_epi32(col, _mm512_set1_epi32(j));
+    } else if constexpr (NP > 0) {
+      const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      for (int j = 0; j < NP; ++j) idx[j] = _mm512_add_epi32(lane, _mm512_set1_epi32(m.misalign + j));
     }
 #else
     (void)m;
@@ -320,6 +335,16 @@ struct NaKeyLoader {
       const __m512 lo = _mm512_loadu_ps(p), hi = _mm512_loadu_ps(p + 16);
       for (int j = 0; j < J; ++j) use(j, V(_mm512_permutex2var_ps(lo, idx[j], hi)));
       return;
+    } else if constexpr (NP > 0) {  // slots j < NP from the aligned pair at p - misalign
+      const float* pb = p - misalign;
+      const __m512 lo = _mm512_load_ps(pb), hi = _mm512_load_ps(pb + 16);
+      for (int j = 0; j < NP; ++j) use(j, V(_mm512_permutex2var_ps(lo, idx[j], hi)));
+      for (int j = NP; j < J; ++j) {
+        V k = simd::load<Arch>(p + j);
+        simd::in_register<Arch>(k);
+        use(j, k);
+      }
+      return;
     }
 #endif
     for (int j = 0; j < J; ++j) {
@@ -330,11 +355,11 @@ struct NaKeyLoader {
   }
 };
 
-template <class Arch, bool Permuted, int I, int J>
+template <class Arch, bool Permuted, int I, int J, int NP = 0>
 void na_qk_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const NaKeyLoader<Arch, Permuted, J> keys(m);
+  const NaKeyLoader<Arch, Permuted, J, NP> keys(m);
   V acc[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
@@ -346,9 +371,12 @@ void na_qk_micro(const NaMicro& m) {
   for (Index p = 0; p < depth; ++p) {
     V q[I];
     for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
-    keys.row(slab + p * ldp, ldj, [&](int j, V k) {
-      for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k, acc[i][j]);
-    });
+    // The keys first, then the FMAs: with the FMAs inside the loader's callback GCC kept acc on
+    // the stack for I = 1 (every FMA a load and a store: 0.25 of the FMA peak).
+    V k[J];
+    keys.row(slab + p * ldp, ldj, [&](int j, V kj) { k[j] = kj; });
+    for (int j = 0; j < J; ++j)
+      for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
   }
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
@@ -360,11 +388,11 @@ void na_qk_micro(const NaMicro& m) {
     }
 }
 
-template <class Arch, bool Permuted, int I, int J>
+template <class Arch, bool Permuted, int I, int J, int NP = 0>
 void na_av_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const NaKeyLoader<Arch, Permuted, J> values(m);
+  const NaKeyLoader<Arch, Permuted, J, NP> values(m);
   V w[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
@@ -382,11 +410,12 @@ void na_av_micro(const NaMicro& m) {
   }
 }
 
-template <class Arch, bool Qk, bool Permuted, int I>
+template <class Arch, bool Qk, bool Permuted, int I, int NP = 0>
 void na_micro_j(const NaMicro& m, int J) {
-#define TOKENMIX_NA_CASE(JJ)                                             \
-  case JJ:                                                               \
-    return Qk ? na_qk_micro<Arch, Permuted, I, JJ>(m) : na_av_micro<Arch, Permuted, I, JJ>(m);
+#define TOKENMIX_NA_CASE(JJ)                                                                              \
+  case JJ:                                                                                                \
+    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m)                                \
+              : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
   switch (J) {
     TOKENMIX_NA_CASE(1)
     TOKENMIX_NA_CASE(2)
@@ -396,9 +425,16 @@ void na_micro_j(const NaMicro& m, int J) {
     TOKENMIX_NA_CASE(6)
     TOKENMIX_NA_CASE(7)
     default:
-      return Qk ? na_qk_micro<Arch, Permuted, I, 8>(m) : na_av_micro<Arch, Permuted, I, 8>(m);
+      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP>(m) : na_av_micro<Arch, Permuted, I, 8, NP>(m);
   }
 #undef TOKENMIX_NA_CASE
+}
+
+// Whether a shifted call takes its first slots from permutes (see kNaHybridSlots): rows I <= 2,
+// unit slot stride, and slots 0 .. NP-1 inside the aligned pair at slab - misalign. J >= 2 keeps
+// a used column in the pair's upper vector, so that both aligned loads stay inside the slab.
+inline bool na_hybrid_keys(const NaMicro& m, int I, int J) {
+  return I <= 2 && J >= 2 && m.ldj == 1 && m.misalign + std::min(J, kNaHybridSlots) <= 17;
 }
 
 template <class Arch, bool Qk>
@@ -409,6 +445,9 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
       if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
       return na_micro_j<Arch, Qk, true, 3>(m, J);
     }
+    if (na_hybrid_keys(m, I, J))
+      return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
+                    : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
   }
   if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
   if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
@@ -656,6 +695,7 @@ struct NeighborhoodKernel {
           }
         }
         m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
+        m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
         na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
       }
