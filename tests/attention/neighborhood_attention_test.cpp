@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <string>
@@ -20,10 +21,12 @@
 #include "support/errors.hpp"
 #include "support/random.hpp"
 #include "support/tolerance.hpp"
+#include "tokenmix/core/cache.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "support/archs.hpp"
 #include "tokenmix/attention/attention.hpp"
 #include "tokenmix/attention/neighborhood_attention.hpp"
+#include "tokenmix/attention/neighborhood_kernel.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
@@ -298,6 +301,25 @@ TEST(NeighborhoodAttention, KeySlotsAtEveryCacheLineOffset) {
       c.extent = {150}, c.K = {K}, c.d = {1}, c.s = {1}, c.causal = {causal}, c.P = 16, c.Pv = 16;
       EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
     }
+}
+
+// 2-D images whose tensors exceed this machine's L2 run every kv head inside one work item, head
+// by head within each block, one row-slab ring per kv head (detail::na_make_plan): the image is
+// sized from l2_cache_bytes() so that the plan takes that path, and checked against the oracle,
+// with dilation, rpb and GQA, serial and on two threads.
+TEST(NeighborhoodAttention, ImagesLargerThanL2RunEveryKvHeadPerItem) {
+  Rng rng(29);
+  NaCase<2> c;
+  c.H = 4, c.Hkv = 2, c.P = 32, c.Pv = 32, c.K = {7, 5}, c.d = {1, 2}, c.s = {1, 1}, c.rpb = true;
+  const double token_bytes = double((c.H + c.Hkv) * (c.P + c.Pv)) * sizeof(float);
+  const Index side = Index(std::ceil(std::sqrt(double(l2_cache_bytes()) / token_bytes))) + 2;
+  c.extent = {side, side + 3};
+  const auto plan = attention::detail::na_make_plan<2, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
+                                                                            c.params(), 1.0f, 1);
+  ASSERT_TRUE(plan.heads_inside) << c.name();
+  EXPECT_TRUE(fused_matches_oracle<2>(c, rng));
+  ThreadPool pool(2);
+  EXPECT_TRUE(fused_matches_oracle<2>(c, rng, pool.device()));
 }
 
 TEST(NeighborhoodAttention, TwoDimensionalSweep) {

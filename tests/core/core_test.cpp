@@ -1,5 +1,5 @@
 // Tests of core/ and config.hpp: TOKENMIX_CHECK and tokenmix::Error, shape printing and checks,
-// parallel_for coverage, tensor aliases and views (DESIGN §2, §4, §5).
+// parallel_for coverage, tensor aliases and views, the cache size query (DESIGN §2, §4, §5).
 
 #include <gtest/gtest.h>
 
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tokenmix/config.hpp"
+#include "tokenmix/core/cache.hpp"
 #include "tokenmix/core/random.hpp"
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/tensor.hpp"
@@ -320,6 +321,18 @@ TEST(ParallelFor, WaitsForSlowRangesPastTheSpin) {
 }
 
 // ---- seeded random weights ----------------------------------------------------------------------
+
+// The L2 size kernels size their working sets to: a plausible per-core size (64 KiB .. 64 MiB),
+// read once (the same value on every call and thread).
+TEST(CacheSize, L2IsPlausibleAndStable) {
+  const std::size_t bytes = tokenmix::l2_cache_bytes();
+  EXPECT_GE(bytes, std::size_t(64) << 10);
+  EXPECT_LE(bytes, std::size_t(64) << 20);
+  std::size_t other = 0;
+  std::thread([&] { other = tokenmix::l2_cache_bytes(); }).join();
+  EXPECT_EQ(other, bytes);
+  EXPECT_EQ(tokenmix::l2_cache_bytes(), bytes);
+}
 
 TEST(SplitMix64, IsDeterministicAndInRange) {
   tokenmix::SplitMix64 a(7), b(7), c(8);

@@ -14,9 +14,9 @@
 // Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
 // group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
 // and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). A work
-// item is (batch, kv head, a run of <= 64 tiles of one group, a run of blocks); its row slabs are
-// transposed once and kept in a FIFO cache while the item walks down its blocks, so every key is
-// transposed once per item, not once per query row or tile.
+// item is (batch, kv head or every kv head (heads_inside), a run of <= 64 tiles of one group, a run
+// of blocks); its row slabs are transposed once and kept in a ring per kv head while the item walks
+// down its blocks, so every key is transposed once per item, not once per query row or tile.
 //
 // Buffers, per tile, query row i of the block and head:
 //   Qt [P, W]        the queries, transposed, times scale·log2(e)
@@ -38,6 +38,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/core/cache.hpp"
 #include "tokenmix/core/tensor.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/simd/arch.hpp"
@@ -147,10 +148,12 @@ struct NaPlan {
   // Outer axes: rows = ∏ extent[0 .. R-2] (1 in 1-D); blocks of up to 3 rows.
   Index rows = 1;
   std::vector<std::array<Index, kNaMaxRows + 1>> blocks;  // {n, row_0, .., row_{n-1}}
-  Index max_slots = 0, max_union = 0, max_width = 0, cache_entries = 0;
+  Index max_slots = 0, max_union = 0, max_width = 0;
+  Index ring_entries = 0, cache_entries = 0;  // row-slab cache: one ring per kv head of an item
   bool any_gathered = false;
-  // 1-D: an item runs every kv head of its tiles (tile by tile), so the token rows are read whole
-  // and in order; 2-D / 3-D: an item is one kv head (its row slabs fill the cache).
+  // Whether an item runs every kv head (else one). 1-D: always, tile by tile, so the token rows
+  // are read whole and in order. 2-D: when the rings of all kv heads fit a part of L2, head by head
+  // within each block (see na_make_plan); 3-D: never (its rings are too large).
   bool heads_inside = R == 1;
   Index blocks_per_item = 1, block_runs = 1;
 
@@ -267,12 +270,27 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   for (int a = 0; a < R; ++a) plan.max_slots *= params.kernel_size[std::size_t(a)];
   plan.max_union = 1;
   for (int a = 0; a + 1 < R; ++a) plan.max_union *= params.kernel_size[std::size_t(a)] + (a == R - 2 ? kNaMaxRows - 1 : 0);
-  // FIFO capacity. 1-D: one row per kv head. 2-D: one block's union; the next block along axis 0
-  // claims as many new rows as it advances, and the oldest entries it evicts hold the rows above its
-  // union. An entry claimed soon after it was last read is still in L2: against twice the union, 0.96-0.98
-  // of the time at 56x56 and 28x28 (K 7). 3-D: the union spans K0 planes, and the rows of the first
-  // planes would be evicted while the later planes are claimed: the previous block's union too.
-  plan.cache_entries = R == 1 ? Hkv : R == 2 ? plan.max_union : 2 * plan.max_union + 2;
+  // Ring capacity (per kv head). 1-D: its one row. 2-D: one block's union: the next block along
+  // axis 0 claims as many new rows as it advances, and the oldest entries it evicts hold the rows
+  // above its union (an entry reclaimed soon after its last read is still in L2: against twice the
+  // union, 0.96-0.98 of the time at 56x56 and 28x28, K 7). 3-D: the union spans K0 planes, whose
+  // first planes' rows would be evicted while the later planes are claimed: the previous union too.
+  plan.ring_entries = R == 1 ? 1 : R == 2 ? plan.max_union : 2 * plan.max_union + 2;
+  // 2-D, every kv head per item when one image's q, k, v and out do not fit L2 (so that a pass per
+  // head would fetch them from further out, each time a head's 2·P floats of every token row) and
+  // the rings of all kv heads fit 3/8 of it (with the block's query and output rows and the
+  // prefetched key rows beside them): each token row is then read whole within one block, which the
+  // hardware prefetchers follow. Measured against one head per item (in-process alternation, H 4,
+  // P 32, this machine's 2 MB L2): 56x56 K 7 0.94-0.95 of the time (dilation 2: 0.96), K 9 1.00;
+  // forced where this rule declines: 56x56 K 11 and 13 (rings of 0.8-1 MB) 1.01-1.05, 28x28 K 7
+  // (1.6 MB of tensors) 1.02-1.03.
+  if constexpr (R == 2) {
+    const double l2 = double(l2_cache_bytes());
+    const double ring_bytes = double(plan.ring_entries) * double(P + Pv) * double(plan.max_width) * sizeof(float);
+    const double image_bytes = double(plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
+    plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2;
+  }
+  plan.cache_entries = plan.ring_entries * (plan.heads_inside ? Hkv : 1);
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
   // split when the other dimensions do not give every thread a few items.
   const Index columns = B * (plan.heads_inside ? 1 : Hkv) * Index(plan.runs.size());
@@ -471,13 +489,14 @@ struct NeighborhoodKernel {
   // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
   struct Scratch {
     using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-    Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values)
+    Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values); ring r = entries
+                               // [r·ring_entries, (r+1)·ring_entries)
     Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W], i < 3
     Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
     Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
-    Index next = 0;
+    std::vector<Index> next;   // per ring: its next entry to claim (its oldest)
     std::vector<NaUnionRow> uni;
     std::vector<NaTile> tiles;  // the tiles of the current run
     Index n_slots[kNaMaxRows] = {};
@@ -498,6 +517,7 @@ struct NeighborhoodKernel {
     sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
     if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
+    sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
@@ -513,7 +533,7 @@ struct NeighborhoodKernel {
         sc.tiles.clear();
         for (Index t = 0; t < tiles.tiles; ++t) sc.tiles.push_back(pl.tile(tiles.group, tiles.first + t * W));
         cached_column = column;
-        if (pl.heads_inside) {  // the one key row of every kv head, column chunk by chunk
+        if constexpr (R == 1) {  // the one key row of every kv head, column chunk by chunk
           for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
           for (Index c0 = 0; c0 < tiles.width; c0 += W)
             for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
@@ -523,11 +543,16 @@ struct NeighborhoodKernel {
       for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
         // Prefetch distance: 2 tiles when every kv head runs per tile (1-D, streaming), else 1.
-        const std::size_t ahead = pl.heads_inside ? 2 : 1;
-        for (std::size_t t = 0; t < sc.tiles.size(); ++t)
-          for (Index hkv = hkv0; hkv < hkv0 + heads; ++hkv)
-            run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t],
-                     t + ahead < sc.tiles.size() ? &sc.tiles[t + ahead] : nullptr, b, hkv);
+        // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
+        const std::size_t ahead = R == 1 ? 2 : 1;
+        const std::size_t n_tiles = sc.tiles.size();
+        const Index n_steps = Index(n_tiles) * heads;
+        for (Index step = 0; step < n_steps; ++step) {
+          const std::size_t t = std::size_t(R == 1 ? step / heads : step % Index(n_tiles));
+          const Index hkv = hkv0 + (R == 1 ? step % heads : step / Index(n_tiles));
+          run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t], t + ahead < n_tiles ? &sc.tiles[t + ahead] : nullptr,
+                   b, hkv);
+        }
       }
     }
   }
@@ -616,10 +641,12 @@ struct NeighborhoodKernel {
     return sc.slabs.data() + sc.entry[std::size_t(row * plan.Hkv + hkv)] * slab_floats();
   }
 
-  // Gives (row, hkv) the oldest cache entry (FIFO).
+  // Gives (row, hkv) the oldest entry of its kv head's ring (of the one ring unless heads_inside).
   void claim_slab(Scratch& sc, Index row, Index hkv) const {
-    const Index e = sc.next, key = row * plan.Hkv + hkv;
-    sc.next = (sc.next + 1) % plan.cache_entries;
+    const Index ring = plan.heads_inside ? hkv : 0, key = row * plan.Hkv + hkv;
+    Index& next = sc.next[std::size_t(ring)];
+    const Index e = ring * plan.ring_entries + next;
+    next = (next + 1) % plan.ring_entries;
     if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1;
     sc.owner[std::size_t(e)] = key, sc.entry[std::size_t(key)] = e;
   }
