@@ -376,7 +376,7 @@ TEST(NeighborhoodAttention, LongAxesSpanSeveralTileRuns) {
 }
 
 // Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
-// permuted on AVX-512, gathered elsewhere).
+// wrapped; strided tiles permuted on AVX-512, gathered elsewhere).
 template <class Arch>
 class NeighborhoodAttentionArchTest : public ::testing::Test {};
 TYPED_TEST_SUITE(NeighborhoodAttentionArchTest, testing::RepresentativeArchs, testing::ArchNames);
@@ -392,6 +392,10 @@ TYPED_TEST(NeighborhoodAttentionArchTest, MatchesTheOracle) {
   NaCase<2> two;
   two.extent = {11, 29}, two.K = {5, 7}, two.d = {2, 1}, two.s = {1, 1}, two.P = 12, two.Pv = 20, two.rpb = true;
   two.H = 4, two.Hkv = 2;
+  EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
+  one.causal = {false}, one.K = {7}, one.s = {3}, one.rpb = true;  // strided: windows repeat
+  EXPECT_TRUE((fused_matches_oracle<1, TypeParam>(one, rng)));
+  two.s = {2, 3}, two.d = {1, 1}, two.rpb = false;
   EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
 }
 

@@ -7,9 +7,11 @@
 // window along the last axis starts at the in-group key a_i; inside the axis a_i = a_0 + i, so the
 // keys of window slot j of all W lanes are W consecutive keys: one vector load from a transposed copy
 // of the key row, the *row slab* ([P, RW]: in-group key c_lo + c in column c, for the columns a run
-// of tiles needs). Tiles whose windows are shifted inward at a border take slot j's keys with one
-// two-register permute (AVX-512) from the same slab, or (other archs, very large strides) from a
-// per-tile gathered copy [P, K, W].
+// of tiles needs). Tiles whose windows are shifted inward at a border load the same way from
+// columns past the axis that hold the keys their windows have instead (NaPlan::slab_key, "wrapped":
+// the same keys in another slot order). Strided axes, whose windows repeat, take slot j's keys with
+// one two-register permute (AVX-512) from the same slab, or (other archs, very large strides) from
+// a per-tile gathered copy [P, K, W].
 //
 // Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
 // group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
@@ -51,17 +53,11 @@ constexpr int kNaMaxRows = 3;    // query rows per block (register block I)
 constexpr int kNaMaxSlots = 8;   // window slots per micro-kernel call (register block J)
 constexpr Index kNaMaxLanes = 16;
 
-// dst[c][lane] = row(clamp(lane, lane_lo, lane_hi - 1))[c] for lanes < W and columns c < n_cols, with
-// row(lane) = src + (lane - lane_lo)·src_stride: lanes outside [lane_lo, lane_hi) repeat the nearest
-// valid row (finite values the caller never uses; only valid rows are read). dst rows have stride
-// ld. Full column blocks go through registers.
+// dst[c][lane] = rows[lane][c] for lanes < W and columns c < n_cols; dst rows have stride ld. Full
+// column blocks go through registers.
 template <class Arch>
-void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index lane_hi, Index n_cols, float* dst,
-                        Index ld) {
+void transpose_rows_in(const float* const* rows, Index n_cols, float* dst, Index ld) {
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const float* rows[kNaMaxLanes];
-  for (Index lane = 0; lane < W; ++lane)
-    rows[lane] = src + (std::min(std::max(lane, lane_lo), lane_hi - 1) - lane_lo) * src_stride;
   for (Index c0 = 0; c0 < n_cols; c0 += W) {
     const Index cols = std::min(W, n_cols - c0);
     if (cols == W) {
@@ -75,6 +71,19 @@ void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index
       for (Index c = 0; c < cols; ++c) tile[lane * W + c] = rows[lane][c0 + c];
     simd::transpose_square<Arch>(tile, W, dst + c0 * ld, ld, cols);
   }
+}
+
+// The same with row(lane) = src + (clamp(lane, lane_lo, lane_hi - 1) - lane_lo)·src_stride: lanes
+// outside [lane_lo, lane_hi) repeat the nearest valid row (finite values the caller never uses;
+// only valid rows are read).
+template <class Arch>
+void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index lane_hi, Index n_cols, float* dst,
+                        Index ld) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const float* rows[kNaMaxLanes];
+  for (Index lane = 0; lane < W; ++lane)
+    rows[lane] = src + (std::min(std::max(lane, lane_lo), lane_hi - 1) - lane_lo) * src_stride;
+  transpose_rows_in<Arch>(rows, n_cols, dst, ld);
 }
 
 // The inverse for the outputs: row(lane)[c] = src[c][lane] for lanes < n_lanes and c < n_cols;
@@ -114,10 +123,12 @@ struct NaTile {
   Index a_min = 0, a_max = 0;             // the smallest and largest window start (in-group key)
   Keys keys = Keys::shifted;
   bool masked = false;                    // a lane's window has fewer than K keys (causal)
+  bool wrapped = false;                   // shifted over wrapped border columns (NaPlan::slab_key)
   alignas(64) std::int32_t col[kNaMaxLanes] = {};  // window start - a_min, per lane
   alignas(64) float skip[kNaMaxLanes] = {};        // leading slots outside the window (causal)
   Index a[kNaMaxLanes] = {};                       // window start (in-group), per lane
   Index rpb_first[kNaMaxLanes] = {};               // rpb index of slot 0 along the last axis
+  Index lo[kNaMaxLanes] = {};                      // wrapped: the window's first key (in-group), per lane
 };
 
 // A run of consecutive tiles of one group and the key columns their row slabs hold.
@@ -159,6 +170,22 @@ struct NaPlan {
 
   Index group_length(Index g) const { return (L - g + dil - 1) / dil; }
 
+  // Border tiles as shifted tiles. A lane whose window is shifted inward at the axis start reads,
+  // at the window slots the centred rule puts before key 0, the keys its window has past the centred
+  // one's end: column c < 0 holds key c + K (and column c >= Lg key c - K at the end). Lane i's K
+  // slots at columns a_0 + i .. a_0 + i + K - 1 are then exactly its window, in another order:
+  // the softmax and the weighted sum do not depend on the order, and the rpb takes each slot's key.
+  // So border tiles need neither the permute (AVX-512) nor the gather (other archs). Non-causal
+  // stride-1 axes only (causal windows are not shifted; strided ones repeat windows).
+  bool wrap_borders() const { return !causal && stride == 1; }
+  // The in-group key a slab column holds: wrapped within K of the axis, else the nearest key
+  // (columns only lanes past the group's end read).
+  Index slab_key(Index Lg, Index c) const {
+    if (wrap_borders() && c < 0 && c + K >= 0) c += K;
+    if (wrap_borders() && c >= Lg && c - K < Lg) c -= K;
+    return std::min(std::max<Index>(c, 0), Lg - 1);
+  }
+
   // The tile of group g whose lanes are the in-group queries first .. first + W - 1.
   NaTile tile(Index g, Index first) const {
     NaTile t;
@@ -186,6 +213,12 @@ struct NaPlan {
     }
     bool shifted = true;
     for (Index i = 0; i < t.count; ++i) shifted = shifted && t.a[i] == t.a[0] + i;
+    if (!shifted && wrap_borders() && wrapped_windows_match(t, Lg)) {
+      const Index a0 = first - K / 2;
+      for (Index i = 0; i < W; ++i) t.lo[i] = t.a[i], t.a[i] = a0 + i, t.col[i] = std::int32_t(i);
+      t.a_min = a0, t.a_max = a0 + W - 1, t.wrapped = true;
+      return t;
+    }
     if (shifted) {
       for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the group read columns nobody uses
       t.a_min = t.a[0], t.a_max = t.a[0] + W - 1;
@@ -195,6 +228,22 @@ struct NaPlan {
     if (!shifted)
       t.keys = permute && t.a_max - t.a_min + widest_chunk <= 2 * W ? NaTile::Keys::permuted : NaTile::Keys::gathered;
     return t;
+  }
+
+  // Whether every lane of t (windows in t.a, non-causal: full) sees exactly its window through
+  // the wrapped columns a_0 + i + j, a_0 = first - K/2 (the centred start of lane 0).
+  bool wrapped_windows_match(const NaTile& t, Index Lg) const {
+    const Index a0 = t.first - K / 2;
+    std::vector<char> seen(static_cast<std::size_t>(K));
+    for (Index i = 0; i < t.count; ++i) {
+      std::fill(seen.begin(), seen.end(), 0);
+      for (Index j = 0; j < K; ++j) {
+        const Index c = a0 + i + j, m = slab_key(Lg, c) - t.a[i];
+        if (c + K < 0 || c - K >= Lg || m < 0 || m >= K || seen[std::size_t(m)]) return false;
+        seen[std::size_t(m)] = 1;
+      }
+    }
+    return true;
   }
 
   // One past the last key column the micro-kernels read for tile t: a + j for every lane and slot;
@@ -658,9 +707,10 @@ struct NeighborhoodKernel {
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
     const NaPlan<R>& pl = plan;
     const Index Lg = pl.group_length(tiles.group);
-    // A chunk wholly outside the axis is only read by lanes past its end and masked slots: whatever
-    // finite values the slab holds (zeros, or an earlier row's keys) will do.
-    if (tiles.c_lo + c0 >= Lg || tiles.c_lo + c0 + W <= 0) return;
+    // A chunk wholly outside the axis (and its wrapped columns) is only read by lanes past its end
+    // and masked slots: whatever finite values the slab holds (zeros, or an earlier row's keys) will do.
+    const Index band = pl.wrap_borders() ? pl.K : 0;
+    if (tiles.c_lo + c0 >= Lg + band || tiles.c_lo + c0 + W <= -band) return;
     const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // in-group key 0 of this row
     const Index k_stride = pl.dil * pl.Hkv * pl.P, v_stride = pl.dil * pl.Hkv * pl.Pv;
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
@@ -677,12 +727,18 @@ struct NeighborhoodKernel {
       prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
       prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
     }
-    // Valid lanes [lo, hi): at least one, the nearest key when the whole chunk is outside.
-    const Index lo = std::min(std::max<Index>(0, -key0), W - 1), hi = std::max(lo + 1, std::min<Index>(W, Lg - key0));
-    const Index first_key = std::min(std::max<Index>(key0 + lo, 0), Lg - 1);
-    transpose_lanes_in<Arch>(k0 + first_key * k_stride, k_stride, lo, hi, pl.P, dst + c0, tiles.width);
-    transpose_lanes_in<Arch>(v0 + first_key * v_stride, v_stride, lo, hi, pl.Pv, dst + pl.P * tiles.width + c0,
-                             tiles.width);
+    if (key0 < 0 || key0 + W > Lg) {  // a border chunk: each column's key by NaPlan::slab_key
+      const float *k_rows[kNaMaxLanes], *v_rows[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) {
+        const Index key = pl.slab_key(Lg, key0 + lane);
+        k_rows[lane] = k0 + key * k_stride, v_rows[lane] = v0 + key * v_stride;
+      }
+      transpose_rows_in<Arch>(k_rows, pl.P, dst + c0, tiles.width);
+      transpose_rows_in<Arch>(v_rows, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
+      return;
+    }
+    transpose_lanes_in<Arch>(k0 + key0 * k_stride, k_stride, 0, W, pl.P, dst + c0, tiles.width);
+    transpose_lanes_in<Arch>(v0 + key0 * v_stride, v_stride, 0, W, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
   }
 
   // The K and V row slabs of (row, hkv) for the tile run, from the cache or transposed now.
@@ -786,10 +842,15 @@ struct NeighborhoodKernel {
     if (rpb) {
       const float* table = rpb + h * rpb_table_size();
       alignas(64) float bias[kNaMaxLanes];
+      const Index Lg = pl.group_length(tile.group);
       for (Index r = 0; r < n_slots / pl.K; ++r)
         for (Index j = 0; j < pl.K; ++j) {
-          const float* row = table + sc.rpb_base[i][std::size_t(r)] + j;
-          for (Index lane = 0; lane < W; ++lane) bias[lane] = row[tile.rpb_first[lane]];
+          const float* row = table + sc.rpb_base[i][std::size_t(r)];
+          for (Index lane = 0; lane < W; ++lane) {
+            // Wrapped tiles: slot j of a valid lane holds the key slab_key(a + j) of its window.
+            const Index m = tile.wrapped && lane < tile.count ? pl.slab_key(Lg, tile.a[lane] + j) - tile.lo[lane] : j;
+            bias[lane] = row[tile.rpb_first[lane] + m];
+          }
           float* s = S + (r * pl.K + j) * W;
           simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(bias), V(simd::kLog2e), simd::load<Arch>(s)));
         }
