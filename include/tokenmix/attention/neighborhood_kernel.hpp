@@ -2,12 +2,15 @@
 // The fused neighborhood-attention kernel; the entry point and its contract are in
 // attention/neighborhood_attention.hpp, the window rule in attention/neighborhood_types.hpp.
 //
-// Queries in the lanes. A *tile* is W consecutive queries of one dilation group along the last axis
-// (in-group coordinates first .. first + W - 1) at fixed outer coordinates, the *query row*. Lane i's
-// window along the last axis starts at the in-group key a_i; inside the axis a_i = a_0 + i, so the
-// keys of window slot j of all W lanes are W consecutive keys: one vector load from a transposed copy
-// of the key row, the *row slab* ([P, RW]: in-group key c_lo + c in column c, for the columns a run
-// of tiles needs). Tiles whose windows are shifted inward at a border load the same way from
+// Queries in the lanes. Along the last axis (dilation d) the queries are in *columns*, either one
+// dilation group's (in-group order: column c of group g is position g + d·c; window slot j of the
+// query in column c is column a + j) or all of them in position order (one group; slot j at column
+// a + j·d): the latter when one group's queries would fill fewer lanes (groups shorter than W).
+// A *tile* is W consecutive columns of one group at fixed outer coordinates, the *query row*; lane
+// i's slot 0 is at column a_i, and inside the axis a_i = a_0 + i, so the keys of slot j of all W
+// lanes are W consecutive columns: one vector load from a transposed copy of the key row, the *row
+// slab* ([P, RW]: column c_lo + c of the group in slab column c, for the columns a run of tiles
+// needs). Tiles whose windows are shifted inward at a border load the same way from
 // columns past the axis that hold the keys their windows have instead (NaPlan::slab_key, "wrapped":
 // the same keys in another slot order). Strided axes, whose windows repeat, take slot j's keys with
 // one two-register permute (AVX-512) from the same slab, or (other archs, very large strides) from
@@ -16,8 +19,7 @@
 // Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
 // group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
 // and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). A work
-// item is (batch, kv head or every kv head (heads_inside), a run of <= 64 tiles of one group, a run
-// of blocks); its row slabs are transposed once and kept in a ring per kv head while the item walks
+// item is (batch, kv head or every kv head (heads_inside), a run of <= 64 tiles, a run of blocks); its row slabs are transposed once and kept in a ring per kv head while the item walks
 // down its blocks, so every key is transposed once per item, not once per query row or tile.
 //
 // Buffers, per tile, query row i of the block and head:
@@ -119,22 +121,22 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
 // One tile of the last axis and its lanes' windows.
 struct NaTile {
   enum class Keys { shifted, permuted, gathered };
-  Index group = 0, first = 0, count = 0;  // lanes = in-group queries first .. first + count - 1
-  Index a_min = 0, a_max = 0;             // the smallest and largest window start (in-group key)
+  Index group = 0, first = 0, count = 0;  // lanes = the group's columns first .. first + count - 1
+  Index a_min = 0, a_max = 0;             // the smallest and largest slot-0 column
   Keys keys = Keys::shifted;
   bool masked = false;                    // a lane's window has fewer than K keys (causal)
   bool wrapped = false;                   // shifted over wrapped border columns (NaPlan::slab_key)
   alignas(64) std::int32_t col[kNaMaxLanes] = {};  // window start - a_min, per lane
   alignas(64) float skip[kNaMaxLanes] = {};        // leading slots outside the window (causal)
-  Index a[kNaMaxLanes] = {};                       // window start (in-group), per lane
+  Index a[kNaMaxLanes] = {};                       // slot 0's column, per lane (slot j: a + j·slot_step)
   Index rpb_first[kNaMaxLanes] = {};               // rpb index of slot 0 along the last axis
-  Index lo[kNaMaxLanes] = {};                      // wrapped: the window's first key (in-group), per lane
+  Index lo[kNaMaxLanes] = {};                      // wrapped: the window's first column, per lane
 };
 
 // A run of consecutive tiles of one group and the key columns their row slabs hold.
 struct NaTileRun {
-  Index group = 0, first = 0, tiles = 0;  // tiles at in-group queries first, first + W, ...
-  Index c_lo = 0, width = 0;             // row slab column c = in-group key c_lo + c, c < width (multiple of W)
+  Index group = 0, first = 0, tiles = 0;  // tiles at the group's columns first, first + W, ...
+  Index c_lo = 0, width = 0;             // row slab column c = group column c_lo + c, c < width (multiple of W)
 };
 
 // One key row of a block's union of windows, and the block's query rows that see it.
@@ -153,6 +155,9 @@ struct NaPlan {
   float q_scale = 0;  // scale·log2(e)
   // The last axis.
   Index L = 0, K = 0, dil = 1, stride = 1, W = 1;
+  // Columns: groups (d, or 1 in position order), positions between columns (d or 1) and columns
+  // between window slots (1 or d).
+  Index groups = 1, col_step = 1, slot_step = 1;
   bool causal = false, permute = false;  // permute: border tiles may use the AVX-512 permute
   std::vector<NaTileRun> runs;
   std::vector<int> chunk;  // slot chunk sizes along the last axis (sum K, each <= kNaMaxSlots)
@@ -168,33 +173,35 @@ struct NaPlan {
   bool heads_inside = R == 1;
   Index blocks_per_item = 1, block_runs = 1;
 
-  Index group_length(Index g) const { return (L - g + dil - 1) / dil; }
+  Index group_length(Index g) const { return (L - g + col_step - 1) / col_step; }
 
   // Border tiles as shifted tiles. A lane whose window is shifted inward at the axis start reads,
   // at the window slots the centred rule puts before key 0, the keys its window has past the centred
-  // one's end: column c < 0 holds key c + K (and column c >= Lg key c - K at the end). Lane i's K
-  // slots at columns a_0 + i .. a_0 + i + K - 1 are then exactly its window, in another order:
+  // one's end: column c < 0 holds the key of column c + K·s (s = slot_step; and column c >= Lg that
+  // of column c - K·s at the end: the same dilation group). Lane i's K slots at columns
+  // a_0 + i + j·s are then exactly its window, in another order:
   // the softmax and the weighted sum do not depend on the order, and the rpb takes each slot's key.
   // So border tiles need neither the permute (AVX-512) nor the gather (other archs). Non-causal
   // stride-1 axes only (causal windows are not shifted; strided ones repeat windows).
   bool wrap_borders() const { return !causal && stride == 1; }
-  // The in-group key a slab column holds: wrapped within K of the axis, else the nearest key
-  // (columns only lanes past the group's end read).
+  // The group column whose key a slab column holds: wrapped within K·s of the axis, else the
+  // nearest one (columns only lanes past the axis end read).
   Index slab_key(Index Lg, Index c) const {
-    if (wrap_borders() && c < 0 && c + K >= 0) c += K;
-    if (wrap_borders() && c >= Lg && c - K < Lg) c -= K;
+    const Index span = K * slot_step;
+    if (wrap_borders() && c < 0 && c + span >= 0) c += span;
+    if (wrap_borders() && c >= Lg && c - span < Lg) c -= span;
     return std::min(std::max<Index>(c, 0), Lg - 1);
   }
 
-  // The tile of group g whose lanes are the in-group queries first .. first + W - 1.
+  // The tile of group g whose lanes are the group's columns first .. first + W - 1.
   NaTile tile(Index g, Index first) const {
     NaTile t;
     const Index Lg = group_length(g);
     t.group = g, t.first = first, t.count = std::min(W, Lg - first);
     const Index left = causal ? K - 1 : K / 2, right = causal ? 0 : K / 2 + K % 2 - 1;
-    if (stride == 1 && first >= left && (causal || first + t.count - 1 <= Lg - 1 - right)) {
+    if (stride == 1 && first >= left * slot_step && (causal || first + t.count - 1 <= Lg - 1 - right * slot_step)) {
       // Inside the axis: every lane's window is centred (or ends at the query): a_i = a_0 + i.
-      t.a_min = first - left, t.a_max = t.a_min + W - 1;
+      t.a_min = first - left * slot_step, t.a_max = t.a_min + W - 1;
       for (Index i = 0; i < W; ++i)
         t.a[i] = t.a_min + i, t.col[i] = std::int32_t(i), t.rpb_first[i] = (K - 1) - left;
       return t;
@@ -202,11 +209,11 @@ struct NaPlan {
     t.a_max = std::numeric_limits<Index>::min();
     t.a_min = std::numeric_limits<Index>::max();
     for (Index i = 0; i < W; ++i) {
-      const Index lane = std::min(i, t.count - 1);  // lanes past the group repeat the last one
-      const AxisWindow w = neighborhood_axis_window(g + dil * (first + lane), L, K, dil, stride, causal);
-      const Index lo = (w.first - g) / dil, hi = lo + w.count - 1;
-      t.a[i] = hi - K + 1;  // slot j = key a + j; keys before lo are outside the window
-      t.skip[i] = float(lo - t.a[i]);
+      const Index lane = std::min(i, t.count - 1);  // lanes past the axis end repeat the last one
+      const AxisWindow w = neighborhood_axis_window(g + col_step * (first + lane), L, K, dil, stride, causal);
+      const Index lo = (w.first - g) / col_step, hi = lo + (w.count - 1) * slot_step;
+      t.a[i] = hi - (K - 1) * slot_step;  // slot j: column a + j·s; columns before lo are outside the window
+      t.skip[i] = float((lo - t.a[i]) / slot_step);
       t.masked = t.masked || lo > t.a[i];
       t.rpb_first[i] = w.rpb_first;
       t.a_min = std::min(t.a_min, t.a[i]), t.a_max = std::max(t.a_max, t.a[i]);
@@ -214,43 +221,45 @@ struct NaPlan {
     bool shifted = true;
     for (Index i = 0; i < t.count; ++i) shifted = shifted && t.a[i] == t.a[0] + i;
     if (!shifted && wrap_borders() && wrapped_windows_match(t, Lg)) {
-      const Index a0 = first - K / 2;
+      const Index a0 = first - (K / 2) * slot_step;
       for (Index i = 0; i < W; ++i) t.lo[i] = t.a[i], t.a[i] = a0 + i, t.col[i] = std::int32_t(i);
       t.a_min = a0, t.a_max = a0 + W - 1, t.wrapped = true;
       return t;
     }
     if (shifted) {
-      for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the group read columns nobody uses
+      for (Index i = 0; i < W; ++i) t.a[i] = t.a[0] + i;  // lanes past the axis end read columns nobody uses
       t.a_min = t.a[0], t.a_max = t.a[0] + W - 1;
     }
     for (Index i = 0; i < W; ++i) t.col[i] = std::int32_t(t.a[i] - t.a_min);
     const int widest_chunk = *std::max_element(chunk.begin(), chunk.end());
     if (!shifted)
-      t.keys = permute && t.a_max - t.a_min + widest_chunk <= 2 * W ? NaTile::Keys::permuted : NaTile::Keys::gathered;
+      t.keys = permute && t.a_max - t.a_min + (widest_chunk - 1) * slot_step + 1 <= 2 * W ? NaTile::Keys::permuted
+                                                                                   : NaTile::Keys::gathered;
     return t;
   }
 
-  // Whether every lane of t (windows in t.a, non-causal: full) sees exactly its window through
-  // the wrapped columns a_0 + i + j, a_0 = first - K/2 (the centred start of lane 0).
+  // Whether every lane of t (windows from t.a, non-causal: full) sees exactly its window through
+  // the wrapped columns a_0 + i + j·s, a_0 = first - (K/2)·s (the centred start of lane 0).
   bool wrapped_windows_match(const NaTile& t, Index Lg) const {
-    const Index a0 = t.first - K / 2;
+    const Index s = slot_step, a0 = t.first - (K / 2) * s;
     std::vector<char> seen(static_cast<std::size_t>(K));
     for (Index i = 0; i < t.count; ++i) {
       std::fill(seen.begin(), seen.end(), 0);
       for (Index j = 0; j < K; ++j) {
-        const Index c = a0 + i + j, m = slab_key(Lg, c) - t.a[i];
-        if (c + K < 0 || c - K >= Lg || m < 0 || m >= K || seen[std::size_t(m)]) return false;
+        const Index c = a0 + i + j * s, off = slab_key(Lg, c) - t.a[i], m = off / s;
+        if (c + K * s < 0 || c - K * s >= Lg || off % s != 0 || m < 0 || m >= K || seen[std::size_t(m)])
+          return false;
         seen[std::size_t(m)] = 1;
       }
     }
     return true;
   }
 
-  // One past the last key column the micro-kernels read for tile t: a + j for every lane and slot;
-  // permuted tiles load two vectors from each chunk start.
+  // One past the last key column the micro-kernels read for tile t: a + j·d for every lane and
+  // slot; permuted tiles load two vectors from each chunk start.
   Index end_column(const NaTile& t) const {
-    Index end = t.a_max + K;
-    if (t.keys == NaTile::Keys::permuted) end = std::max(end, t.a_min + K - chunk.back() + 2 * W);
+    Index end = t.a_max + (K - 1) * slot_step + 1;
+    if (t.keys == NaTile::Keys::permuted) end = std::max(end, t.a_min + (K - chunk.back()) * slot_step + 2 * W);
     return end;
   }
 };
@@ -283,9 +292,25 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     const Index n = (plan.K + kNaMaxSlots - 1) / kNaMaxSlots;
     for (Index c = 0; c < n; ++c) plan.chunk.push_back(int((plan.K * (c + 1)) / n - (plan.K * c) / n));
   }
+  // Columns: in position order when the dilation groups would fill fewer lanes than all queries
+  // together (groups shorter than W). Against in-group order (in-process alternation): 28x28 K 7
+  // dilation 4 (groups of 7) 0.56 of the time, 14x14 dilation 2 0.56; where both fill the same lanes
+  // (56x56 dilation 2 / 4), position order measured 1.03-1.05 (each tile's slots span 16 + 6·d
+  // columns instead of 22), so in-group order stays there.
+  {
+    const auto lanes_used = [&](Index groups, Index col_step) {
+      Index tiles = 0;
+      for (Index g = 0; g < groups; ++g) tiles += ((plan.L - g + col_step - 1) / col_step + W - 1) / W;
+      return double(plan.L) / double(tiles * W);
+    };
+    const bool positions = plan.dil > 1 && lanes_used(1, 1) > lanes_used(plan.dil, plan.dil);
+    plan.groups = positions ? 1 : plan.dil;
+    plan.col_step = positions ? 1 : plan.dil;
+    plan.slot_step = positions ? plan.dil : 1;
+  }
   // Runs of tiles; window starts grow with the query, so a run's columns start at its first tile's.
   const Index run_tiles = R == 1 ? kNaTilesPerRun1d : kNaTilesPerRun;
-  for (Index g = 0; g < plan.dil; ++g) {
+  for (Index g = 0; g < plan.groups; ++g) {
     const Index Lg = plan.group_length(g);
     for (Index first = 0; first < Lg; first += run_tiles * W) {
       NaTileRun run{g, first, 0, 0, 0};
@@ -390,7 +415,7 @@ struct NaKeyLoader {
 #if defined(__AVX512F__)
     if constexpr (Permuted) {
       const __m512i col = _mm512_load_si512(m.col);
-      for (int j = 0; j < J; ++j) idx[j] = _mm512_add_epi32(col, _mm512_set1_epi32(j));
+      for (int j = 0; j < J; ++j) idx[j] = _mm512_add_epi32(col, _mm512_set1_epi32(int(j * m.ldj)));
     } else if constexpr (NP > 0) {
       const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       for (int j = 0; j < NP; ++j) idx[j] = _mm512_add_epi32(lane, _mm512_set1_epi32(m.misalign + j));
@@ -709,10 +734,10 @@ struct NeighborhoodKernel {
     const Index Lg = pl.group_length(tiles.group);
     // A chunk wholly outside the axis (and its wrapped columns) is only read by lanes past its end
     // and masked slots: whatever finite values the slab holds (zeros, or an earlier row's keys) will do.
-    const Index band = pl.wrap_borders() ? pl.K : 0;
+    const Index band = pl.wrap_borders() ? pl.K * pl.slot_step : 0;
     if (tiles.c_lo + c0 >= Lg + band || tiles.c_lo + c0 + W <= -band) return;
-    const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // in-group key 0 of this row
-    const Index k_stride = pl.dil * pl.Hkv * pl.P, v_stride = pl.dil * pl.Hkv * pl.Pv;
+    const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // the group's column 0 in this row
+    const Index k_stride = pl.col_step * pl.Hkv * pl.P, v_stride = pl.col_step * pl.Hkv * pl.Pv;
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
     const Index key0 = tiles.c_lo + c0;
@@ -723,7 +748,7 @@ struct NeighborhoodKernel {
       }
     } else if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; next_row < pl.rows) {
       const Index shift = (next_row - row) * pl.L;  // tokens
-      const Index first = std::max<Index>(key0, 0), n = std::min(W, Lg - first);
+      const Index first = std::min(std::max<Index>(key0, 0), Lg - 1), n = std::min(W, Lg - first);
       prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
       prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
     }
@@ -760,12 +785,13 @@ struct NeighborhoodKernel {
     for (const NaUnionRow& u : sc.uni) {
       const float* row_slab = slab(sc, u.key_row, tiles, b, hkv) + (Qk ? 0 : pl.P * tiles.width);  // [depth, width]
       const float* keys = row_slab + (tile.a_min - tiles.c_lo);
-      Index ldp = tiles.width, ldj = 1;
-      if (gathered) {  // [depth, K, W]: lane i's slot j is column a_i + j
+      Index ldp = tiles.width, ldj = pl.slot_step;
+      if (gathered) {  // [depth, K, W]: lane i's slot j is column a_i + j·slot_step
         float* g = sc.gathered.data();
         for (Index p = 0; p < depth; ++p)
           for (Index j = 0; j < pl.K; ++j)
-            for (Index i = 0; i < W; ++i) g[(p * pl.K + j) * W + i] = row_slab[p * tiles.width + tile.a[i] + j - tiles.c_lo];
+            for (Index i = 0; i < W; ++i)
+              g[(p * pl.K + j) * W + i] = row_slab[p * tiles.width + tile.a[i] + j * pl.slot_step - tiles.c_lo];
         keys = g, ldp = pl.K * W, ldj = W;
       }
       Index j0 = 0;
@@ -794,11 +820,11 @@ struct NeighborhoodKernel {
     const NaPlan<R>& pl = plan;
     const int n = int(blk[0]);
     const Index group_heads = pl.H / pl.Hkv;
-    const Index lane_stride = pl.dil;  // tokens between lanes
+    const Index lane_stride = pl.col_step;  // tokens between lanes
     if (ahead) {  // the queries and outputs of this kv head's query heads in a later tile
       const Index h0 = hkv * group_heads;
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + ahead->group + pl.dil * ahead->first;
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + ahead->group + pl.col_step * ahead->first;
         prefetch_rows(q + (token0 * pl.H + h0) * pl.P, lane_stride * pl.H * pl.P, ahead->count, group_heads * pl.P);
         prefetch_rows(out + (token0 * pl.H + h0) * pl.Pv, lane_stride * pl.H * pl.Pv, ahead->count, group_heads * pl.Pv,
                       true);
@@ -806,7 +832,7 @@ struct NeighborhoodKernel {
     }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
         float* qt = sc.qt.data() + i * p_pad() * W;
         transpose_lanes_in<Arch>(q + (token0 * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count, pl.P, qt, W);
         const V scale(pl.q_scale);
@@ -819,7 +845,7 @@ struct NeighborhoodKernel {
       for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
       products<false>(sc, tiles, tile, b, hkv);
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.dil * tile.first;
+        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
         float* ot = sc.ot.data() + i * pv_pad() * W;
         const V inv = V(1.0f) / row_sum[i];
         for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
@@ -841,14 +867,16 @@ struct NeighborhoodKernel {
     const Index n_slots = sc.n_slots[i];
     if (rpb) {
       const float* table = rpb + h * rpb_table_size();
-      alignas(64) float bias[kNaMaxLanes];
       const Index Lg = pl.group_length(tile.group);
+      alignas(64) float bias[kNaMaxLanes];
       for (Index r = 0; r < n_slots / pl.K; ++r)
         for (Index j = 0; j < pl.K; ++j) {
           const float* row = table + sc.rpb_base[i][std::size_t(r)];
           for (Index lane = 0; lane < W; ++lane) {
             // Wrapped tiles: slot j of a valid lane holds the key slab_key(a + j) of its window.
-            const Index m = tile.wrapped && lane < tile.count ? pl.slab_key(Lg, tile.a[lane] + j) - tile.lo[lane] : j;
+            const Index m = tile.wrapped && lane < tile.count
+                                ? (pl.slab_key(Lg, tile.a[lane] + j * pl.slot_step) - tile.lo[lane]) / pl.slot_step
+                                : j;
             bias[lane] = row[tile.rpb_first[lane] + m];
           }
           float* s = S + (r * pl.K + j) * W;
