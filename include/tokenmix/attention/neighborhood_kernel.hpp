@@ -136,6 +136,7 @@ struct NaTile {
 // A run of consecutive tiles of one group and the key columns their row slabs hold.
 struct NaTileRun {
   Index group = 0, first = 0, tiles = 0;  // tiles at the group's columns first, first + W, ...
+  Index tile0 = 0;                        // its first tile in NaPlan::tiles
   Index c_lo = 0, width = 0;             // row slab column c = group column c_lo + c, c < width (multiple of W)
 };
 
@@ -160,6 +161,7 @@ struct NaPlan {
   Index groups = 1, col_step = 1, slot_step = 1;
   bool causal = false, permute = false;  // permute: border tiles may use the AVX-512 permute
   std::vector<NaTileRun> runs;
+  std::vector<NaTile> tiles;  // every run's tiles, run after run (built once per call)
   std::vector<int> chunk;  // slot chunk sizes along the last axis (sum K, each <= kNaMaxSlots)
   // Outer axes: rows = ∏ extent[0 .. R-2] (1 in 1-D); blocks of up to 3 rows.
   Index rows = 1;
@@ -313,10 +315,10 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   for (Index g = 0; g < plan.groups; ++g) {
     const Index Lg = plan.group_length(g);
     for (Index first = 0; first < Lg; first += run_tiles * W) {
-      NaTileRun run{g, first, 0, 0, 0};
+      NaTileRun run{g, first, 0, Index(plan.tiles.size()), 0, 0};
       Index end = 0;
       for (Index f = first; f < Lg && run.tiles < run_tiles; f += W, ++run.tiles) {
-        const NaTile t = plan.tile(g, f);
+        const NaTile& t = plan.tiles.emplace_back(plan.tile(g, f));
         if (f == first) run.c_lo = t.a_min;
         run.c_lo = std::min(run.c_lo, t.a_min), end = std::max(end, plan.end_column(t));
         plan.any_gathered = plan.any_gathered || t.keys == NaTile::Keys::gathered;
@@ -572,7 +574,6 @@ struct NeighborhoodKernel {
     std::vector<Index> entry;  // per key row: its cache entry, or -1
     std::vector<Index> next;   // per ring: its next entry to claim (its oldest)
     std::vector<NaUnionRow> uni;
-    std::vector<NaTile> tiles;  // the tiles of the current run
     Index n_slots[kNaMaxRows] = {};
     std::vector<Index> rpb_base[kNaMaxRows];  // per key row of a query row's window: its rpb row offset
   };
@@ -604,8 +605,6 @@ struct NeighborhoodKernel {
       if (column != cached_column) {
         for (Index e = 0; e < pl.cache_entries; ++e)
           if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
-        sc.tiles.clear();
-        for (Index t = 0; t < tiles.tiles; ++t) sc.tiles.push_back(pl.tile(tiles.group, tiles.first + t * W));
         cached_column = column;
         if constexpr (R == 1) {  // the one key row of every kv head, column chunk by chunk
           for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
@@ -616,15 +615,14 @@ struct NeighborhoodKernel {
       const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
       for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
-        // Prefetch distance: 2 tiles when every kv head runs per tile (1-D, streaming), else 1.
         // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
-        const std::size_t ahead = R == 1 ? 2 : 1;
-        const std::size_t n_tiles = sc.tiles.size();
-        const Index n_steps = Index(n_tiles) * heads;
-        for (Index step = 0; step < n_steps; ++step) {
-          const std::size_t t = std::size_t(R == 1 ? step / heads : step % Index(n_tiles));
-          const Index hkv = hkv0 + (R == 1 ? step % heads : step / Index(n_tiles));
-          run_tile(sc, pl.blocks[std::size_t(blk)], tiles, sc.tiles[t], t + ahead < n_tiles ? &sc.tiles[t + ahead] : nullptr,
+        // Queries and outputs are prefetched 2 tiles ahead in 1-D (streaming), else 1.
+        const Index ahead = R == 1 ? 2 : 1, n_tiles = tiles.tiles;
+        const NaTile* run_tiles = pl.tiles.data() + tiles.tile0;
+        for (Index step = 0; step < n_tiles * heads; ++step) {
+          const Index t = R == 1 ? step / heads : step % n_tiles;
+          const Index hkv = hkv0 + (R == 1 ? step % heads : step / n_tiles);
+          run_tile(sc, pl.blocks[std::size_t(blk)], tiles, run_tiles[t], t + ahead < n_tiles ? &run_tiles[t + ahead] : nullptr,
                    b, hkv);
         }
       }
