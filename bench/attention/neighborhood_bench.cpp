@@ -18,7 +18,7 @@
 //   BM_NeighborhoodAttention3d_Fused/X:8/Y:28/Z:28/K:7/dil:1/H:4/P:32 kernel 3×7×7: K is the kernel
 //        of the Y and Z axes, the X (depth) axis has kernel 3 (kDepthKernel)
 //   BM_NeighborhoodAttention2d_Split/X:56/Y:56/K:7/dil:1/H:4/P:32     neighborhood_qk (allocates the
-//        [B, X, Y, H, K²] logits), a plain scalar softmax loop over the last axis (written here),
+//        [B, X, Y, H, K²] logits), simd::softmax_inplace over each row of K² logits (as hybrid::Mass),
 //        neighborhood_av (allocates out)
 //
 // Counters: GFLOP/s of the useful products only: 2·(P + Pv) flops per (query, head, valid window
@@ -63,6 +63,7 @@
 #include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_split.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/simd/activations.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
 
 namespace {
@@ -221,18 +222,6 @@ void BM_Fused(benchmark::State& state) {
   set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
 }
 
-// In-place softmax of each row of n floats (-inf entries, slots outside a causal window, become 0).
-void softmax_rows(float* x, Index rows, Index n) {
-  for (Index r = 0; r < rows; ++r, x += n) {
-    float m = -std::numeric_limits<float>::infinity();
-    for (Index j = 0; j < n; ++j) m = std::max(m, x[j]);
-    float sum = 0;
-    for (Index j = 0; j < n; ++j) sum += (x[j] = std::exp(x[j] - m));
-    const float inv = 1.0f / sum;
-    for (Index j = 0; j < n; ++j) x[j] *= inv;
-  }
-}
-
 template <int R>
 void BM_Split(benchmark::State& state) {
   const Case<R> c(state);
@@ -240,7 +229,8 @@ void BM_Split(benchmark::State& state) {
   const ThreadCpuTimer timer;
   for (auto _ : state) {
     Tensor<float, R + 3> logits = attention::neighborhood_qk<R>(in.cq(), in.ck(), c.params);
-    softmax_rows(logits.data(), logits.size() / logits.dimension(R + 2), logits.dimension(R + 2));
+    const Index S = logits.dimension(R + 2);  // each row of S logits, as hybrid::Mass does
+    for (Index r = 0; r < logits.size() / S; ++r) simd::softmax_inplace(logits.data() + r * S, S);
     const ConstTensorView<float, R + 3> weights(logits.data(), logits.dimensions());
     benchmark::DoNotOptimize(attention::neighborhood_av<R>(weights, in.cv(), c.params).data());
   }

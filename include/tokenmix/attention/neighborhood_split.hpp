@@ -132,8 +132,11 @@ void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorVi
     for (Index bt = first; bt < last; ++bt) {
       const Index b = bt / grid.tokens, t = bt % grid.tokens;
       float* row = logits.data() + bt * H * grid.slots;  // [H, S]
-      std::fill(row, row + H * grid.slots, -std::numeric_limits<float>::infinity());
       slots.collect(grid, t, params);
+      // Every slot valid (no causal cut): slot i is entry i (slots come in ascending order), so the
+      // logits go out as vectors; otherwise per slot, over a row of -inf.
+      const bool every_slot = slots.count == grid.slots;
+      if (!every_slot) std::fill(row, row + H * grid.slots, -std::numeric_limits<float>::infinity());
       for (Index h = 0; h < H; ++h) {
         const float* qh = q.data() + (bt * H + h) * P;
         const float* k0 = k.data() + (b * grid.tokens * Hkv + h / (H / Hkv)) * P;  // key token j: k0 + j·Hkv·P
@@ -161,12 +164,23 @@ void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorVi
               }
             }
           }
-          simd::store<Arch>(sums, simd::lane_sums<Arch>(acc));
+          const V logit = V(scale) * simd::lane_sums<Arch>(acc);
           const Index* slot = slots.slot.data() + i0;
           const Index* rpb_at = slots.rpb.data() + i0;
           float* dst = row + h * grid.slots;
           const float* table = rpb ? rpb->data() + h * rpb_table : nullptr;
-          for (Index s = 0; s < n; ++s) dst[slot[s]] = scale * sums[s] + (table ? table[rpb_at[s]] : 0.0f);
+          if (every_slot) {
+            V bias(0.0f);
+            if (table) {
+              alignas(64) float b[W] = {};
+              for (Index s = 0; s < n; ++s) b[s] = table[rpb_at[s]];
+              bias = simd::load<Arch>(b);
+            }
+            simd::store_upto<Arch>(dst + i0, logit + bias, n, pad);
+            continue;
+          }
+          simd::store<Arch>(sums, logit);
+          for (Index s = 0; s < n; ++s) dst[slot[s]] = sums[s] + (table ? table[rpb_at[s]] : 0.0f);
         }
       }
     }
