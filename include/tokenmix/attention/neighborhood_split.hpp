@@ -13,7 +13,8 @@
 // softmax(qk) then av equals the fused neighborhood attention (tested against the oracle). The
 // window rule and validation: attention/neighborhood_types.hpp. Each query token's slots are listed
 // once for all heads; qk runs W slots at a time (one partial-sum vector per slot, reduced together by
-// simd::lane_sums), av keeps up to 4 vectors of output channels in registers across the slots.
+// simd::lane_sums), av keeps up to 4 vectors of output channels in registers across the slots
+// (several partial sums of each when they are 1 or 2).
 // Threads over (batch, query token); bitwise identical results for any thread count.
 
 #include <array>
@@ -87,16 +88,30 @@ TOKENMIX_ALWAYS_INLINE void dot_block(const float* q, const float* k0, const Ind
   for (Index s = n; s < W; ++s) acc[s] = simd::vfloat<Arch>(0.0f);
 }
 
-// acc[u] += w[i]·v[i·step + u·W .. + W) for i < n, u < NV (full vectors).
-template <class Arch, int NV>
+// acc[p·NV + u] += w[i]·v[i·step + u·W .. + W) for i < n, u < NV (full vectors), p = i mod U: U
+// partial sums per output vector (U·NV <= 4), so that consecutive slots' FMAs do not wait on each
+// other. With one chain per vector, NV = 1 or 2 (A2SSM's dh·N = 16 states per head, P = 32) waited
+// on the FMA latency at every slot.
+template <class Arch, int NV, int U>
 TOKENMIX_ALWAYS_INLINE void accumulate_run(const float* w, const float* v, Index n, Index step,
                                            simd::vfloat<Arch>* acc) noexcept {
+  static_assert(NV * U <= 4, "acc holds 4 vectors");
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  for (Index i = 0; i < n; ++i, v += step) {
+  Index i = 0;
+  for (; i + U <= n; i += U, v += U * step)
+    for (int p = 0; p < U; ++p) {
+      const simd::vfloat<Arch> wi(w[i + p]);
+      for (int u = 0; u < NV; ++u)
+        acc[p * NV + u] = simd::fmadd<Arch>(wi, simd::load<Arch>(v + p * step + u * W), acc[p * NV + u]);
+    }
+  for (int p = 0; i < n; ++i, ++p, v += step) {  // the rest, one partial sum each
     const simd::vfloat<Arch> wi(w[i]);
-    for (int u = 0; u < NV; ++u) acc[u] = simd::fmadd<Arch>(wi, simd::load<Arch>(v + u * W), acc[u]);
+    for (int u = 0; u < NV; ++u) acc[p * NV + u] = simd::fmadd<Arch>(wi, simd::load<Arch>(v + u * W), acc[p * NV + u]);
   }
 }
+
+// The partial sums per output vector that accumulate_run keeps for nv vectors.
+constexpr Index av_partials(Index nv) { return nv == 1 ? 4 : nv == 2 ? 2 : 1; }
 
 template <int R, class T>
 void check_same_grid(const char* op, const char* name, const T& t, const ConstTensorView<float, R + 3>& q) {
@@ -239,10 +254,10 @@ void neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTe
             const Index step = key_step * Hkv * Pv;
             if (tail == W) {  // full vectors: the count is a compile-time constant (registers, no loop)
               switch (nv) {
-                case 1: return detail::accumulate_run<Arch, 1>(w, vj, n, step, acc);
-                case 2: return detail::accumulate_run<Arch, 2>(w, vj, n, step, acc);
-                case 3: return detail::accumulate_run<Arch, 3>(w, vj, n, step, acc);
-                default: return detail::accumulate_run<Arch, 4>(w, vj, n, step, acc);
+                case 1: return detail::accumulate_run<Arch, 1, detail::av_partials(1)>(w, vj, n, step, acc);
+                case 2: return detail::accumulate_run<Arch, 2, detail::av_partials(2)>(w, vj, n, step, acc);
+                case 3: return detail::accumulate_run<Arch, 3, detail::av_partials(3)>(w, vj, n, step, acc);
+                default: return detail::accumulate_run<Arch, 4, detail::av_partials(4)>(w, vj, n, step, acc);
               }
             }
             for (Index i = 0; i < n; ++i, vj += step) {
@@ -251,6 +266,9 @@ void neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTe
               acc[nv - 1] = simd::fmadd<Arch>(wi, simd::load_upto<Arch>(vj + (nv - 1) * W, tail, pad), acc[nv - 1]);
             }
           });
+          if (tail == W)  // the partial sums of accumulate_run, in a fixed order
+            for (Index p = 1; p < detail::av_partials(nv); ++p)
+              for (Index u = 0; u < nv; ++u) acc[u] += acc[p * nv + u];
           for (Index u = 0; u + 1 < nv; ++u) simd::store<Arch>(oh + d0 + u * W, acc[u]);
           simd::store_upto<Arch>(oh + d0 + (nv - 1) * W, acc[nv - 1], tail, pad);
         }
