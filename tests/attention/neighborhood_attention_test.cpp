@@ -27,6 +27,7 @@
 #include "tokenmix/attention/attention.hpp"
 #include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_kernel.hpp"
+#include "tokenmix/attention/neighborhood_split.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
 #include "tokenmix/reference/attention.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
@@ -251,7 +252,51 @@ std::array<Index, R + 3> na_dims(const NaCase<R>& c, Index heads, Index width) {
   return dims;
 }
 
-// The fused operator (out and lse) against the oracle on random inputs.
+// The split ops (attention/neighborhood_split.hpp, the kernel's logits and weighted_sum modes)
+// against NATTEN's slot rule, NeighborhoodGrid::for_each_slot (the walk the oracle takes), in double:
+// logits[.., h, slot] = scale·<q, k_key> + rpb (-inf at slots outside a causal window) and, for
+// arbitrary weights, neighborhood_av = Σ_slots weight·v_key (the slots outside the window unread).
+// The slot order is checked here, not only through qk -> softmax -> av, which a consistent
+// reordering of both would pass.
+template <int R, class Arch>
+::testing::AssertionResult split_matches_slot_rule(const NaCase<R>& c, const Tensor<float, R + 3>& q,
+                                                   const Tensor<float, R + 3>& k, const Tensor<float, R + 3>& v,
+                                                   const std::optional<ConstTensorView<float, R + 1>>& rpb, Rng& rng,
+                                                   const Eigen::ThreadPoolDevice* device) {
+  const attention::NeighborhoodParams<R> params = c.params();
+  const attention::detail::NeighborhoodGrid<R> grid(q, params);
+  const Index S = grid.slots, T = grid.tokens, G = c.H / c.Hkv, table_size = rpb ? rpb->size() / c.H : 0;
+  const double scale = 1.0 / std::sqrt(double(c.P));
+  // Weights the size of a softmax row's (their sums over hundreds of slots stay within the tolerance).
+  Tensor<float, R + 3> weights = random_tensor<R>(na_dims<R>(c, c.H, S), rng) * (1.0f / float(S));
+  Tensor<float, R + 3> want_logits(na_dims<R>(c, c.H, S)), want_out(na_dims<R>(c, c.H, c.Pv));
+  std::vector<double> acc(std::size_t(c.Pv));
+  for (Index b = 0; b < c.B; ++b)
+    for (Index t = 0; t < T; ++t)
+      for (Index h = 0; h < c.H; ++h) {
+        const Index row = (b * T + t) * c.H + h;
+        float* logits = want_logits.data() + row * S;
+        std::fill_n(logits, S, -std::numeric_limits<float>::infinity());
+        std::fill(acc.begin(), acc.end(), 0.0);
+        grid.for_each_slot(t, params, [&](Index slot, Index key, Index r) {
+          const Index kv_row = (b * T + key) * c.Hkv + h / G;
+          double dot = 0;
+          for (Index p = 0; p < c.P; ++p) dot += double(q.data()[row * c.P + p]) * k.data()[kv_row * c.P + p];
+          logits[slot] = float(scale * dot + (rpb ? rpb->data()[h * table_size + r] : 0.0f));
+          for (Index p = 0; p < c.Pv; ++p) acc[std::size_t(p)] += double(weights.data()[row * S + slot]) * v.data()[kv_row * c.Pv + p];
+        });
+        for (Index p = 0; p < c.Pv; ++p) want_out.data()[row * c.Pv + p] = float(acc[std::size_t(p)]);
+      }
+  const ::testing::AssertionResult qk_ok = testing::all_close(
+      attention::neighborhood_qk<R, Arch>(q, k, params, rpb, device), want_logits, testing::tolerance::attention,
+      c.name() + " neighborhood_qk");
+  if (!qk_ok) return qk_ok;
+  return testing::all_close(attention::neighborhood_av<R, Arch>(weights, v, params, device), want_out,
+                            testing::tolerance::attention, c.name() + " neighborhood_av");
+}
+
+// The fused operator (out and lse) against the oracle on random inputs, and the split ops against
+// the slot rule on the same inputs.
 template <int R, class Arch = simd::default_arch>
 ::testing::AssertionResult fused_matches_oracle(const NaCase<R>& c, Rng& rng, const Eigen::ThreadPoolDevice* device = nullptr) {
   const auto q = random_tensor<R>(na_dims<R>(c, c.H, c.P), rng), k = random_tensor<R>(na_dims<R>(c, c.Hkv, c.P), rng),
@@ -267,7 +312,9 @@ template <int R, class Arch = simd::default_arch>
   const Tensor<float, R + 3> want = ref::neighborhood_attention<R>(q, k, v, c.params(), rpb, &want_lse);
   const ::testing::AssertionResult out_ok = testing::all_close(out, want, testing::tolerance::attention, c.name() + " out");
   if (!out_ok) return out_ok;
-  return testing::all_close(lse, want_lse, testing::tolerance::attention, c.name() + " lse");
+  const ::testing::AssertionResult lse_ok = testing::all_close(lse, want_lse, testing::tolerance::attention, c.name() + " lse");
+  if (!lse_ok) return lse_ok;
+  return split_matches_slot_rule<R, Arch>(c, q, k, v, rpb, rng, device);
 }
 
 TEST(NeighborhoodAttention, OneDimensionalSweep) {
@@ -349,6 +396,10 @@ TEST(NeighborhoodAttention, ThreeDimensionalAndStrides) {
   c.K = {2, 3, 5}, c.d = {2, 1, 3}, c.causal = {true, false, true}, c.rpb = false, c.H = 4, c.Hkv = 2, c.Pv = 9;
   EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
   c.extent = {3, 4, 5}, c.K = {3, 4, 5}, c.d = {1, 1, 1}, c.causal = {false, false, false}, c.P = 33, c.Pv = 1;
+  EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
+  // A causal middle axis: early rows' windows hold fewer than K_1 rows, so the kernel's window index
+  // (radix: the rows present) and NATTEN's slot (radix K_1) differ for the split ops.
+  c.extent = {5, 6, 9}, c.K = {3, 3, 3}, c.d = {1, 2, 1}, c.causal = {false, true, false}, c.P = 8, c.Pv = 8;
   EXPECT_TRUE(fused_matches_oracle<3>(c, rng));
   // Strides (NATTEN's query stride: groups of queries share their leader's window), up to K.
   NaCase<2> s;

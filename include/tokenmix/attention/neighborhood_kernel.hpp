@@ -30,6 +30,11 @@
 // Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
 // L1, and no online rescaling is needed. Every query's arithmetic is the same whatever the blocking
 // and the thread count, so the output is bitwise identical for any number of threads.
+//
+// The split operators (attention/neighborhood_split.hpp) run the same kernel in another NaOutput
+// mode: logits (qk only; S times scale, not log2(e), plus rpb, written to [.., H, S_full] in NATTEN's
+// slot order) and weighted_sum (S read from given weights [.., H, S_full], then PV, no softmax).
+// NaSlotMap turns a kernel slot (key row index in the row's window, slot j of lane i) into NATTEN's.
 
 #include <algorithm>
 #include <array>
@@ -54,6 +59,10 @@ namespace tokenmix::attention::detail {
 constexpr int kNaMaxRows = 3;    // query rows per block (register block I)
 constexpr int kNaMaxSlots = 8;   // window slots per micro-kernel call (register block J)
 constexpr Index kNaMaxLanes = 16;
+
+// What the kernel computes: softmax(QKᵀ)V (fused), the logits only (neighborhood_qk), or the sum of
+// given weights times V (neighborhood_av).
+enum class NaOutput { attention, logits, weighted_sum };
 
 // dst[c][lane] = rows[lane][c] for lanes < W and columns c < n_cols; dst rows have stride ld. Full
 // column blocks go through registers.
@@ -131,6 +140,7 @@ struct NaTile {
   Index a[kNaMaxLanes] = {};                       // slot 0's column, per lane (slot j: a + j·slot_step)
   Index rpb_first[kNaMaxLanes] = {};               // rpb index of slot 0 along the last axis
   Index lo[kNaMaxLanes] = {};                      // wrapped: the window's first column, per lane
+  std::int32_t rot[kNaMaxLanes] = {};              // wrapped: slot j holds window key (rot + j) mod K
 };
 
 // A run of consecutive tiles of one group and the key columns their row slabs hold.
@@ -225,6 +235,7 @@ struct NaPlan {
     if (!shifted && wrap_borders() && wrapped_windows_match(t, Lg)) {
       const Index a0 = first - (K / 2) * slot_step;
       for (Index i = 0; i < W; ++i) t.lo[i] = t.a[i], t.a[i] = a0 + i, t.col[i] = std::int32_t(i);
+      for (Index i = 0; i < t.count; ++i) t.rot[i] = std::int32_t((slab_key(Lg, t.a[i]) - t.lo[i]) / slot_step);
       t.a_min = a0, t.a_max = a0 + W - 1, t.wrapped = true;
       return t;
     }
@@ -561,6 +572,9 @@ struct NeighborhoodKernel {
   const NaPlan<R>& plan;
   const float *q, *k, *v, *rpb;  // q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv], rpb [H, ..]
   float *out, *lse;              // out [B, X.., H, Pv], lse [B, X.., H] or nullptr
+  NaOutput mode = NaOutput::attention;
+  float* logits = nullptr;          // logits: [B, X.., H, S_full] (S_full = max_slots; P = plan.P, Pv = 0)
+  const float* weights = nullptr;   // weighted_sum: [B, X.., H, S_full] (P = 0)
 
   // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
   struct Scratch {
@@ -576,6 +590,8 @@ struct NeighborhoodKernel {
     std::vector<NaUnionRow> uni;
     Index n_slots[kNaMaxRows] = {};
     std::vector<Index> rpb_base[kNaMaxRows];  // per key row of a query row's window: its rpb row offset
+    std::vector<Index> out_base[kNaMaxRows];  // the same key row's first slot in NATTEN's order (split ops)
+    Buffer rotated;  // split ops, wrapped tiles: [W, max_slots] lanes' rows in the kernel's slot order
   };
 
   Index p_pad() const { return (plan.P + W - 1) / W * W; }
@@ -593,6 +609,9 @@ struct NeighborhoodKernel {
     if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
+    if (mode != NaOutput::attention) {
+      sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
+    }
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
@@ -642,6 +661,7 @@ struct NeighborhoodKernel {
       sc.uni.push_back(u);
       sc.n_slots[0] = pl.K;
       sc.rpb_base[0].assign(1, 0);
+      sc.out_base[0].assign(1, 0);
       return;
     } else {
       constexpr int O = R - 1;  // outer axes
@@ -656,6 +676,7 @@ struct NeighborhoodKernel {
         for (int a = 0; a < O; ++a) slots *= win[std::size_t(i)][std::size_t(a)].count;
         sc.n_slots[i] = slots;
         sc.rpb_base[i].assign(std::size_t(slots / pl.K), 0);
+        sc.out_base[i].assign(std::size_t(slots / pl.K), 0);
       }
       // Axes before R-2 have the same window for every row of the block; along R-2 the union runs
       // from the smallest first key to the largest last key (consecutive windows overlap).
@@ -682,7 +703,7 @@ struct NeighborhoodKernel {
         u.key_row = key_row;
         for (int i = 0; i < n; ++i) {
           // This key row's index in row i's window list (mixed radix over the outer axes).
-          Index idx = 0, rpb = 0;
+          Index idx = 0, rpb = 0, natten = 0;  // natten: the index with radix K_a (NATTEN's slots)
           bool inside = true;
           for (int a = 0; a < O; ++a) {
             const AxisWindow& w = win[std::size_t(i)][std::size_t(a)];
@@ -690,11 +711,13 @@ struct NeighborhoodKernel {
             const Index m = (coord - w.first) / w.step;
             inside = inside && coord >= w.first && m < w.count;
             idx = idx * w.count + m;
+            natten = natten * pl.params.kernel_size[std::size_t(a)] + m;
             rpb = rpb * (2 * pl.params.kernel_size[std::size_t(a)] - 1) + w.rpb_first + m;
           }
           if (!inside) continue;
           u.active[u.n_active] = i, u.slot_base[u.n_active] = idx * pl.K, ++u.n_active;
           sc.rpb_base[i][std::size_t(idx)] = rpb * (2 * pl.K - 1);
+          sc.out_base[i][std::size_t(idx)] = natten * pl.K;
         }
         if (u.n_active > 0) sc.uni.push_back(u);
         more = false;
@@ -819,34 +842,60 @@ struct NeighborhoodKernel {
     const int n = int(blk[0]);
     const Index group_heads = pl.H / pl.Hkv;
     const Index lane_stride = pl.col_step;  // tokens between lanes
-    if (ahead) {  // the queries and outputs of this kv head's query heads in a later tile
+    const auto token0_of = [&](const NaTile& t, int i) {  // the token of lane 0 in query row i
+      return b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + t.group + pl.col_step * t.first;
+    };
+    // Per (token, head): what a tile reads (q, or the split av's weights) and writes (out or logits).
+    const Index S_full = pl.max_slots;
+    const bool qk = mode != NaOutput::weighted_sum, pv = mode != NaOutput::logits;
+    const float* in_rows = qk ? q : weights;
+    const Index in_floats = qk ? pl.P : S_full;
+    float* out_rows = pv ? out : logits;
+    const Index out_floats = pv ? pl.Pv : S_full;
+    if (ahead) {  // the inputs and outputs of this kv head's query heads in a later tile
       const Index h0 = hkv * group_heads;
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + ahead->group + pl.col_step * ahead->first;
-        prefetch_rows(q + (token0 * pl.H + h0) * pl.P, lane_stride * pl.H * pl.P, ahead->count, group_heads * pl.P);
-        prefetch_rows(out + (token0 * pl.H + h0) * pl.Pv, lane_stride * pl.H * pl.Pv, ahead->count, group_heads * pl.Pv,
-                      true);
+        const Index token0 = token0_of(*ahead, i);
+        prefetch_rows(in_rows + (token0 * pl.H + h0) * in_floats, lane_stride * pl.H * in_floats, ahead->count,
+                      group_heads * in_floats);
+        prefetch_rows(out_rows + (token0 * pl.H + h0) * out_floats, lane_stride * pl.H * out_floats, ahead->count,
+                      group_heads * out_floats, true);
       }
     }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
-      for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
-        float* qt = sc.qt.data() + i * p_pad() * W;
-        transpose_lanes_in<Arch>(q + (token0 * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count, pl.P, qt, W);
-        const V scale(pl.q_scale);
-        for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
+      if (qk) {
+        for (int i = 0; i < n; ++i) {
+          float* qt = sc.qt.data() + i * p_pad() * W;
+          transpose_lanes_in<Arch>(q + (token0_of(tile, i) * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count,
+                                   pl.P, qt, W);
+          const V scale(pl.q_scale);
+          for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
+        }
+        std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
+        products<true>(sc, tiles, tile, b, hkv);
       }
-      std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
-      products<true>(sc, tiles, tile, b, hkv);
+      if (mode == NaOutput::logits) {
+        for (int i = 0; i < n; ++i) {
+          bias_and_mask(sc, i, tile, h, V(1.0f));
+          write_logits(sc, i, tile, logits + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
+        }
+        continue;
+      }
       V row_max[kNaMaxRows], row_sum[kNaMaxRows];
-      for (int i = 0; i < n; ++i) softmax(sc, i, tile, h, row_max[i], row_sum[i]);
+      for (int i = 0; i < n; ++i)
+        if (mode == NaOutput::attention)
+          softmax(sc, i, tile, h, row_max[i], row_sum[i]);
+        else
+          read_weights(sc, i, tile, weights + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
       for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
       products<false>(sc, tiles, tile, b, hkv);
       for (int i = 0; i < n; ++i) {
-        const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
+        const Index token0 = token0_of(tile, i);
         float* ot = sc.ot.data() + i * pv_pad() * W;
-        const V inv = V(1.0f) / row_sum[i];
-        for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
+        if (mode == NaOutput::attention) {
+          const V inv = V(1.0f) / row_sum[i];
+          for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
+        }
         transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
         if (lse) {
           alignas(64) float m[kNaMaxLanes], l[kNaMaxLanes];
@@ -858,28 +907,45 @@ struct NeighborhoodKernel {
     }
   }
 
-  // Row i's logits -> exp2(S - m) in place (masks and rpb first); returns m and l = Σ exp2(S - m).
-  void softmax(Scratch& sc, int i, const NaTile& tile, Index h, V& m, V& l) const {
+  // Row i's logits + rpb·bias_scale (log2(e) for the softmax's exp2, 1 for the split logits), and
+  // -inf at the slots outside causal windows.
+  void bias_and_mask(Scratch& sc, int i, const NaTile& tile, Index h, V bias_scale) const {
     const NaPlan<R>& pl = plan;
     float* S = sc.s.data() + i * pl.max_slots * W;  // [n_slots, W]
     const Index n_slots = sc.n_slots[i];
     if (rpb) {
+      // Slot j of lane takes the table entry rpb_first + window_slot(j) of its row (wrapped tiles:
+      // (rot + j) mod K; rpb comes without causal axes, so no slot is masked here).
       const float* table = rpb + h * rpb_table_size();
-      const Index Lg = pl.group_length(tile.group);
-      alignas(64) float bias[kNaMaxLanes];
-      for (Index r = 0; r < n_slots / pl.K; ++r)
+#if defined(__AVX512F__)
+      if constexpr (simd::is_avx512<Arch>) {  // a gather per slot: lane-by-lane loads then a vector
+        // load of them stalled on store forwarding (measured: the split qk's largest cost)
+        const __m512i first = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512(tile.rpb_first))),
+            _mm512_cvtepi64_epi32(_mm512_loadu_si512(tile.rpb_first + 8)), 1);
+        const __m512i rot = _mm512_loadu_si512(tile.rot), K = _mm512_set1_epi32(int(pl.K));
         for (Index j = 0; j < pl.K; ++j) {
-          const float* row = table + sc.rpb_base[i][std::size_t(r)];
-          for (Index lane = 0; lane < W; ++lane) {
-            // Wrapped tiles: slot j of a valid lane holds the key slab_key(a + j) of its window.
-            const Index m = tile.wrapped && lane < tile.count
-                                ? (pl.slab_key(Lg, tile.a[lane] + j * pl.slot_step) - tile.lo[lane]) / pl.slot_step
-                                : j;
-            bias[lane] = row[tile.rpb_first[lane] + m];
+          __m512i m = _mm512_add_epi32(rot, _mm512_set1_epi32(int(j)));
+          m = _mm512_mask_sub_epi32(m, _mm512_cmpge_epi32_mask(m, K), m, K);
+          const __m512i at = _mm512_add_epi32(first, m);
+          for (Index r = 0; r < n_slots / pl.K; ++r) {
+            float* s = S + (r * pl.K + j) * W;
+            const V bias = _mm512_i32gather_ps(at, table + sc.rpb_base[i][std::size_t(r)], sizeof(float));
+            simd::store<Arch>(s, simd::fmadd<Arch>(bias, bias_scale, simd::load<Arch>(s)));
           }
-          float* s = S + (r * pl.K + j) * W;
-          simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(bias), V(simd::kLog2e), simd::load<Arch>(s)));
         }
+      } else
+#endif
+      {
+        alignas(64) float bias[kNaMaxLanes];
+        for (Index r = 0; r < n_slots / pl.K; ++r)
+          for (Index j = 0; j < pl.K; ++j) {
+            const float* row = table + sc.rpb_base[i][std::size_t(r)];
+            for (Index lane = 0; lane < W; ++lane) bias[lane] = row[tile.rpb_first[lane] + window_slot(tile, lane, j)];
+            float* s = S + (r * pl.K + j) * W;
+            simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(bias), bias_scale, simd::load<Arch>(s)));
+          }
+      }
     }
     if (tile.masked) {
       const V skip = simd::load<Arch>(tile.skip), minus_inf(-std::numeric_limits<float>::infinity());
@@ -889,6 +955,110 @@ struct NeighborhoodKernel {
           simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s)));
         }
     }
+  }
+
+  // The position in its window (along the last axis, from the window's first key) of the key that
+  // lane's slot j holds; for masked slots (j < skip) a negative number. Wrapped tiles hold the
+  // window in another order (NaPlan::slab_key); lanes past the axis end keep j.
+  Index window_slot(const NaTile& tile, Index lane, Index j) const {
+    if (lane >= tile.count) return j;
+    if (tile.wrapped) return (tile.rot[lane] + j) % plan.K;
+    return tile.masked ? j - Index(tile.skip[lane]) : j;
+  }
+
+  // Whether row i holds every slot of every lane's window (no causal cut): the kernel's slots are then
+  // NATTEN's, in order, or (wrapped tiles) each last-axis run of K of them in another order.
+  bool full_windows(const Scratch& sc, int i, const NaTile& tile) const {
+    return !tile.masked && sc.n_slots[i] == plan.max_slots;
+  }
+
+  // Split qk: row i's logits [n_slots, W] to rows dst + lane·stride of S_full floats in NATTEN's slot
+  // order: a transpose (wrapped tiles: then each lane's runs of K slots rotated into window order);
+  // per slot where windows are cut (causal), -inf at the slots outside them.
+  void write_logits(Scratch& sc, int i, const NaTile& tile, float* dst, Index stride) const {
+    const NaPlan<R>& pl = plan;
+    const Index K = pl.K, S_full = pl.max_slots;
+    const float* S = sc.s.data() + i * S_full * W;
+    if (full_windows(sc, i, tile)) {
+      if (!tile.wrapped) return transpose_lanes_out<Arch>(S, S_full, tile.count, dst, stride);
+      // Wrapped: the lanes' rows in the kernel's order first; kernel slot j of lane holds window key
+      // (rot + j) mod K, so window key m is kernel slot (m + K - rot) mod K.
+      float* kernel_order = sc.rotated.data();  // [W, S_full]
+      transpose_lanes_out<Arch>(S, S_full, tile.count, kernel_order, S_full);
+      for (Index lane = 0; lane < tile.count; ++lane)
+        for (Index r = 0; r < S_full; r += K)
+          rotate_into(kernel_order + lane * S_full + r, K, (K - tile.rot[lane]) % K, dst + lane * stride + r);
+      return;
+    }
+    for (Index lane = 0; lane < tile.count; ++lane) {
+      float* row = dst + lane * stride;
+      std::fill_n(row, S_full, -std::numeric_limits<float>::infinity());
+      for (Index r = 0; r < sc.n_slots[i] / K; ++r)
+        for (Index j = 0; j < K; ++j)
+          if (const Index m = window_slot(tile, lane, j); m >= 0)
+            row[sc.out_base[i][std::size_t(r)] + m] = S[(r * K + j) * W + lane];
+    }
+  }
+
+  // dst[j] = src[(first + j) mod n] for j < n: on AVX-512 one permute when n <= 16 (runs of K slots
+  // are short: the memmove calls of std::rotate_copy, or a loop wrapping its index, cost more than
+  // the products they feed).
+  static void rotate_into(const float* src, Index n, Index first, float* dst) {
+#if defined(__AVX512F__)
+    if constexpr (simd::is_avx512<Arch>) {
+      if (n <= 16) {
+        const __mmask16 valid = __mmask16((1u << n) - 1u);
+        const __m512i size = _mm512_set1_epi32(int(n));
+        __m512i from = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32(int(first)));
+        from = _mm512_mask_sub_epi32(from, _mm512_cmpge_epi32_mask(from, size), from, size);
+        _mm512_mask_storeu_ps(dst, valid, _mm512_permutexvar_ps(from, _mm512_maskz_loadu_ps(valid, src)));
+        return;
+      }
+    }
+#endif
+    std::copy(src + first, src + n, dst);
+    std::copy(src, src + first, dst + (n - first));
+  }
+
+  // Split av: row i's weights [n_slots, W] from rows src + lane·stride of S_full floats (NATTEN's
+  // slot order), the inverse of write_logits (wrapped tiles: the rotated lanes from a copy); slots
+  // outside a causal window weigh 0 (their weights are not read), and so do the lanes past the axis
+  // end.
+  void read_weights(Scratch& sc, int i, const NaTile& tile, const float* src, Index stride) const {
+    const NaPlan<R>& pl = plan;
+    const Index K = pl.K, S_full = pl.max_slots;
+    float* S = sc.s.data() + i * S_full * W;
+    if (full_windows(sc, i, tile)) {
+      if (!tile.wrapped) return transpose_lanes_in<Arch>(src, stride, 0, tile.count, S_full, S, W);
+      const float* rows[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) {
+        const float* row = src + std::min(lane, tile.count - 1) * stride;
+        rows[lane] = row;
+        if (const Index rot = lane < tile.count ? tile.rot[lane] : 0; rot != 0) {
+          float* copy = sc.rotated.data() + lane * S_full;
+          for (Index r = 0; r < S_full; r += K) rotate_into(row + r, K, rot, copy + r);
+          rows[lane] = copy;
+        }
+      }
+      return transpose_rows_in<Arch>(rows, S_full, S, W);
+    }
+    std::fill_n(S, sc.n_slots[i] * W, 0.0f);
+    for (Index lane = 0; lane < tile.count; ++lane) {
+      const float* row = src + lane * stride;
+      for (Index r = 0; r < sc.n_slots[i] / K; ++r)
+        for (Index j = 0; j < K; ++j)
+          if (const Index m = window_slot(tile, lane, j); m >= 0)
+            S[(r * K + j) * W + lane] = row[sc.out_base[i][std::size_t(r)] + m];
+    }
+  }
+
+  // Row i's logits -> exp2(S - m) in place (masks and rpb first); returns m and l = Σ exp2(S - m).
+  void softmax(Scratch& sc, int i, const NaTile& tile, Index h, V& m, V& l) const {
+    const NaPlan<R>& pl = plan;
+    float* S = sc.s.data() + i * pl.max_slots * W;  // [n_slots, W]
+    const Index n_slots = sc.n_slots[i];
+    bias_and_mask(sc, i, tile, h, V(simd::kLog2e));
     if (fused_row_max(tile)) {
       m = simd::load<Arch>(sc.row_max.data() + i * W);
     } else {
@@ -904,7 +1074,7 @@ struct NeighborhoodKernel {
   }
 
   // The qk micro-kernels keep the rows' max unless rpb or causal masks change the logits afterwards.
-  bool fused_row_max(const NaTile& tile) const { return !rpb && !tile.masked; }
+  bool fused_row_max(const NaTile& tile) const { return mode == NaOutput::attention && !rpb && !tile.masked; }
 
   Index rpb_table_size() const {
     Index n = 1;
