@@ -450,7 +450,8 @@ TYPED_TEST(NeighborhoodAttentionArchTest, MatchesTheOracle) {
   EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
 }
 
-// The work items split differently with the thread count; each query's arithmetic does not.
+// The work items split differently with the thread count; each query's arithmetic does not (the
+// fused op and the split ops).
 TEST(NeighborhoodAttention, BitwiseIdenticalForAnyThreadCount) {
   Rng rng(25);
   const auto q = random_tensor<2>({2, 23, 37, 4, 16}, rng), k = random_tensor<2>({2, 23, 37, 2, 16}, rng),
@@ -464,6 +465,14 @@ TEST(NeighborhoodAttention, BitwiseIdenticalForAnyThreadCount) {
     Tensor<float, 4> lse;
     EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q, k, v, p, std::nullopt, &lse, pool.device()), one));
     EXPECT_TRUE(testing::bitwise_equal(lse, lse1));
+  }
+  // The split ops run the same kernel (logits / weighted_sum modes).
+  const Tensor<float, 5> logits = attention::neighborhood_qk<2>(q, k, p);
+  const Tensor<float, 5> split = attention::neighborhood_av<2>(logits, v, p);
+  for (const int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_qk<2>(q, k, p, std::nullopt, pool.device()), logits));
+    EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_av<2>(logits, v, p, pool.device()), split));
   }
   const auto q1 = random_tensor<1>({1, 1000, 2, 32}, rng), k1 = random_tensor<1>({1, 1000, 2, 32}, rng);
   const auto p1 = attention::NeighborhoodParams<1>::uniform(13, 3);

@@ -34,7 +34,9 @@
 // The split operators (attention/neighborhood_split.hpp) run the same kernel in another NaOutput
 // mode: logits (qk only; S times scale, not log2(e), plus rpb, written to [.., H, S_full] in NATTEN's
 // slot order) and weighted_sum (S read from given weights [.., H, S_full], then PV, no softmax).
-// NaSlotMap turns a kernel slot (key row index in the row's window, slot j of lane i) into NATTEN's.
+// A kernel slot (key row r of the row's window, slot j of lane i) is NATTEN's slot out_base[r] +
+// window_slot(i, j): the outer axes' index with radix K_a instead of the windows' row counts, and
+// along the last axis j itself, j - skip (causal cuts) or (rot + j) mod K (wrapped border tiles).
 
 #include <algorithm>
 #include <array>
@@ -603,15 +605,14 @@ struct NeighborhoodKernel {
     Scratch sc;
     sc.slabs.assign(std::size_t(slab_floats() * pl.cache_entries), 0.0f);
     sc.qt.assign(std::size_t(kNaMaxRows * p_pad() * W), 0.0f);
-    sc.s.assign(std::size_t(kNaMaxRows * pl.max_slots * W), 0.0f);
+    // S_i, plus W rows: the split qk's transposes out read whole W-row chunks past the last slot.
+    sc.s.assign(std::size_t((kNaMaxRows * pl.max_slots + W) * W), 0.0f);
     sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
     sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
     if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
-    if (mode != NaOutput::attention) {
-      sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
-    }
+    if (mode != NaOutput::attention) sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
