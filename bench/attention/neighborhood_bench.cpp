@@ -3,7 +3,7 @@
 // softmax -> neighborhood_av (attention/neighborhood_split.hpp, what A2SSM runs), the double oracle
 // (reference/neighborhood_attention.hpp) on small shapes, and the dense softmax engine
 // (attention/attention.hpp) on the same tokens. All at B 1, H 4, P = Pv 32, fp32, 1 thread,
-// non-causal, stride 1, no rpb; q, k, v standard normal.
+// non-causal, stride 1, no rpb (but FusedRpb); q, k, v standard normal.
 //
 //   BM_NeighborhoodAttention1d_Dense/L:4096/H:4/P:32                  dense, L 4096 and 16384
 //   BM_NeighborhoodAttention2d_Dense/X:56/Y:56/H:4/P:32               dense on the 3136 tokens flattened
@@ -17,6 +17,8 @@
 //        (the oracle's shape)
 //   BM_NeighborhoodAttention3d_Fused/X:8/Y:28/Z:28/K:7/dil:1/H:4/P:32 kernel 3×7×7: K is the kernel
 //        of the Y and Z axes, the X (depth) axis has kernel 3 (kDepthKernel)
+//   BM_NeighborhoodAttention2d_FusedRpb/X:<X>/Y:<X>/K:7/dil:1/H:4/P:32 X in {56, 28}: the fused op with
+//        rpb [H, 13, 13] (NAT's layers)
 //   BM_NeighborhoodAttention2d_Split/X:56/Y:56/K:7/dil:1/H:4/P:32     neighborhood_qk (allocates the
 //        [B, X, Y, H, K²] logits), simd::softmax_inplace over each row of K² logits (as hybrid::Mass),
 //        neighborhood_av (allocates out)
@@ -30,7 +32,7 @@
 //                           (1d L 4096, 16384; 2d 56×56): NA should win (< 1) once the window is under
 //                           an eighth of the tokens (the K² < L/8 in 2-D)
 //   vs_reference (Fused)  = this time / the Reference case of the same shape (1d L 512, 2d 14×14)
-//   vs_fused (Split)      = this time / the Fused case of the same shape
+//   vs_fused (Split, FusedRpb) = this time / the Fused case of the same shape
 //   per_token_vs_L4096 (1d Fused, L > 4096) = time per token at L / time per token at L 4096 (same K,
 //                           dilation): 1.0 when the time is linear in L (the bound is 1.2).
 //                           Measured by alternation (support/paired.hpp): 9 rounds of calls at L then
@@ -39,7 +41,8 @@
 // use), the ratios and per-token counters included: on this shared 2-vCPU VM the wall time (the Time
 // column) also counts the time other processes hold the core (seen at 2× the CPU time).
 // The ratios need the case they divide by to have run first in the same process: the families are
-// registered Dense, Reference, Fused, Split, so a --benchmark_filter must keep the denominators too.
+// registered Dense, Reference, Fused, FusedRpb, Split, so a --benchmark_filter must keep the
+// denominators too.
 
 #include <benchmark/benchmark.h>
 
@@ -222,6 +225,30 @@ void BM_Fused(benchmark::State& state) {
   set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
 }
 
+// The fused operator with NATTEN's relative positional bias (NAT / DiNAT layers): rpb [H, 2K-1, ..]
+// standard normal.
+template <int R>
+void BM_FusedRpb(benchmark::State& state) {
+  const Case<R> c(state);
+  Inputs<R + 3> in(c.dims());
+  std::array<Index, R + 1> rpb_dims{};
+  rpb_dims[0] = c.H;
+  for (int a = 0; a < R; ++a) rpb_dims[std::size_t(a + 1)] = 2 * c.params.kernel_size[std::size_t(a)] - 1;
+  Tensor<float, R + 1> table(rpb_dims);
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (Index i = 0; i < table.size(); ++i) table.data()[i] = normal(rng);
+  const ConstTensorView<float, R + 1> rpb(table.data(), table.dimensions());
+  const ThreadCpuTimer timer;
+  for (auto _ : state) {
+    attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, rpb, in.out_view(), nullptr);
+    benchmark::DoNotOptimize(in.out.data());
+  }
+  const double seconds = timer.seconds() / double(state.iterations());
+  set_ratio(state, "vs_fused", seconds, fused_seconds(), c.key());
+  set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+}
+
 template <int R>
 void BM_Split(benchmark::State& state) {
   const Case<R> c(state);
@@ -259,7 +286,7 @@ void fused_2d_shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond);
 }
 
-// Denominators first (Dense, Reference), then Fused, then Split (see the header).
+// Denominators first (Dense, Reference), then Fused, then FusedRpb and Split (see the header).
 BENCHMARK(BM_Dense<1>)
     ->Name("BM_NeighborhoodAttention1d_Dense")
     ->ArgNames({"L", "H", "P"})
@@ -287,6 +314,12 @@ BENCHMARK(BM_Fused<3>)
     ->Name("BM_NeighborhoodAttention3d_Fused")
     ->ArgNames({"X", "Y", "Z", "K", "dil", "H", "P"})
     ->Args({8, 28, 28, 7, 1, kH, kP})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FusedRpb<2>)
+    ->Name("BM_NeighborhoodAttention2d_FusedRpb")
+    ->ArgNames({"X", "Y", "K", "dil", "H", "P"})
+    ->Args({56, 56, 7, 1, kH, kP})
+    ->Args({28, 28, 7, 1, kH, kP})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Split<2>)
     ->Name("BM_NeighborhoodAttention2d_Split")
