@@ -123,19 +123,26 @@ class A2ssm {
     const Index per_head = C / nh * N;
     using V = simd::vfloat<>;
     constexpr Index Wl = static_cast<Index>(simd::lanes<simd::default_arch>);
+    constexpr Index kOutputs = 8;  // output heads accumulated together: independent FMA chains
     tokenmix::detail::parallel_for(device_, rows, [&](Index first, Index last) {
       alignas(64) float pad[2 * Wl];
       std::vector<float> mixed(static_cast<std::size_t>(nh * per_head));
+      std::vector<const float*> G(static_cast<std::size_t>(nh));  // head i's aggregated states
       for (Index r = first; r < last; ++r) {
-        for (Index o = 0; o < nh; ++o)
-          for (Index e = 0; e < per_head; e += Wl) {
-            const Index n = std::min(Wl, per_head - e);
-            V acc(w_.state_fusion_bias(o));
-            for (Index i = 0; i < nh; ++i) {
-              const float* G = agg_[i < group ? 0 : 1].data() + (r * group + i % group) * per_head;
-              acc = simd::fmadd<simd::default_arch>(V(w_.state_fusion_weight(o, i, 0, 0)), simd::load_upto<simd::default_arch>(G + e, n, pad), acc);
+        for (Index i = 0; i < nh; ++i)
+          G[std::size_t(i)] = agg_[i < group ? 0 : 1].data() + (r * group + i % group) * per_head;
+        for (Index e = 0; e < per_head; e += Wl)
+          for (Index o0 = 0; o0 < nh; o0 += kOutputs) {
+            const Index n = std::min(Wl, per_head - e), outputs = std::min(kOutputs, nh - o0);
+            V acc[kOutputs];
+            for (Index o = 0; o < outputs; ++o) acc[o] = V(w_.state_fusion_bias(o0 + o));
+            for (Index i = 0; i < nh; ++i) {  // the same order of terms per output as one chain
+              const V g = simd::load_upto<simd::default_arch>(G[std::size_t(i)] + e, n, pad);
+              for (Index o = 0; o < outputs; ++o)
+                acc[o] = simd::fmadd<simd::default_arch>(V(w_.state_fusion_weight(o0 + o, i, 0, 0)), g, acc[o]);
             }
-            simd::store_upto<simd::default_arch>(mixed.data() + o * per_head + e, acc, n, pad);
+            for (Index o = 0; o < outputs; ++o)
+              simd::store_upto<simd::default_arch>(mixed.data() + (o0 + o) * per_head + e, acc[o], n, pad);
           }
         const float* cm = z_.data() + r * (R + 2 * N) + R + N;
         const float* u = u_.data() + r * C;
