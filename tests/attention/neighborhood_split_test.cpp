@@ -108,6 +108,23 @@ TEST(NeighborhoodSplit, RejectsBadArguments) {
   EXPECT_TRUE(testing::throws_error_mentioning(
       [&] { attention::neighborhood_av<2>(weights, v, p, TensorView<float, 5>(v.data(), v.dimensions())); },
       "neighborhood_av", "out must not overlap weights or v"));
+  // neighborhood_qk: its logits must not overlap q or k, the scale must be finite, heads and width >= 1.
+  Tensor<float, 5> big_q(1, 6, 7, 2, 9);
+  big_q.setConstant(0.5f);
+  const ConstTensorView<float, 5> q_in_logits(big_q.data(), q.dimensions());  // the logits' first floats
+  EXPECT_TRUE(testing::throws_error_mentioning(
+      [&] { attention::neighborhood_qk<2>(q_in_logits, q, p, std::nullopt, TensorView<float, 5>(big_q.data(), big_q.dimensions())); },
+      "neighborhood_qk", "out must not overlap q or k"));
+  auto nan_scale = p;
+  nan_scale.scale = std::nanf("");
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(q, q, nan_scale); }, "neighborhood_qk",
+                                               "expected a finite number"));
+  const Tensor<float, 5> no_width(1, 6, 7, 2, 0);
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(no_width, no_width, p); },
+                                               "neighborhood_qk", "(H, P >= 1)"));
+  const Tensor<float, 5> no_heads(1, 6, 7, 0, 9);
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_av<2>(no_heads, v, p); }, "neighborhood_av",
+                                               "(H, Pv >= 1)"));
   attention::neighborhood_av<2>(weights, v, p, TensorView<float, 5>(out.data(), out.dimensions()));
   EXPECT_TRUE(testing::bitwise_equal(out, attention::neighborhood_av<2>(weights, v, p), "view == allocating"));
 }

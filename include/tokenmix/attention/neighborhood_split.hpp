@@ -17,18 +17,14 @@
 // bitwise identical results for any thread count.
 
 #include <array>
-#include <limits>
+#include <cmath>
 #include <optional>
-#include <vector>
-
-#include <xsimd/xsimd.hpp>
 
 #include "tokenmix/attention/neighborhood_kernel.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
 #include "tokenmix/core/shape.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/simd/arch.hpp"
-#include "tokenmix/simd/transpose.hpp"
 
 namespace tokenmix::attention {
 
@@ -78,8 +74,9 @@ void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorVi
   constexpr const char* op = "neighborhood_qk";
   const Index B = q.dimension(0), H = q.dimension(R + 1), P = q.dimension(R + 2), Hkv = k.dimension(R + 1);
   detail::check_same_grid<R>(op, "k", k, q);
-  TOKENMIX_CHECK(H >= 1 && P >= 1 && Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P, op, ": q has shape ", shape_of(q), " and k ",
-                 shape_of(k), ", expected k [..., Hkv, P=", P, "] with H a multiple of Hkv");
+  TOKENMIX_CHECK(H >= 1 && P >= 1 && Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P, op, ": q has shape ",
+                 shape_of(q), " and k ", shape_of(k), ", expected k [..., Hkv, P=", P,
+                 "] with H a multiple of Hkv (H, P >= 1)");
   const detail::NeighborhoodGrid<R> grid(q, params);
   detail::check_neighborhood_params<R>(op, params, grid.extent);
   if (rpb) detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
@@ -123,8 +120,8 @@ void neighborhood_av(const ConstTensorView<float, R + 3>& weights, const ConstTe
   detail::check_neighborhood_params<R>(op, params, grid.extent);
   TOKENMIX_CHECK(weights.dimension(R + 2) == grid.slots, op, ": weights has shape ", shape_of(weights),
                  ", expected [B, X.., H, S=", grid.slots, "] (one weight per window slot)");
-  TOKENMIX_CHECK(H >= 1 && Hkv >= 1 && H % Hkv == 0 && Pv >= 1, op, ": weights has ", H, " heads and v ", shape_of(v),
-                 ", expected v [..., Hkv, Pv] with H a multiple of Hkv");
+  TOKENMIX_CHECK(H >= 1 && Hkv >= 1 && H % Hkv == 0 && Pv >= 1, op, ": weights has ", H, " heads and v ",
+                 shape_of(v), ", expected v [..., Hkv, Pv] with H a multiple of Hkv (H, Pv >= 1)");
   detail::check_out_shape<R>(op, out, weights, Pv);  // [B, X.., H, Pv]
   TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(out.data(), out.size(), v.data(), v.size()) &&
                      !tokenmix::detail::ranges_overlap(out.data(), out.size(), weights.data(), weights.size()),
