@@ -6,8 +6,8 @@
 //   BM_MASS/H:<H>/W:<W>/C:<C>                  the op (tracked: H 56, W 56, C 32)
 //   BM_MASS_Part_Linear/...                    blocks::linear: gate (BN folded) C -> C, qkv C -> 3C, proj C -> C
 //   BM_MASS_Part_DepthwiseConv/...             blocks::depthwise_conv2d 5x5 (LePE)
-//   BM_MASS_Part_NeighborhoodQK/...            attention::neighborhood_qk of both branches (+ rpb)
-//   BM_MASS_Part_Softmax/...                   simd::softmax_inplace over both maps' K² rows
+//   BM_MASS_Part_AttentionWeights/...          attention::neighborhood_attention_weights of both branches
+//                                              (+ rpb): qk and the softmax of each K² row in one kernel
 //   BM_MASS_Part_NeighborhoodAV/...            attention::neighborhood_av of both branches
 //   BM_MASS_Part_A2SSM/...                     hybrid::A2ssm (benchmarked by itself in a2ssm_bench)
 //   BM_MASS_Part_LayerNorm/...                 blocks::layer_norm, twice
@@ -57,7 +57,7 @@ std::map<Key, std::map<std::string, double>>& part_seconds() {
   return s;
 }
 Key key_of(const benchmark::State& state) { return {state.range(0), state.range(1), state.range(2)}; }
-constexpr std::size_t kParts = 7;
+constexpr std::size_t kParts = 6;
 
 template <class Call>
 void time_part(benchmark::State& state, const Setup& s, const char* name, Call&& call) {
@@ -101,24 +101,14 @@ struct Branches {
   }
 };
 
-void BM_MASS_Part_NeighborhoodQK(benchmark::State& state) {
+void BM_MASS_Part_AttentionWeights(benchmark::State& state) {
   const Setup s(state);
   const Branches br(s);
-  time_part(state, s, "neighborhood_qk", [&] {
-    Tensor<float, 5> a1 = attention::neighborhood_qk<2>(br.q, br.k, br.p1, ConstTensorView<float, 3>(s.w.rpb.data(), s.w.rpb.dimensions()));
-    Tensor<float, 5> a2 = attention::neighborhood_qk<2>(br.q, br.k, br.p2, ConstTensorView<float, 3>(s.w.rpb.data(), s.w.rpb.dimensions()));
+  const ConstTensorView<float, 3> rpb(s.w.rpb.data(), s.w.rpb.dimensions());
+  time_part(state, s, "neighborhood_attention_weights", [&] {
+    Tensor<float, 5> a1 = attention::neighborhood_attention_weights<2>(br.q, br.k, br.p1, rpb);
+    Tensor<float, 5> a2 = attention::neighborhood_attention_weights<2>(br.q, br.k, br.p2, rpb);
     benchmark::DoNotOptimize(a1.data()), benchmark::DoNotOptimize(a2.data());
-  });
-}
-
-void BM_MASS_Part_Softmax(benchmark::State& state) {
-  const Setup s(state);
-  const Index S = s.K * s.K, rows = s.L() * s.nh / 2;
-  Tensor<float, 2> maps(2 * rows, S);
-  maps.setRandom();
-  time_part(state, s, "softmax", [&] {
-    for (Index r = 0; r < 2 * rows; ++r) simd::softmax_inplace(maps.data() + r * S, S);
-    benchmark::DoNotOptimize(maps.data());
   });
 }
 
@@ -179,8 +169,7 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MASS_Part_Linear)->Apply(shapes);
 BENCHMARK(BM_MASS_Part_DepthwiseConv)->Apply(shapes);
-BENCHMARK(BM_MASS_Part_NeighborhoodQK)->Apply(shapes);
-BENCHMARK(BM_MASS_Part_Softmax)->Apply(shapes);
+BENCHMARK(BM_MASS_Part_AttentionWeights)->Apply(shapes);
 BENCHMARK(BM_MASS_Part_NeighborhoodAV)->Apply(shapes);
 BENCHMARK(BM_MASS_Part_A2SSM)->Apply(shapes);
 BENCHMARK(BM_MASS_Part_LayerNorm)->Apply(shapes);

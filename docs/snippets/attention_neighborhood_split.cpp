@@ -1,4 +1,6 @@
-// docs/operators.md: attention::neighborhood_qk / attention::neighborhood_av.
+// docs/operators.md: attention::neighborhood_qk / neighborhood_attention_weights / neighborhood_av.
+#include <cmath>
+
 #include "tokenmix/tokenmix.hpp"
 #include "snippet_support.hpp"  // fill(t, lo, hi, seed), rnd(lo, hi, dims...)
 
@@ -12,12 +14,13 @@ int main() {
   fill(q, -1, 1, 1), fill(k, -1, 1, 2), fill(v, -1, 1, 3), fill(rpb, -0.1f, 0.1f, 4);
 
   auto np = attention::NeighborhoodParams<2>::uniform(K, /*dilation=*/2);
-  Tensor<float, 5> logits = attention::neighborhood_qk(q, k, np, ConstTensorView<float, 3>(rpb));  // [B, X, Y, H, K*K]
-  Tensor<float, 5> w = logits.exp();                    // softmax over the K*K slots (last axis)
-  Tensor<float, 5> sums = w.sum(std::array<int, 1>{4}).reshape(std::array<Index, 5>{Bt, X, Y, H, 1})
-                              .broadcast(std::array<Index, 5>{1, 1, 1, 1, K * K});
-  w = w / sums;
+  const ConstTensorView<float, 3> bias(rpb);
+  Tensor<float, 5> logits = attention::neighborhood_qk(q, k, np, bias);  // [B, X, Y, H, K*K]
+  // softmax(logits) over the K*K slots, computed in the kernel (no logits pass): MASS's attention maps
+  Tensor<float, 5> w = attention::neighborhood_attention_weights(q, k, np, bias);
   Tensor<float, 5> out = attention::neighborhood_av(w, v, np);  // [B, X, Y, H, Pv]
   // snippet-end
-  return out.dimension(4) == P ? 0 : 1;
+  float row_sum = 0;  // one query's weights sum to 1
+  for (Index s = 0; s < K * K; ++s) row_sum += w(0, 5, 5, 1, s);
+  return out.dimension(4) == P && std::abs(row_sum - 1.0f) < 1e-5f && std::isfinite(logits(0, 5, 5, 1, 3)) ? 0 : 1;
 }

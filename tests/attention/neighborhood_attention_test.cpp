@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -252,10 +253,11 @@ std::array<Index, R + 3> na_dims(const NaCase<R>& c, Index heads, Index width) {
   return dims;
 }
 
-// The split ops (attention/neighborhood_split.hpp, the kernel's logits and weighted_sum modes)
-// against NATTEN's slot rule, NeighborhoodGrid::for_each_slot (the walk the oracle takes), in double:
-// logits[.., h, slot] = scale·<q, k_key> + rpb (-inf at slots outside a causal window) and, for
-// arbitrary weights, neighborhood_av = Σ_slots weight·v_key (the slots outside the window unread).
+// The split ops (attention/neighborhood_split.hpp, the kernel's logits, probabilities and
+// weighted_sum modes) against NATTEN's slot rule, NeighborhoodGrid::for_each_slot (the walk the
+// oracle takes), in double: logits[.., h, slot] = scale·<q, k_key> + rpb (-inf at slots outside a
+// causal window), neighborhood_attention_weights = their softmax per row and, for arbitrary
+// weights, neighborhood_av = Σ_slots weight·v_key (the slots outside the window unread).
 // The slot order is checked here, not only through qk -> softmax -> av, which a consistent
 // reordering of both would pass.
 template <int R, class Arch>
@@ -291,6 +293,19 @@ template <int R, class Arch>
       attention::neighborhood_qk<R, Arch>(q, k, params, rpb, device), want_logits, testing::tolerance::attention,
       c.name() + " neighborhood_qk");
   if (!qk_ok) return qk_ok;
+  // neighborhood_attention_weights: the softmax of each row of those logits (exp(-inf) = 0).
+  Tensor<float, R + 3> want_weights(want_logits.dimensions());
+  for (Index row = 0; row < want_logits.size() / S; ++row) {
+    const float* logits = want_logits.data() + row * S;
+    const double m = *std::max_element(logits, logits + S);
+    double sum = 0;
+    for (Index s = 0; s < S; ++s) sum += std::exp(double(logits[s]) - m);
+    for (Index s = 0; s < S; ++s) want_weights.data()[row * S + s] = float(std::exp(double(logits[s]) - m) / sum);
+  }
+  const ::testing::AssertionResult weights_ok = testing::all_close(
+      attention::neighborhood_attention_weights<R, Arch>(q, k, params, rpb, device), want_weights,
+      testing::tolerance::attention, c.name() + " neighborhood_attention_weights");
+  if (!weights_ok) return weights_ok;
   return testing::all_close(attention::neighborhood_av<R, Arch>(weights, v, params, device), want_out,
                             testing::tolerance::attention, c.name() + " neighborhood_av");
 }

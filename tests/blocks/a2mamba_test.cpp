@@ -68,8 +68,9 @@ TEST(A2MambaBackboneTest, MatchesTheReleasedModel) {
   OpProfile profile;
   net.set_profile(&profile);
   EXPECT_TRUE(testing::bitwise_equal(net.features(image)[3], features[3], "profiled"));
-  for (const char* op : {"conv3x3_bn", "depthwise_conv2d", "layer_norm", "linear", "gelu", "rope_2d", "neighborhood_qk",
-                         "softmax", "neighborhood_av", "selective_scan_states", "state_fusion_readout", "global_attention"})
+  for (const char* op : {"conv3x3_bn", "depthwise_conv2d", "layer_norm", "linear", "gelu", "rope_2d",
+                         "neighborhood_attention_weights", "neighborhood_av", "selective_scan_states",
+                         "state_fusion_readout", "global_attention"})
     EXPECT_GT(profile.seconds().count(op), 0u) << op;
   EXPECT_GT(profile.total(), 0.0);
 }

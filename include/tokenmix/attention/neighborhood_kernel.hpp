@@ -62,9 +62,9 @@ constexpr int kNaMaxRows = 3;    // query rows per block (register block I)
 constexpr int kNaMaxSlots = 8;   // window slots per micro-kernel call (register block J)
 constexpr Index kNaMaxLanes = 16;
 
-// What the kernel computes: softmax(QKᵀ)V (fused), the logits only (neighborhood_qk), or the sum of
-// given weights times V (neighborhood_av).
-enum class NaOutput { attention, logits, weighted_sum };
+// What the kernel computes: softmax(QKᵀ)V (fused), the logits only (neighborhood_qk), their softmax
+// (neighborhood_attention_weights), or the sum of given weights times V (neighborhood_av).
+enum class NaOutput { attention, logits, probabilities, weighted_sum };
 
 // dst[c][lane] = rows[lane][c] for lanes < W and columns c < n_cols; dst rows have stride ld. Full
 // column blocks go through registers.
@@ -575,7 +575,7 @@ struct NeighborhoodKernel {
   const float *q, *k, *v, *rpb;  // q [B, X.., H, P], k [B, X.., Hkv, P], v [B, X.., Hkv, Pv], rpb [H, ..]
   float *out, *lse;              // out [B, X.., H, Pv], lse [B, X.., H] or nullptr
   NaOutput mode = NaOutput::attention;
-  float* logits = nullptr;          // logits: [B, X.., H, S_full] (S_full = max_slots; P = plan.P, Pv = 0)
+  float* logits = nullptr;          // logits, probabilities: [B, X.., H, S_full] (S_full = max_slots; Pv = 0)
   const float* weights = nullptr;   // weighted_sum: [B, X.., H, S_full] (P = 0)
 
   // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
@@ -848,7 +848,7 @@ struct NeighborhoodKernel {
     };
     // Per (token, head): what a tile reads (q, or the split av's weights) and writes (out or logits).
     const Index S_full = pl.max_slots;
-    const bool qk = mode != NaOutput::weighted_sum, pv = mode != NaOutput::logits;
+    const bool qk = mode != NaOutput::weighted_sum, pv = mode == NaOutput::attention || mode == NaOutput::weighted_sum;
     const float* in_rows = qk ? q : weights;
     const Index in_floats = qk ? pl.P : S_full;
     float* out_rows = pv ? out : logits;
@@ -875,10 +875,20 @@ struct NeighborhoodKernel {
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
         products<true>(sc, tiles, tile, b, hkv);
       }
-      if (mode == NaOutput::logits) {
+      if (!pv) {  // the split logits or their softmax, to memory in NATTEN's slot order
         for (int i = 0; i < n; ++i) {
-          bias_and_mask(sc, i, tile, h, V(1.0f));
-          write_logits(sc, i, tile, logits + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
+          float fill = -std::numeric_limits<float>::infinity();  // slots outside a causal window
+          if (mode == NaOutput::probabilities) {
+            V m, l;
+            softmax(sc, i, tile, h, m, l);
+            const V inv = V(1.0f) / l;
+            float* S = sc.s.data() + i * pl.max_slots * W;
+            for (Index x = 0; x < sc.n_slots[i]; ++x) simd::store<Arch>(S + x * W, simd::load<Arch>(S + x * W) * inv);
+            fill = 0.0f;
+          } else {
+            bias_and_mask(sc, i, tile, h, V(1.0f));
+          }
+          write_logits(sc, i, tile, logits + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full, fill);
         }
         continue;
       }
@@ -973,10 +983,11 @@ struct NeighborhoodKernel {
     return !tile.masked && sc.n_slots[i] == plan.max_slots;
   }
 
-  // Split qk: row i's logits [n_slots, W] to rows dst + lane·stride of S_full floats in NATTEN's slot
-  // order: a transpose (wrapped tiles: then each lane's runs of K slots rotated into window order);
-  // per slot where windows are cut (causal), -inf at the slots outside them.
-  void write_logits(Scratch& sc, int i, const NaTile& tile, float* dst, Index stride) const {
+  // Split qk: row i's logits (or their softmax) [n_slots, W] to rows dst + lane·stride of S_full floats
+  // in NATTEN's slot order: a transpose (wrapped tiles: then each lane's runs of K slots rotated into
+  // window order); per slot where windows are cut (causal), `fill` at the slots outside them (-inf
+  // logits, 0 weights).
+  void write_logits(Scratch& sc, int i, const NaTile& tile, float* dst, Index stride, float fill) const {
     const NaPlan<R>& pl = plan;
     const Index K = pl.K, S_full = pl.max_slots;
     const float* S = sc.s.data() + i * S_full * W;
@@ -993,7 +1004,7 @@ struct NeighborhoodKernel {
     }
     for (Index lane = 0; lane < tile.count; ++lane) {
       float* row = dst + lane * stride;
-      std::fill_n(row, S_full, -std::numeric_limits<float>::infinity());
+      std::fill_n(row, S_full, fill);
       for (Index r = 0; r < sc.n_slots[i] / K; ++r)
         for (Index j = 0; j < K; ++j)
           if (const Index m = window_slot(tile, lane, j); m >= 0)
@@ -1075,7 +1086,9 @@ struct NeighborhoodKernel {
   }
 
   // The qk micro-kernels keep the rows' max unless rpb or causal masks change the logits afterwards.
-  bool fused_row_max(const NaTile& tile) const { return mode == NaOutput::attention && !rpb && !tile.masked; }
+  bool fused_row_max(const NaTile& tile) const {
+    return (mode == NaOutput::attention || mode == NaOutput::probabilities) && !rpb && !tile.masked;
+  }
 
   Index rpb_table_size() const {
     Index n = 1;

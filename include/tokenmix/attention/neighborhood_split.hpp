@@ -9,12 +9,15 @@
 //               slots past a causal axis' window hold -inf (as NATTEN's legacy ops)
 //   out = neighborhood_av<R>(weights, v, params)     weights [B, X.., H, S], v [B, X.., Hkv, Pv]
 //            -> [B, X.., H, Pv] = Σ_slots weight·v_key (slots past a causal window are skipped)
+//   weights = neighborhood_attention_weights<R>(q, k, params, rpb)
+//            -> [B, X.., H, S] = softmax over each row of neighborhood_qk's logits (slots past a
+//               causal window 0): the attention maps MASS hands to A2SSM, without the logits pass
 //
 // softmax(qk) then av equals the fused neighborhood attention (tested against the oracle). The
-// window rule and validation: attention/neighborhood_types.hpp. Both run the fused operator's kernel
-// (attention/neighborhood_kernel.hpp: queries in the lanes, transposed key-row slabs kept per item)
-// in its logits / weighted_sum modes, so they share its tiling, border handling and threading:
-// bitwise identical results for any thread count.
+// window rule and validation: attention/neighborhood_types.hpp. All three run the fused operator's
+// kernel (attention/neighborhood_kernel.hpp: queries in the lanes, transposed key-row slabs kept per
+// item) in its logits / probabilities / weighted_sum modes, so they share its tiling, border handling
+// and threading: bitwise identical results for any thread count.
 
 #include <array>
 #include <cmath>
@@ -65,35 +68,54 @@ void check_same_grid(const char* op, const char* name, const T& t, const ConstTe
 
 }  // namespace detail
 
-// View-based core: logits [B, X.., H, S] written into `out` (no allocation; buffers reused by the
-// hybrid blocks). The allocating overload below is the NATTEN-style call.
-template <int R, class Arch = simd::default_arch>
-void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
-                     const NeighborhoodParams<R>& params, const std::optional<ConstTensorView<float, R + 1>>& rpb,
-                     TensorView<float, R + 3> logits, const Eigen::ThreadPoolDevice* device = nullptr) {
-  constexpr const char* op = "neighborhood_qk";
+namespace detail {
+
+// neighborhood_qk and neighborhood_attention_weights: validation, then the kernel in `mode`.
+template <int R, class Arch>
+void run_neighborhood_qk(const char* op, NaOutput mode, const ConstTensorView<float, R + 3>& q,
+                         const ConstTensorView<float, R + 3>& k, const NeighborhoodParams<R>& params,
+                         const std::optional<ConstTensorView<float, R + 1>>& rpb, TensorView<float, R + 3> out,
+                         const Eigen::ThreadPoolDevice* device) {
   const Index B = q.dimension(0), H = q.dimension(R + 1), P = q.dimension(R + 2), Hkv = k.dimension(R + 1);
-  detail::check_same_grid<R>(op, "k", k, q);
+  check_same_grid<R>(op, "k", k, q);
   TOKENMIX_CHECK(H >= 1 && P >= 1 && Hkv >= 1 && H % Hkv == 0 && k.dimension(R + 2) == P, op, ": q has shape ",
                  shape_of(q), " and k ", shape_of(k), ", expected k [..., Hkv, P=", P,
                  "] with H a multiple of Hkv (H, P >= 1)");
-  const detail::NeighborhoodGrid<R> grid(q, params);
-  detail::check_neighborhood_params<R>(op, params, grid.extent);
-  if (rpb) detail::check_neighborhood_rpb<R>(op, *rpb, params, H);
-  detail::check_out_shape<R>(op, logits, q, grid.slots);  // [B, X.., H, S]
-  TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(logits.data(), logits.size(), q.data(), q.size()) &&
-                     !tokenmix::detail::ranges_overlap(logits.data(), logits.size(), k.data(), k.size()),
+  const NeighborhoodGrid<R> grid(q, params);
+  check_neighborhood_params<R>(op, params, grid.extent);
+  if (rpb) check_neighborhood_rpb<R>(op, *rpb, params, H);
+  check_out_shape<R>(op, out, q, grid.slots);  // [B, X.., H, S]
+  TOKENMIX_CHECK(!tokenmix::detail::ranges_overlap(out.data(), out.size(), q.data(), q.size()) &&
+                     !tokenmix::detail::ranges_overlap(out.data(), out.size(), k.data(), k.size()),
                  op, ": out must not overlap q or k");
   if (params.scale)
     TOKENMIX_CHECK(std::isfinite(*params.scale), op, ": scale is ", *params.scale, ", expected a finite number");
   if (B == 0) return;
   const float scale = params.scale ? *params.scale : 1.0f / std::sqrt(static_cast<float>(P));
   const Index threads = device ? device->numThreads() : 1;
-  detail::NaPlan<R> plan = detail::na_make_plan<R, Arch>(B, H, Hkv, P, /*Pv=*/0, grid.extent, params, scale, threads);
-  plan.q_scale = scale;  // logits in natural units (the fused softmax works in log2 units)
-  detail::NeighborhoodKernel<R, Arch> kernel{plan, q.data(), k.data(), nullptr, rpb ? rpb->data() : nullptr, nullptr, nullptr};
-  kernel.mode = detail::NaOutput::logits, kernel.logits = logits.data();
-  detail::run_neighborhood_kernel(kernel, device);
+  NaPlan<R> plan = na_make_plan<R, Arch>(B, H, Hkv, P, /*Pv=*/0, grid.extent, params, scale, threads);
+  if (mode == NaOutput::logits) plan.q_scale = scale;  // natural units (the softmax works in log2 units)
+  NeighborhoodKernel<R, Arch> kernel{plan, q.data(), k.data(), nullptr, rpb ? rpb->data() : nullptr, nullptr, nullptr};
+  kernel.mode = mode, kernel.logits = out.data();
+  run_neighborhood_kernel(kernel, device);
+}
+
+template <int R>
+Index window_slots(const NeighborhoodParams<R>& params) {
+  Index slots = 1;
+  for (int a = 0; a < R; ++a) slots *= std::max<Index>(params.kernel_size[std::size_t(a)], 0);
+  return slots;
+}
+
+}  // namespace detail
+
+// View-based core: logits [B, X.., H, S] written into `out` (no allocation; buffers reused by the
+// hybrid blocks). The allocating overload below is the NATTEN-style call.
+template <int R, class Arch = simd::default_arch>
+void neighborhood_qk(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
+                     const NeighborhoodParams<R>& params, const std::optional<ConstTensorView<float, R + 1>>& rpb,
+                     TensorView<float, R + 3> logits, const Eigen::ThreadPoolDevice* device = nullptr) {
+  detail::run_neighborhood_qk<R, Arch>("neighborhood_qk", detail::NaOutput::logits, q, k, params, rpb, logits, device);
 }
 
 template <int R, class Arch = simd::default_arch>
@@ -101,11 +123,32 @@ Tensor<float, R + 3> neighborhood_qk(const ConstTensorView<float, R + 3>& q, con
                                      const NeighborhoodParams<R>& params,
                                      const std::optional<ConstTensorView<float, R + 1>>& rpb = std::nullopt,
                                      const Eigen::ThreadPoolDevice* device = nullptr) {
-  Index slots = 1;
-  for (int a = 0; a < R; ++a) slots *= std::max<Index>(params.kernel_size[std::size_t(a)], 0);
-  Tensor<float, R + 3> logits = detail::like_with_last<R + 3>(q, slots);
+  Tensor<float, R + 3> logits = detail::like_with_last<R + 3>(q, detail::window_slots(params));
   neighborhood_qk<R, Arch>(q, k, params, rpb, TensorView<float, R + 3>(logits.data(), logits.dimensions()), device);
   return logits;
+}
+
+// View-based core: weights [B, X.., H, S] = softmax of each row of neighborhood_qk's logits, computed
+// in the kernel (no logits pass over memory); slots past a causal window 0.
+template <int R, class Arch = simd::default_arch>
+void neighborhood_attention_weights(const ConstTensorView<float, R + 3>& q, const ConstTensorView<float, R + 3>& k,
+                                    const NeighborhoodParams<R>& params,
+                                    const std::optional<ConstTensorView<float, R + 1>>& rpb,
+                                    TensorView<float, R + 3> weights, const Eigen::ThreadPoolDevice* device = nullptr) {
+  detail::run_neighborhood_qk<R, Arch>("neighborhood_attention_weights", detail::NaOutput::probabilities, q, k, params,
+                                       rpb, weights, device);
+}
+
+template <int R, class Arch = simd::default_arch>
+Tensor<float, R + 3> neighborhood_attention_weights(const ConstTensorView<float, R + 3>& q,
+                                                    const ConstTensorView<float, R + 3>& k,
+                                                    const NeighborhoodParams<R>& params,
+                                                    const std::optional<ConstTensorView<float, R + 1>>& rpb = std::nullopt,
+                                                    const Eigen::ThreadPoolDevice* device = nullptr) {
+  Tensor<float, R + 3> weights = detail::like_with_last<R + 3>(q, detail::window_slots(params));
+  neighborhood_attention_weights<R, Arch>(q, k, params, rpb,
+                                          TensorView<float, R + 3>(weights.data(), weights.dimensions()), device);
+  return weights;
 }
 
 // View-based core: out [B, X.., H, Pv] (no allocation).

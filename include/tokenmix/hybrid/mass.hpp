@@ -2,10 +2,10 @@
 // hybrid::Mass: A2Mamba's MASS token mixer (Lou, Fu, Yu, 2025; class `Attention` of the released
 // code) composed from the library's public operators: blocks::linear (qkv, gate with its eval-mode
 // BatchNorm folded in, output projection), blocks::depthwise_conv2d (LePE), blocks::layer_norm,
-// attention::neighborhood_qk / neighborhood_av (the two branches, the second at the adaptive
-// dilation over the cascaded values), hybrid::A2ssm (stages 1-3) and, in global mode (stage 4), a
-// dense attention per head through blocks::linear. RoPE2D, the softmax rows, the cascade and the
-// gating are per-token passes here.
+// attention::neighborhood_attention_weights (qk, rpb and the softmax rows in one kernel pass) /
+// neighborhood_av (the two branches, the second at the adaptive dilation over the cascaded values),
+// hybrid::A2ssm (stages 1-3) and, in global mode (stage 4), a dense attention per head through
+// blocks::linear. RoPE2D, the cascade and the gating are per-token passes here.
 //
 //   hybrid::Mass mass(config, weights);                    // weights as the released state dict
 //   Tensor<float, 4> y = mass.forward(x);                  // x = LN(block input), y [B, H, W, C]
@@ -197,20 +197,15 @@ class Mass {
     });
   }
 
-  // a = softmax(neighborhood_qk(q_g, k_g) + rpb) over each row of K² slots: [B, H, W, nh/2, K²].
+  // a = softmax(neighborhood_qk(q_g, k_g) + rpb) over each row of K² slots: [B, H, W, nh/2, K²], in
+  // one kernel pass (attention::neighborhood_attention_weights: no logits written and read back).
   void attention_map(int g, const attention::NeighborhoodParams<2>& p, Tensor<float, 5>& a) {
     std::optional<ConstTensorView<float, 3>> rpb;
     if (config_.use_rpb) rpb = cview(w_.rpb);
     const Index K = config_.kernel_size;
     ensure(a, {q_[g].dimension(0), q_[g].dimension(1), q_[g].dimension(2), q_[g].dimension(3), K * K});
-    tokenmix::detail::timed(profile_, "neighborhood_qk", [&] {
-      attention::neighborhood_qk<2>(cview(q_[g]), cview(k_[g]), p, rpb, view(a), device_);
-    });
-    tokenmix::detail::timed(profile_, "softmax", [&] {
-      const Index S = a.dimension(4), n = a.size() / S;
-      tokenmix::detail::parallel_for(device_, n, [&](Index first, Index last) {
-        for (Index r = first; r < last; ++r) simd::softmax_inplace(a.data() + r * S, S);
-      });
+    tokenmix::detail::timed(profile_, "neighborhood_attention_weights", [&] {
+      attention::neighborhood_attention_weights<2>(cview(q_[g]), cview(k_[g]), p, rpb, view(a), device_);
     });
   }
 
