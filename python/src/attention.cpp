@@ -188,11 +188,12 @@ py::object na_run(const py::object& q, const py::object& k, const py::object& v,
   return py::make_tuple(to_numpy(std::move(out)), to_numpy(std::move(lse)));
 }
 
+// neighborhood_qk (softmax = false) or neighborhood_attention_weights (true).
 template <int R>
 py::object na_qk(const py::object& q, const py::object& k, const py::object& kernel_size, const py::object& dilation,
                  const py::object& stride, const py::object& is_causal, const py::object& rpb,
-                 std::optional<float> scale, int threads) {
-  const char* op = "neighborhood_qk";
+                 std::optional<float> scale, int threads, bool softmax = false) {
+  const char* op = softmax ? "neighborhood_attention_weights" : "neighborhood_qk";
   const Array qa = as_array<R + 3>(op, "q", q, "[B, X.., H, P]");
   const Array ka = as_array<R + 3>(op, "k", k, "[B, X.., Hkv, P]");
   const std::optional<Array> ra = as_optional<R + 1>(op, "rpb", rpb, "[H, 2K-1 per axis]");
@@ -201,7 +202,8 @@ py::object na_qk(const py::object& q, const py::object& k, const py::object& ker
   Tensor<float, R + 3> logits;
   {
     GilRelease release;
-    logits = attention::neighborhood_qk<R>(view<R + 3>(qa), view<R + 3>(ka), p, view<R + 1>(ra), device);
+    logits = softmax ? attention::neighborhood_attention_weights<R>(view<R + 3>(qa), view<R + 3>(ka), p, view<R + 1>(ra), device)
+                     : attention::neighborhood_qk<R>(view<R + 3>(qa), view<R + 3>(ka), p, view<R + 1>(ra), device);
   }
   return to_numpy(std::move(logits));
 }
@@ -630,6 +632,25 @@ void register_attention(py::module_& m) {
           "k [B, X.., Hkv, P] -> [B, X.., H, S], S = prod(kernel_size) window slots in row-major order of the "
           "per-axis key index (ascending position); logit = scale·<q, k> + rpb; slots past a causal window hold "
           "-inf.",
+          kNaParamsDoc)
+          .c_str());
+  m.def(
+      "neighborhood_attention_weights",
+      [](const py::object& q, const py::object& k, const py::object& kernel_size, const py::object& dilation,
+         const py::object& stride, const py::object& is_causal, const py::object& rpb, std::optional<float> scale,
+         int threads) -> py::object {
+        switch (spatial_rank("neighborhood_attention_weights", "q", q, "[B, X.., H, P]")) {
+          case 1: return na_qk<1>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
+          case 2: return na_qk<2>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
+          default: return na_qk<3>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
+        }
+      },
+      py::arg("q"), py::arg("k"), TOKENMIX_NA_KWARGS, py::arg("rpb") = py::none(), py::arg("scale") = py::none(),
+      py::arg("threads") = 1,
+      doc("Neighborhood attention weights: softmax over the window slots of neighborhood_qk's logits, computed "
+          "in one kernel pass (no logits array): q [B, X.., H, P], k [B, X.., Hkv, P] -> [B, X.., H, S]; slots "
+          "past a causal window 0. The maps MASS hands to A2SSM; neighborhood_av of them equals "
+          "neighborhood_attention.",
           kNaParamsDoc)
           .c_str());
   m.def(

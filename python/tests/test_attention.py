@@ -466,6 +466,10 @@ def test_neighborhood_attention_matches_natten_rule(rng, case):
     w = randn(rng, *logits.shape)
     out = tokenmix.neighborhood_av(w, v, kernel_size=K, dilation=D, stride=S, is_causal=C, threads=threads)
     check(out, na_av_ref(w, v, K, D, S, C))
+    # their softmax in one pass: 0 at the missing causal slots
+    weights = tokenmix.neighborhood_attention_weights(q, k, kernel_size=K, dilation=D, stride=S, is_causal=C, rpb=rpb,
+                                                      scale=0.7, threads=threads)
+    check(weights, torch.softmax(torch.from_numpy(ref_logits), dim=-1).numpy())
 
 
 def test_neighborhood_attention_defaults_and_scale(rng):
@@ -492,6 +496,8 @@ def test_neighborhood_bad_input(rng):
         tokenmix.neighborhood_attention(q, q, q, kernel_size=3, is_causal=True, rpb=np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match=r"neighborhood_qk: stride on axis 0 is 4"):
         tokenmix.neighborhood_qk(q, q, kernel_size=3, stride=4)
+    with pytest.raises(ValueError, match=r"neighborhood_attention_weights: k has shape"):
+        tokenmix.neighborhood_attention_weights(q, q[:, :8], kernel_size=3)
     with pytest.raises(ValueError, match=r"neighborhood_av: weights has shape .*S=3"):
         tokenmix.neighborhood_av(np.zeros((1, 9, 2, 4), np.float32), q, kernel_size=3)
     with pytest.raises(ValueError, match=r"neighborhood_av: v has 3 dimensions .*expected 4"):

@@ -95,6 +95,11 @@ TEST(NeighborhoodSplit, RejectsBadArguments) {
   const auto k3 = rn<5>({1, 6, 7, 3, 4}, rng);
   EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_qk<2>(q, k3, p); }, "neighborhood_qk",
                                                "with H a multiple of Hkv"));
+  // neighborhood_attention_weights shares qk's rules, under its own name.
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention_weights<2>(q, k3, p); },
+                                               "neighborhood_attention_weights", "with H a multiple of Hkv"));
+  EXPECT_TRUE(testing::throws_error_mentioning([&] { attention::neighborhood_attention_weights<2>(q, q, big); },
+                                               "neighborhood_attention_weights", "larger than the axis (6)"));
   // The view-based overloads: out's shape, and no overlap with the inputs.
   Tensor<float, 5> logits(1, 6, 7, 2, 8), out(1, 6, 7, 2, 4);
   EXPECT_TRUE(testing::throws_error_mentioning(
