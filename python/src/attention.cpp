@@ -192,7 +192,7 @@ py::object na_run(const py::object& q, const py::object& k, const py::object& v,
 template <int R>
 py::object na_qk(const py::object& q, const py::object& k, const py::object& kernel_size, const py::object& dilation,
                  const py::object& stride, const py::object& is_causal, const py::object& rpb,
-                 std::optional<float> scale, int threads, bool softmax = false) {
+                 std::optional<float> scale, int threads, bool softmax) {
   const char* op = softmax ? "neighborhood_attention_weights" : "neighborhood_qk";
   const Array qa = as_array<R + 3>(op, "q", q, "[B, X.., H, P]");
   const Array ka = as_array<R + 3>(op, "k", k, "[B, X.., Hkv, P]");
@@ -206,6 +206,17 @@ py::object na_qk(const py::object& q, const py::object& k, const py::object& ker
                      : attention::neighborhood_qk<R>(view<R + 3>(qa), view<R + 3>(ka), p, view<R + 1>(ra), device);
   }
   return to_numpy(std::move(logits));
+}
+
+// na_qk dispatched on q's spatial rank.
+py::object na_qk_any(const py::object& q, const py::object& k, const py::object& kernel_size,
+                     const py::object& dilation, const py::object& stride, const py::object& is_causal,
+                     const py::object& rpb, std::optional<float> scale, int threads, bool softmax) {
+  switch (spatial_rank(softmax ? "neighborhood_attention_weights" : "neighborhood_qk", "q", q, "[B, X.., H, P]")) {
+    case 1: return na_qk<1>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, softmax);
+    case 2: return na_qk<2>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, softmax);
+    default: return na_qk<3>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, softmax);
+  }
 }
 
 template <int R>
@@ -615,44 +626,31 @@ void register_attention(py::module_& m) {
           "default 1/sqrt(P). Returns out [B, X.., H, Pv], or (out, lse [B, X.., H]) with return_lse=True.",
           kNaParamsDoc)
           .c_str());
-  m.def(
-      "neighborhood_qk",
-      [](const py::object& q, const py::object& k, const py::object& kernel_size, const py::object& dilation,
-         const py::object& stride, const py::object& is_causal, const py::object& rpb, std::optional<float> scale,
-         int threads) -> py::object {
-        switch (spatial_rank("neighborhood_qk", "q", q, "[B, X.., H, P]")) {
-          case 1: return na_qk<1>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads);
-          case 2: return na_qk<2>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads);
-          default: return na_qk<3>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads);
-        }
-      },
-      py::arg("q"), py::arg("k"), TOKENMIX_NA_KWARGS, py::arg("rpb") = py::none(), py::arg("scale") = py::none(),
-      py::arg("threads") = 1,
-      doc("Neighborhood attention logits (NATTEN <= 0.17's na*d_qk, heads-last): q [B, X.., H, P], "
-          "k [B, X.., Hkv, P] -> [B, X.., H, S], S = prod(kernel_size) window slots in row-major order of the "
-          "per-axis key index (ascending position); logit = scale·<q, k> + rpb; slots past a causal window hold "
-          "-inf.",
-          kNaParamsDoc)
-          .c_str());
-  m.def(
-      "neighborhood_attention_weights",
-      [](const py::object& q, const py::object& k, const py::object& kernel_size, const py::object& dilation,
-         const py::object& stride, const py::object& is_causal, const py::object& rpb, std::optional<float> scale,
-         int threads) -> py::object {
-        switch (spatial_rank("neighborhood_attention_weights", "q", q, "[B, X.., H, P]")) {
-          case 1: return na_qk<1>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
-          case 2: return na_qk<2>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
-          default: return na_qk<3>(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, true);
-        }
-      },
-      py::arg("q"), py::arg("k"), TOKENMIX_NA_KWARGS, py::arg("rpb") = py::none(), py::arg("scale") = py::none(),
-      py::arg("threads") = 1,
-      doc("Neighborhood attention weights: softmax over the window slots of neighborhood_qk's logits, computed "
-          "in one kernel pass (no logits array): q [B, X.., H, P], k [B, X.., Hkv, P] -> [B, X.., H, S]; slots "
-          "past a causal window 0. The maps MASS hands to A2SSM; neighborhood_av of them equals "
-          "neighborhood_attention.",
-          kNaParamsDoc)
-          .c_str());
+  struct QkVariant {
+    const char* name;
+    bool softmax;
+    const char* text;
+  };
+  for (const QkVariant& variant : {
+           QkVariant{"neighborhood_qk", false,
+                     "Neighborhood attention logits (NATTEN <= 0.17's na*d_qk, heads-last): q [B, X.., H, P], "
+                     "k [B, X.., Hkv, P] -> [B, X.., H, S], S = prod(kernel_size) window slots in row-major order of "
+                     "the per-axis key index (ascending position); logit = scale·<q, k> + rpb; slots past a causal "
+                     "window hold -inf."},
+           QkVariant{"neighborhood_attention_weights", true,
+                     "Neighborhood attention weights: softmax over the window slots of neighborhood_qk's logits, "
+                     "computed in one kernel pass (no logits array): q [B, X.., H, P], k [B, X.., Hkv, P] -> "
+                     "[B, X.., H, S]; slots past a causal window 0. The maps MASS hands to A2SSM; neighborhood_av of "
+                     "them equals neighborhood_attention."}})
+    m.def(
+        variant.name,
+        [softmax = variant.softmax](const py::object& q, const py::object& k, const py::object& kernel_size,
+                                    const py::object& dilation, const py::object& stride, const py::object& is_causal,
+                                    const py::object& rpb, std::optional<float> scale, int threads) -> py::object {
+          return na_qk_any(q, k, kernel_size, dilation, stride, is_causal, rpb, scale, threads, softmax);
+        },
+        py::arg("q"), py::arg("k"), TOKENMIX_NA_KWARGS, py::arg("rpb") = py::none(), py::arg("scale") = py::none(),
+        py::arg("threads") = 1, doc(variant.text, kNaParamsDoc).c_str());
   m.def(
       "neighborhood_av",
       [](const py::object& weights, const py::object& v, const py::object& kernel_size, const py::object& dilation,
