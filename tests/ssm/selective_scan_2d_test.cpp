@@ -59,9 +59,11 @@ struct Grid {
   Index Bt, H, W, D, N;
 };
 // Directions over <= 64 channels read B and C in place (D = 72 gathers them); {1, 3, 5, 8, 33}: N above
-// the widest vector, with padding cells (odd sides) reading the kernel's row of zeros for B and C.
-const std::vector<Grid> kGrids = {{1, 5, 7, 19, 4}, {2, 4, 4, 16, 16}, {1, 1, 9, 5, 1},
-                                  {1, 6, 3, 33, 3}, {1, 3, 5, 8, 33},  {1, 3, 5, 72, 2}};
+// the widest vector, with padding cells (odd sides) reading the kernel's row of zeros for B and C;
+// 17 x 15: paths over several of the kernel's 64-token chunks, whose rows it looks up once per chunk
+// (atrous: chunks with and without padding cells).
+const std::vector<Grid> kGrids = {{1, 5, 7, 19, 4}, {2, 4, 4, 16, 16}, {1, 1, 9, 5, 1},   {1, 6, 3, 33, 3},
+                                  {1, 3, 5, 8, 33}, {1, 3, 5, 72, 2},  {2, 17, 15, 20, 1}};
 
 std::string name(const Grid& g) {
   return "B=" + std::to_string(g.Bt) + " H=" + std::to_string(g.H) + " W=" + std::to_string(g.W) + " D=" +
@@ -110,7 +112,7 @@ TEST(SnakeScan2d, MatchesPlainMambaOracleWithAndWithoutTheReleasedQuirk) {
 }
 
 TEST(GroupScan2d, MatchesGroupMambaOracle) {
-  for (const Grid& g : {Grid{1, 5, 7, 20, 1}, Grid{2, 4, 6, 64, 16}}) {
+  for (const Grid& g : {Grid{1, 5, 7, 20, 1}, Grid{2, 4, 6, 64, 16}, Grid{2, 17, 15, 20, 1}}) {
     const Inputs2d in(g.Bt, g.H, g.W, g.D, g.D, g.D, 4, g.N, g.D, 5);
     const auto o = in.options();
     EXPECT_TRUE(testing::all_close(ssm::group_scan_2d(in.u, in.delta, in.A, in.B, in.C, o),
@@ -128,7 +130,7 @@ TYPED_TEST_SUITE(Scan2dArchTest, testing::RepresentativeArchs, testing::ArchName
 TYPED_TEST(Scan2dArchTest, LayoutsMatchTheirOracles) {
   TOKENMIX_SKIP_IF_UNAVAILABLE(TypeParam);
   using Arch = TypeParam;
-  for (const Grid& g : {Grid{1, 3, 5, 8, 33}, Grid{1, 5, 4, 72, 3}, Grid{2, 4, 3, 20, 1}}) {
+  for (const Grid& g : {Grid{1, 3, 5, 8, 33}, Grid{1, 5, 4, 72, 3}, Grid{2, 4, 3, 20, 1}, Grid{2, 17, 15, 20, 1}}) {
     const std::string where = std::string(Arch::name()) + " " + name(g);
     const Inputs2d atrous(g.Bt, g.H, g.W, g.D, 4 * g.D, 4 * g.D, 4, g.N, g.D, 11);
     const auto o = atrous.options();
@@ -146,6 +148,15 @@ TYPED_TEST(Scan2dArchTest, LayoutsMatchTheirOracles) {
     EXPECT_TRUE(testing::all_close(ssm::snake_scan_2d<Arch>(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta),
                                    ref::snake_scan_2d(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta), kTol,
                                    where + " snake with Θ"));
+    // MSVMamba: the upsample written by the kernel's fill hook, in vectors of Arch.
+    const Inputs2d full(g.Bt, g.H, g.W, g.D, g.D, 2 * g.D, 1, g.N, g.D, 14);
+    const Inputs2d low(g.Bt, (g.H + 1) / 2, (g.W + 1) / 2, g.D, g.D, 2 * g.D, 1, g.N, g.D, 15);
+    const auto om = full.options();
+    EXPECT_TRUE(testing::all_close(ssm::multiscale_scan_2d<Arch>(full.u, full.delta, full.B, full.C, low.u, low.delta,
+                                                                 low.B, low.C, full.A, om),
+                                   ref::multiscale_scan_2d(full.u, full.delta, full.B, full.C, low.u, low.delta, low.B,
+                                                           low.C, full.A, om),
+                                   kTol, where + " multiscale"));
   }
 }
 
@@ -176,8 +187,10 @@ TEST(BidirectionalScan, MatchesVimOracleV1AndV2) {
 }
 
 TEST(MultiscaleScan2d, MatchesMSVMambaOracle) {
-  // D = 19: a whole vector and a partial one per cell.
-  for (const auto& [H, W, D, N] : std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}, {5, 6, 19, 2}}) {
+  // D = 19: a whole vector and a partial one per cell; 17 x 15: several chunks of the kernel at both
+  // resolutions (the upsample is written chunk by chunk).
+  for (const auto& [H, W, D, N] :
+       std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}, {5, 6, 19, 2}, {17, 15, 40, 1}}) {
     const Index h = (H + 1) / 2, w = (W + 1) / 2;
     const Inputs2d full(2, H, W, D, D, 2 * D, 1, N, D, 7), low(2, h, w, D, D, 2 * D, 1, N, D, 8);
     const auto o = full.options();  // A, D, delta_bias [2D] and z [B, H, W, D] from the full-resolution set
@@ -280,6 +293,15 @@ TEST(SelectiveScan2d, BitwiseIdenticalForAnyThreadCount) {
   const Tensor<float, 4> one = ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o);
   o.device = pool.device();
   EXPECT_TRUE(testing::bitwise_equal(ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), one));
+  // MSVMamba: each thread fills the upsample into its own channel blocks, across the batch.
+  const Inputs2d full(2, 17, 15, 40, 40, 80, 1, 1, 40, 16), low(2, 9, 8, 40, 40, 80, 1, 1, 40, 17);
+  auto om = full.options();
+  auto multiscale = [&] {
+    return ssm::multiscale_scan_2d(full.u, full.delta, full.B, full.C, low.u, low.delta, low.B, low.C, full.A, om);
+  };
+  const Tensor<float, 4> serial = multiscale();
+  om.device = pool.device();
+  EXPECT_TRUE(testing::bitwise_equal(multiscale(), serial));
 }
 
 TEST(SelectiveScan2d, RejectsBadArguments) {

@@ -166,20 +166,27 @@ namespace detail {
 // Directions over at most this many channels read B and C in place (scan_directions).
 constexpr Index kBcInPlaceMaxChannels = 64;
 
-// The engine's body. add_to_out: every direction adds to what out holds (the caller filled it);
-// otherwise directions_that_write decides, and out is zeroed first when it cannot.
+// A producer of out's initial values, run by the kernel chunk by chunk (SelectiveScanProblem::out_fill).
+struct OutFill {
+  SelectiveScanProblem::OutFill fn = nullptr;
+  const void* context = nullptr;
+};
+
+// The engine's body. fill.fn null: directions_that_write decides which directions write out, and
+// out is zeroed first when none can. Otherwise fill writes out where directions[0] scans (which must
+// visit every cell of out's channels, once) just before it adds its outputs, and every direction adds.
 template <class Arch>
 void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
                      const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                      const ConstTensorView<float, 5>& Cm, const std::vector<ScanDirection>& directions,
-                     const SelectiveScan2dOptions& options, TensorView<float, 4> out, bool add_to_out) {
+                     const SelectiveScan2dOptions& options, TensorView<float, 4> out, const OutFill& fill = {}) {
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   if (s.batch == 0) return;
   static const std::vector<bool> none;
   const std::vector<bool>& writes =
-      add_to_out ? none : detail::cached_directions_that_write(directions, s.out_channels, s.height * s.width);
-  if (writes.empty() && !add_to_out) out.setZero();
+      fill.fn ? none : detail::cached_directions_that_write(directions, s.out_channels, s.height * s.width);
+  if (writes.empty() && !fill.fn) out.setZero();
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local detail::DirectionBC bc;
@@ -214,6 +221,7 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     p.path = d.path->index.data();
     p.param_path = options.permute_params ? p.path : nullptr;  // PlainMamba's released code: raster order
     p.out_accumulate = writes.empty() || !writes[k];
+    if (k == 0) p.out_fill = fill.fn, p.out_fill_context = fill.context;
     detail::run_scan_kernel<Arch, detail::ScanMode::forward>(p, options.device);
   }
   detail::finish_merge<Arch>(out.data(), out.size(), options);
@@ -230,7 +238,7 @@ void selective_scan_2d(const ConstTensorView<float, 4>& u,       // [B, H, W, Du
                        const ConstTensorView<float, 5>& Cm,      // [B, H, W, G, N]
                        const std::vector<ScanDirection>& directions, const SelectiveScan2dOptions& options,
                        TensorView<float, 4> out) {               // [B, H, W, Do]
-  detail::scan_directions<Arch>(u, delta, A, Bm, Cm, directions, options, out, /*add_to_out=*/false);
+  detail::scan_directions<Arch>(u, delta, A, Bm, Cm, directions, options, out);
 }
 
 // Convenience: allocates out [B, H, W, out_channels].
@@ -394,23 +402,27 @@ Tensor<float, 3> bidirectional_scan(const ConstTensorView<float, 3>& u, const Co
 
 namespace detail {
 
-// out [B, H, W, D] (+)= bilinear resize of x [B, h, w, D], align_corners = False (PyTorch's
-// F.interpolate(mode="bilinear") and MSVMamba's upsample): source coordinate (dst + 0.5)·in/out −
-// 0.5, clamped at 0, neighbours clamped at the border. add: out += resize, else out = resize.
-inline void bilinear_resize_into(const ConstTensorView<float, 4>& x, TensorView<float, 4> out, bool add) {
-  const Index Bt = x.dimension(0), h = x.dimension(1), w = x.dimension(2), D = x.dimension(3);
-  const Index H = out.dimension(1), W = out.dimension(2);
-  TOKENMIX_CHECK(h > 0 && w > 0 && H > 0 && W > 0 && out.dimension(0) == Bt && out.dimension(3) == D,
-                 "bilinear_resize: cannot resize ", shape_of(x), " into ", shape_of(out));
-  auto source = [](Index dst, Index in, Index outn, Index& i0, Index& i1, float& frac) {
-    const float scale = static_cast<float>(in) / static_cast<float>(outn);
-    float src = (static_cast<float>(dst) + 0.5f) * scale - 0.5f;
-    if (src < 0) src = 0;
-    i0 = std::min(static_cast<Index>(src), in - 1);
-    i1 = std::min(i0 + 1, in - 1);
-    frac = src - static_cast<float>(i0);
+// The source cells and weights of each cell of a bilinear resize from h x w to H x W, align_corners
+// = False (PyTorch's F.interpolate(mode="bilinear") and MSVMamba's upsample): source coordinate
+// (dst + 0.5)·in/out − 0.5, clamped at 0, neighbours clamped at the border.
+struct BilinearTaps {
+  struct Tap {
+    Index cell[4];    // source cells (i0, j0), (i0, j1), (i1, j0), (i1, j1) as i·w + j
+    float weight[4];  // (1−fi)(1−fj), (1−fi)fj, fi(1−fj), fi·fj
   };
-  for (Index b = 0; b < Bt; ++b)
+  Index h = 0, w = 0, H = 0, W = 0;
+  std::vector<Tap> taps;  // [H·W]
+
+  BilinearTaps() = default;
+  BilinearTaps(Index h_, Index w_, Index H_, Index W_) : h(h_), w(w_), H(H_), W(W_), taps(static_cast<std::size_t>(H_ * W_)) {
+    auto source = [](Index dst, Index in, Index outn, Index& i0, Index& i1, float& frac) {
+      const float scale = static_cast<float>(in) / static_cast<float>(outn);
+      float src = (static_cast<float>(dst) + 0.5f) * scale - 0.5f;
+      if (src < 0) src = 0;
+      i0 = std::min(static_cast<Index>(src), in - 1);
+      i1 = std::min(i0 + 1, in - 1);
+      frac = src - static_cast<float>(i0);
+    };
     for (Index i = 0; i < H; ++i) {
       Index i0, i1;
       float fi;
@@ -419,18 +431,71 @@ inline void bilinear_resize_into(const ConstTensorView<float, 4>& x, TensorView<
         Index j0, j1;
         float fj;
         source(j, w, W, j0, j1, fj);
-        const float* p00 = x.data() + ((b * h + i0) * w + j0) * D;
-        const float* p01 = x.data() + ((b * h + i0) * w + j1) * D;
-        const float* p10 = x.data() + ((b * h + i1) * w + j0) * D;
-        const float* p11 = x.data() + ((b * h + i1) * w + j1) * D;
-        float* o = out.data() + ((b * H + i) * W + j) * D;
-        for (Index c = 0; c < D; ++c) {
-          const float r = (1 - fi) * ((1 - fj) * p00[c] + fj * p01[c]) + fi * ((1 - fj) * p10[c] + fj * p11[c]);
-          o[c] = add ? o[c] + r : r;
-        }
+        taps[static_cast<std::size_t>(i * W + j)] = Tap{{i0 * w + j0, i0 * w + j1, i1 * w + j0, i1 * w + j1},
+                                                         {(1 - fi) * (1 - fj), (1 - fi) * fj, fi * (1 - fj), fi * fj}};
+      }
+    }
+  }
+  bool resizes(Index h_, Index w_, Index H_, Index W_) const { return h == h_ && w == w_ && H == H_ && W == W_; }
+};
+
+// out [B, H, W, D] (+)= bilinear resize of x [B, h, w, D] (BilinearTaps). add: out += resize, else
+// out = resize.
+inline void bilinear_resize_into(const ConstTensorView<float, 4>& x, TensorView<float, 4> out, bool add) {
+  const Index Bt = x.dimension(0), h = x.dimension(1), w = x.dimension(2), D = x.dimension(3);
+  const Index H = out.dimension(1), W = out.dimension(2);
+  TOKENMIX_CHECK(h > 0 && w > 0 && H > 0 && W > 0 && out.dimension(0) == Bt && out.dimension(3) == D,
+                 "bilinear_resize: cannot resize ", shape_of(x), " into ", shape_of(out));
+  const BilinearTaps taps(h, w, H, W);
+  for (Index b = 0; b < Bt; ++b)
+    for (Index cell = 0; cell < H * W; ++cell) {
+      const BilinearTaps::Tap& tap = taps.taps[static_cast<std::size_t>(cell)];
+      const float* src = x.data() + b * h * w * D;
+      float* o = out.data() + (b * H * W + cell) * D;
+      for (Index c = 0; c < D; ++c) {
+        const float r = tap.weight[0] * src[tap.cell[0] * D + c] + tap.weight[1] * src[tap.cell[1] * D + c] +
+                        tap.weight[2] * src[tap.cell[2] * D + c] + tap.weight[3] * src[tap.cell[3] * D + c];
+        o[c] = add ? o[c] + r : r;
       }
     }
 }
+
+// multiscale_scan_2d's out_fill: out [B, H·W, D] at the chunk's cells, channels [d0, d0 + width) =
+// the bilinear upsample of the low-resolution branch's y_low [B, h·w, D].
+template <class Arch>
+struct UpsampleFill {
+  const float* low;  // [B, h·w, D]
+  const BilinearTaps* taps;
+  float* out;  // [B, H·W, D]
+  Index D;
+
+  static void fill(const void* context, Index b, const Index* cells, Index count, Index d0, Index width) noexcept {
+    using V = simd::vfloat<Arch>;
+    const UpsampleFill& f = *static_cast<const UpsampleFill*>(context);
+    const BilinearTaps& t = *f.taps;
+    const Index D = f.D;
+    constexpr Index kLanes = static_cast<Index>(simd::lanes<Arch>);
+    const float* low = f.low + b * t.h * t.w * D + d0;
+    float* out = f.out + b * t.H * t.W * D + d0;
+    alignas(64) float pad[64];
+    for (Index k = 0; k < count; ++k) {
+      if (cells[k] < 0) continue;
+      const BilinearTaps::Tap& tap = t.taps[static_cast<std::size_t>(cells[k])];
+      const float *s0 = low + tap.cell[0] * D, *s1 = low + tap.cell[1] * D, *s2 = low + tap.cell[2] * D,
+                  *s3 = low + tap.cell[3] * D;
+      const V w0(tap.weight[0]), w1(tap.weight[1]), w2(tap.weight[2]), w3(tap.weight[3]);
+      float* o = out + cells[k] * D;
+      for (Index c = 0; c < width; c += kLanes) {
+        const Index n = std::min(kLanes, width - c);
+        V r = w0 * simd::load_upto<Arch>(s0 + c, n, pad);
+        r = simd::fmadd<Arch>(w1, simd::load_upto<Arch>(s1 + c, n, pad), r);
+        r = simd::fmadd<Arch>(w2, simd::load_upto<Arch>(s2 + c, n, pad), r);
+        r = simd::fmadd<Arch>(w3, simd::load_upto<Arch>(s3 + c, n, pad), r);
+        simd::store_upto<Arch>(o + c, r, n, pad);
+      }
+    }
+  }
+};
 
 }  // namespace detail
 
@@ -476,13 +541,14 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
                         const ConstTensorView<float, 2>& A, const SelectiveScan2dOptions& options,
                         TensorView<float, 4> out) {
   const Index D = u_full.dimension(3), h = u_low.dimension(1), w = u_low.dimension(2);
+  const Index H = u_full.dimension(1), W = u_full.dimension(2);
   SelectiveScan2dOptions branch = options;
   branch.z.reset();
   branch.merge_scale = 1.0f;
-  // The low branch first; its upsampled sum is written into out, and the full-resolution scan adds
-  // to it in its own stores (whose lines it loads anyway): a separate add pass would read and write
-  // all of out once more (~15% of an N = 1 scan at 56x56x192).
-  const std::vector<ScanDirection> full = multiscale_full_directions(u_full.dimension(1), u_full.dimension(2), D);
+  // The low branch first. Its upsample is computed by the full-resolution scan chunk by chunk
+  // (UpsampleFill), just before it adds its outputs to those rows of out: a separate resize pass
+  // followed by the scan's read of out cost 0.13-0.2 of an N = 1 scan at 14x14x384 and 56x56x192.
+  const std::vector<ScanDirection> full = multiscale_full_directions(H, W, D);
   detail::check_selective_scan_2d_args("multiscale_scan_2d", u_full, delta_full, A, B_full, C_full, full, branch, D,
                                        &out);
   thread_local Tensor<float, 4> y_low;  // reused: see selective_scan_2d's buffers
@@ -491,8 +557,11 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
     y_low = Tensor<float, 4>(u_low.dimension(0), h, w, D);
   selective_scan_2d<Arch>(u_low, delta_low, A, B_low, C_low, multiscale_low_directions(h, w, D), branch,
                           TensorView<float, 4>(y_low.data(), y_low.dimensions()));
-  detail::bilinear_resize_into(y_low, out, /*add=*/false);
-  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, out, /*add_to_out=*/true);
+  thread_local detail::BilinearTaps taps;  // per image size, reused
+  if (!taps.resizes(h, w, H, W)) taps = detail::BilinearTaps(h, w, H, W);
+  const detail::UpsampleFill<Arch> upsample{y_low.data(), &taps, out.data(), D};
+  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, out,
+                                detail::OutFill{&detail::UpsampleFill<Arch>::fill, &upsample});
   SelectiveScan2dOptions finish;
   finish.merge_scale = options.merge_scale;
   finish.z = options.z;

@@ -82,6 +82,16 @@ struct SelectiveScanProblem {
   // problem's group; a padding row reads zeros); otherwise they are [B, L, G, N] by token.
   bool bc_in_grid = false;
   Index bc_stride = 0;
+  // Grid layout with out_accumulate (and one group): before a thread's blocks scan a chunk,
+  // out_fill(out_fill_context, b, cells, count, d0, width) writes the values their outputs are added
+  // to: out at rows cells[0, count) (the chunk's path rows, -1 for padding cells) of batch b,
+  // channels [d0, d0 + width) of this problem's out (the blocks' channels, any width). A producer of
+  // out fused into the scan (MSVMamba's upsampled low-resolution branch): the rows are written just
+  // before the scan reads them back from cache, where a separate pass over the whole of out would
+  // write them to memory and read them again.
+  using OutFill = void (*)(const void* context, Index b, const Index* cells, Index count, Index d0, Index width);
+  OutFill out_fill = nullptr;
+  const void* out_fill_context = nullptr;
 };
 
 // p with the unset layout fields (rows_per_batch, strides) of the dense [B, L, D] layout.
@@ -94,6 +104,9 @@ inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
 }
 
 enum class ScanMode { forward, states, local_bidirectional };
+
+// Where the kernel's token loop finds a token's rows (SelectiveScanKernel::chunk).
+enum class RowLookup { per_token, bc_grid, chunk_offsets };
 
 template <class Arch, ScanMode Mode = ScanMode::forward>
 struct SelectiveScanKernel {
@@ -229,6 +242,27 @@ struct SelectiveScanKernel {
     }
   };
 
+  // The grid layout's rows of one chunk's tokens as offsets (floats) from the bases of Rows: token t
+  // reads u at rows.u + u[t], and so on. Computed once per chunk for all the blocks of a tile, where
+  // looking the path up per token and block (a load, a padding test and a multiply per operand)
+  // cost 5-8% of an N = 1 scan. Chunks with a padding cell keep the per-token lookups.
+  struct ChunkOffsets {
+    Index u[kTokensPerChunk], delta[kTokensPerChunk], out[kTokensPerChunk], bc[kTokensPerChunk];
+    // Fills the offsets of tokens [t0, t0 + tokens) of a grid problem without a gate (z); false when
+    // one of them is a padding cell (the offsets are then unusable).
+    bool compute(const SelectiveScanProblem& p, Index t0, Index tokens) noexcept {
+      const Index* path = p.path + t0;
+      const Index* param_path = p.param_path ? p.param_path + t0 : nullptr;
+      for (Index t = 0; t < tokens; ++t) {
+        const Index row = path[t], param_row = param_path ? param_path[t] : t;
+        if (row < 0 || param_row < 0) return false;
+        u[t] = row * p.u_stride, out[t] = row * p.out_stride, delta[t] = param_row * p.delta_stride;
+        bc[t] = (p.bc_in_grid ? param_row : t) * p.bc_stride;
+      }
+      return true;
+    }
+  };
+
   static void run_tile(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
     const Index N = p.state, blocks = last - first;
     auto blk = [&](Index i) { return locate(p, first + i); };
@@ -245,8 +279,12 @@ struct SelectiveScanKernel {
         std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
     }
     const Index chunk_len = tokens_per_chunk(p);
+    ChunkOffsets chunk_offsets;
     for (Index t0 = 0; t0 < p.length; t0 += chunk_len) {
       const Index tokens = std::min(p.length - t0, chunk_len);
+      if (p.out_fill) fill_out(p, first, last, t0, tokens);
+      const bool use_offsets = Mode == ScanMode::forward && p.path && !p.z && chunk_len == kTokensPerChunk &&
+                               chunk_offsets.compute(p, t0, tokens);
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
         // hardware prefetcher; a chunk is long enough to hide their latency).
@@ -256,7 +294,8 @@ struct SelectiveScanKernel {
         if (next_t0 < p.length)
           prefetch = {rows_of(p, next_in_chunk ? blk(i + 1) : blk(0), next_t0, nullptr),
                       std::min(chunk_len, p.length - next_t0)};
-        scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch);
+        scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch,
+                   use_offsets ? &chunk_offsets : nullptr);
       }
     }
     if (p.last_state)
@@ -264,21 +303,33 @@ struct SelectiveScanKernel {
         transpose_out(h + i * N * W, blk(i).d0, blk(i).width, N, p.last_state + blk(i).b * p.channels * N);
   }
 
+  // p.out_fill for the chunk's rows over the channels of items [first, last): once per batch they
+  // span (one group: a batch's blocks are consecutive channels).
+  static void fill_out(const SelectiveScanProblem& p, Index first, Index last, Index t0, Index tokens) noexcept {
+    for (Index item = first; item < last;) {
+      const Block head = locate(p, item);
+      const Index run_end = std::min(last, (head.b + 1) * num_items(p) / p.batch);
+      const Block tail = locate(p, run_end - 1);
+      p.out_fill(p.out_fill_context, head.b, p.path + t0, tokens, head.d0, tail.d0 + tail.width - head.d0);
+      item = run_end;
+    }
+  }
+
   static void scan_chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2,
-                         float* h, float* shared, const RowPrefetch& pf) noexcept {
+                         float* h, float* shared, const RowPrefetch& pf, const ChunkOffsets* offsets) noexcept {
     if (!p.B_time_invariant && !p.C_time_invariant) {
       switch (p.state) {
-        case 1: return chunk<1, true, true>(p, blk, t0, tokens, A2, h, shared, pf);  // VMamba v2, GroupMamba, A2Mamba
-        case 4: return chunk<4, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
-        case 8: return chunk<8, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
-        case 16: return chunk<16, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
-        case 32: return chunk<32, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
-        default: return chunk<0, true, true>(p, blk, t0, tokens, A2, h, shared, pf);
+        case 1: return chunk<1, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);  // VMamba v2, GroupMamba, A2Mamba
+        case 4: return chunk<4, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+        case 8: return chunk<8, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+        case 16: return chunk<16, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+        case 32: return chunk<32, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+        default: return chunk<0, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
       }
     }
-    if (!p.B_time_invariant) return chunk<0, true, false>(p, blk, t0, tokens, A2, h, shared, pf);
-    if (!p.C_time_invariant) return chunk<0, false, true>(p, blk, t0, tokens, A2, h, shared, pf);
-    return chunk<0, false, false>(p, blk, t0, tokens, A2, h, shared, pf);
+    if (!p.B_time_invariant) return chunk<0, true, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+    if (!p.C_time_invariant) return chunk<0, false, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+    return chunk<0, false, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
   }
 
   // dst[n * W + lane] = src[(d0 + lane) * N + n] for lane < width, 0 beyond (a [W, N] -> [N, W] transpose).
@@ -314,9 +365,10 @@ struct SelectiveScanKernel {
   // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
   // NC: N known at compile time (state in registers), or 0 (state stays in h).
   // VarB / VarC: selective [B, L, G, N] operand (broadcast per token) vs time-invariant [D, N].
+  // offsets: the chunk's rows (grid layout), or nullptr: looked up per token.
   template <int NC, bool VarB, bool VarC>
   static void chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2, float* h,
-                    float* shared, const RowPrefetch& pf) noexcept {
+                    float* shared, const RowPrefetch& pf, const ChunkOffsets* offsets) noexcept {
     const Index N = NC > 0 ? NC : p.state, width = blk.width, stride = p.channels;
     float* B_ti = shared;        // [N, W] time-invariant B (unused when VarB)
     float* C_ti = B_ti + N * W;  // [N, W] time-invariant C (unused when VarC)
@@ -348,30 +400,45 @@ struct SelectiveScanKernel {
     // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
     // t + 1's are computed during token t's recurrence (software pipelining): the softplus latency
     // (exp, log, divide) then hides behind the N exps instead of stalling them.
-    auto inputs = [&](Index t, V& dt, V& dt_x, V& x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      V d = simd::load_upto<Arch>(rows.delta_row(t), width, pad + 2 * W) + bias;
+    auto inputs = [&](const float* delta_row, const float* u_row, V& dt, V& dt_x, V& x) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      V d = simd::load_upto<Arch>(delta_row, width, pad + 2 * W) + bias;
       if (p.delta_softplus) d = simd::softplus<Arch>(d);
       dt = d;
-      x = simd::load_upto<Arch>(rows.u_row(t), width, pad + 3 * W);
+      x = simd::load_upto<Arch>(u_row, width, pad + 3 * W);
       dt_x = d * x;
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
-    // BcGrid (compile time): B and C looked up along bc_path. A per-token test of it instead cost 3%
-    // of an N = 1 scan.
-    auto scan_tokens_with = [&](auto bc_grid, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      constexpr bool BcGrid = decltype(bc_grid)::value;
+    // Lookup (compile time) says where token t's rows are: RowLookup::per_token (Rows' accessors; B
+    // and C by token), bc_grid (B and C looked up along bc_path too) or chunk_offsets (`offsets`).
+    // A per-token test of it instead cost 3% of an N = 1 scan.
+    auto scan_tokens_with = [&](auto lookup, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      constexpr RowLookup Lookup = decltype(lookup)::value;
+      constexpr bool Offsets = Lookup == RowLookup::chunk_offsets, BcGrid = Lookup == RowLookup::bc_grid;
+      auto delta_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        return Offsets ? rows.delta + offsets->delta[t] : rows.delta_row(t);
+      };
+      auto u_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA { return Offsets ? rows.u + offsets->u[t] : rows.u_row(t); };
+      auto out_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        return Offsets ? rows.out + offsets->out[t] : rows.out_row(t);
+      };
       V dt, dt_x, x;  // x = u of the token (the D skip)
-      if (tokens > 0) inputs(0, dt, dt_x, x);
+      if (tokens > 0) inputs(delta_row(0), u_row(0), dt, dt_x, x);
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
         pf(t);
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
-        if (t + 1 < tokens) inputs(t + 1, dt_next, dt_x_next, x_next);
+        if (t + 1 < tokens) inputs(delta_row(t + 1), u_row(t + 1), dt_next, dt_x_next, x_next);
         // [N] B and C of token t0 + t, group g: by token (rows bc_row apart) or looked up in the grid.
-        const float* B_t = !VarB ? nullptr : BcGrid ? rows.B_row(t) : B_rows + t * bc_row;
-        const float* C_t = !VarC ? nullptr : BcGrid ? rows.C_row(t) : C_rows + t * bc_row;
+        const float* B_t = !VarB      ? nullptr
+                           : Offsets ? B_rows + offsets->bc[t]
+                           : BcGrid  ? rows.B_row(t)
+                                     : B_rows + t * bc_row;
+        const float* C_t = !VarC      ? nullptr
+                           : Offsets ? C_rows + offsets->bc[t]
+                           : BcGrid  ? rows.C_row(t)
+                                     : C_rows + t * bc_row;
         float* slot = kLocalBidirectional ? slots + (t - window_first) * slot_stride : nullptr;
         // Two partial sums of y over even and odd n halve the dependency chain of the readout.
         V y_even(0.0f), y_odd(0.0f);
@@ -403,7 +470,7 @@ struct SelectiveScanKernel {
             window_first = t + 1;
           }
         } else {
-          if (float* o = rows.out_row(t)) {
+          if (float* o = out_row(t)) {
             if (p.out_accumulate) y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
             else y = y * gate;
             simd::store_upto<Arch>(o, y, width, pad + 6 * W);
@@ -414,10 +481,12 @@ struct SelectiveScanKernel {
       }
     };
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+      using Lookup = RowLookup;
       if constexpr (Mode == ScanMode::forward && VarB && VarC) {  // the grid layout's modes
-        if (rows.bc_path) return scan_tokens_with(std::true_type{}, update_state);
+        if (offsets) return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
+        if (rows.bc_path) return scan_tokens_with(std::integral_constant<Lookup, Lookup::bc_grid>{}, update_state);
       }
-      scan_tokens_with(std::false_type{}, update_state);
+      scan_tokens_with(std::integral_constant<Lookup, Lookup::per_token>{}, update_state);
     };
 
     if constexpr (NC > 0) {
