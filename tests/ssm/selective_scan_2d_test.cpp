@@ -246,7 +246,8 @@ TEST(SelectiveScan2d, OneRowMajorDirectionIsThePlainScan) {
 }
 
 // The engine writes the first visit of a cell and adds later ones, or zeroes out first when the
-// directions do not write every value exactly once: each case below takes one of those branches,
+// directions do not write every value exactly once: each case below takes one of those branches
+// (`written`: the leading steps of each direction that write out, written_steps; empty = out zeroed),
 // with out full of NaN beforehand. Expected: the sum of the directions' scans, each by the oracle.
 TEST(SelectiveScan2d, MergeCoversEveryValueWhateverTheDirections) {
   const Index H = 5, W = 6, Dc = 16;
@@ -256,21 +257,44 @@ TEST(SelectiveScan2d, MergeCoversEveryValueWhateverTheDirections) {
   auto dir = [&](ScanOrder order, Index channels, Index out_channel) {
     return ssm::ScanDirection{path(order), channels, out_channel, out_channel, out_channel, out_channel, 0};
   };
-  const std::vector<std::pair<const char*, std::vector<ssm::ScanDirection>>> cases = {
+  auto joined = [&](std::vector<ScanOrder> orders) {
+    std::vector<std::shared_ptr<const ssm::ScanPath>> parts;
+    for (const ScanOrder order : orders) parts.push_back(path(order));
+    return ssm::ScanDirection{ssm::joined_scan_path(parts), Dc};
+  };
+  struct Case {
+    const char* what;
+    std::vector<ssm::ScanDirection> directions;
+    std::vector<Index> written;
+  };
+  // H = 5 is odd: the sub-grids over odd rows end with a padding step (8 of their 9 steps write).
+  const std::vector<Case> cases = {
       {"cross scan: the first writes, the others add",
-       {dir(ScanOrder::row_major, Dc, 0), dir(ScanOrder::col_major, Dc, 0), dir(ScanOrder::row_major_reversed, Dc, 0)}},
+       {dir(ScanOrder::row_major, Dc, 0), dir(ScanOrder::col_major, Dc, 0), dir(ScanOrder::row_major_reversed, Dc, 0)},
+       {30, 0, 0}},
       {"disjoint sub-grids covering the grid (odd sizes: padding)",
        {dir(ScanOrder::atrous0, Dc, 0), dir(ScanOrder::atrous1, Dc, 0), dir(ScanOrder::atrous2, Dc, 0),
-        dir(ScanOrder::atrous3, Dc, 0)}},
-      {"channel groups", {dir(ScanOrder::col_major, 8, 0), dir(ScanOrder::row_snake, 8, 8)}},
-      {"one sub-grid: cells left unvisited", {dir(ScanOrder::atrous1, Dc, 0)}},
-      {"channels left unvisited", {dir(ScanOrder::row_major, 8, 4)}},
-      {"overlapping channel ranges", {dir(ScanOrder::row_major, 12, 0), dir(ScanOrder::col_major, 12, 4)}},
-      {"fresh and visited cells in one direction", {dir(ScanOrder::atrous0, Dc, 0), dir(ScanOrder::row_major, Dc, 0)}},
-      {"a joined path revisiting cells",
-       {ssm::ScanDirection{ssm::joined_scan_path({path(ScanOrder::row_major), path(ScanOrder::col_major)}), Dc}}},
+        dir(ScanOrder::atrous3, Dc, 0)},
+       {9, 8, 9, 8}},
+      {"channel groups", {dir(ScanOrder::col_major, 8, 0), dir(ScanOrder::row_snake, 8, 8)}, {30, 30}},
+      {"one sub-grid: cells left unvisited", {dir(ScanOrder::atrous1, Dc, 0)}, {}},
+      {"channels left unvisited", {dir(ScanOrder::row_major, 8, 4)}, {}},
+      {"overlapping channel ranges", {dir(ScanOrder::row_major, 12, 0), dir(ScanOrder::col_major, 12, 4)}, {}},
+      {"fresh and visited cells in one direction", {dir(ScanOrder::atrous0, Dc, 0), dir(ScanOrder::row_major, Dc, 0)},
+       {}},
+      {"a joined path (MSVMamba's): its first pass writes, its revisits add",
+       {joined({ScanOrder::row_major, ScanOrder::col_major})},
+       {30}},
+      {"a joined path over part of the grid, revisiting it, then directions over the rest",
+       {joined({ScanOrder::atrous0, ScanOrder::atrous0}), dir(ScanOrder::atrous1, Dc, 0),
+        dir(ScanOrder::atrous2, Dc, 0), dir(ScanOrder::atrous3, Dc, 0)},
+       {9, 8, 9, 8}},
+      {"a joined path visiting fresh cells after visited ones",
+       {joined({ScanOrder::atrous0, ScanOrder::atrous0, ScanOrder::atrous1, ScanOrder::atrous2, ScanOrder::atrous3})},
+       {}},
   };
-  for (const auto& [what, dirs] : cases) {
+  for (const auto& [what, dirs, written] : cases) {
+    EXPECT_EQ(ssm::detail::written_steps(dirs, Dc, H * W), written) << what;
     Tensor<float, 4> got(2, H, W, Dc);
     got.setConstant(std::numeric_limits<float>::quiet_NaN());
     ssm::selective_scan_2d(in.u, in.delta, in.A, in.B, in.C, dirs, o, TensorView<float, 4>(got.data(), got.dimensions()));

@@ -72,21 +72,22 @@ inline void gather_bc(const SelectiveScan2dShape& s, const float* Bm, const floa
     }
 }
 
-// Which directions may write out (out = y) instead of adding to it, saving a zeroing pass and a
-// read of out: the first of cross scan, each of EfficientVMamba's disjoint sub-grids, each of
-// GroupMamba's channel groups. Directions over the same channels form a class; within it a
-// direction writes when all the cells it visits are fresh (and it visits none twice) and adds when
-// all were visited before. Empty (out is zeroed, every direction adds) for anything else: channel
-// ranges that overlap without being equal, a direction over fresh and visited cells, or an out
-// value that no direction writes.
-inline std::vector<bool> directions_that_write(const std::vector<ScanDirection>& directions, Index out_channels,
-                                               Index cells) {
+// How each direction merges into out: the number of its leading steps that write out (out = y,
+// saving a zeroing pass and a read of out); its later steps add. Directions over the same channels
+// form a class; within it, a direction's steps write while they visit cells that no earlier step of
+// the class visited, and add from its first visit of a visited cell on: cross scan's first direction
+// writes all its steps, EfficientVMamba's sub-grids and GroupMamba's groups all theirs, MSVMamba's
+// joined low-resolution path its first third. Empty (out is zeroed, every step adds) for anything
+// else: channel ranges that overlap without being equal, a direction visiting a fresh cell after a
+// visited one, or an out value that no direction writes.
+inline std::vector<Index> written_steps(const std::vector<ScanDirection>& directions, Index out_channels,
+                                        Index cells) {
   struct ChannelClass {
     Index first, count;
     std::vector<char> visited;  // [H·W]
   };
   std::vector<ChannelClass> classes;
-  std::vector<bool> writes(directions.size());
+  std::vector<Index> steps(directions.size());
   for (std::size_t k = 0; k < directions.size(); ++k) {
     const ScanDirection& d = directions[k];
     ChannelClass* cls = nullptr;
@@ -95,15 +96,16 @@ inline std::vector<bool> directions_that_write(const std::vector<ScanDirection>&
       else if (c.first < d.out_channel + d.channels && d.out_channel < c.first + c.count) return {};
     }
     if (!cls) cls = &classes.emplace_back(ChannelClass{d.out_channel, d.channels, std::vector<char>(cells, 0)});
-    Index fresh = 0, seen = 0;
-    for (const Index cell : d.path->index) {
-      if (cell < 0) continue;
+    bool adding = false;
+    for (Index t = 0; t < d.path->length(); ++t) {
+      const Index cell = d.path->index[static_cast<std::size_t>(t)];
+      if (cell < 0) continue;  // padding: writes nothing
       char& v = cls->visited[static_cast<std::size_t>(cell)];
-      (v ? seen : fresh) += 1;
+      if (v) adding = true;
+      else if (adding) return {};
+      if (!adding) steps[k] = t + 1;
       v = 1;
     }
-    if (fresh > 0 && seen > 0) return {};  // also a path revisiting its own fresh cells
-    writes[k] = fresh > 0;
   }
   Index covered = 0;
   for (const ChannelClass& c : classes) {
@@ -111,14 +113,14 @@ inline std::vector<bool> directions_that_write(const std::vector<ScanDirection>&
     covered += c.count;
   }
   if (covered != out_channels) return {};
-  return writes;
+  return steps;
 }
 
-// directions_that_write of the last call on this thread, reused while the directions are the same:
-// the analysis walks every path once (2% of an N = 1 GroupMamba call). The key keeps its paths
-// alive, so a path at the same address is the same path.
-inline const std::vector<bool>& cached_directions_that_write(const std::vector<ScanDirection>& directions,
-                                                             Index out_channels, Index cells) {
+// written_steps of the last call on this thread, reused while the directions are the same: the
+// analysis walks every path once (2% of an N = 1 GroupMamba call). The key keeps its paths alive,
+// so a path at the same address is the same path.
+inline const std::vector<Index>& cached_written_steps(const std::vector<ScanDirection>& directions,
+                                                      Index out_channels, Index cells) {
   struct Key {
     std::vector<ScanDirection> directions;
     Index out_channels = -1, cells = -1;
@@ -132,12 +134,12 @@ inline const std::vector<bool>& cached_directions_that_write(const std::vector<S
     }
   };
   thread_local Key key;
-  thread_local std::vector<bool> writes;
+  thread_local std::vector<Index> steps;
   if (!key.matches(directions, out_channels, cells)) {
-    writes = directions_that_write(directions, out_channels, cells);
+    steps = written_steps(directions, out_channels, cells);
     key = Key{directions, out_channels, cells};
   }
-  return writes;
+  return steps;
 }
 
 // out = merge_scale · out, then out *= silu(z).
@@ -172,8 +174,8 @@ struct OutFill {
   const void* context = nullptr;
 };
 
-// The engine's body. fill.fn null: directions_that_write decides which directions write out, and
-// out is zeroed first when none can. Otherwise fill writes out where directions[0] scans (which must
+// The engine's body. fill.fn null: written_steps decides which steps of the directions write out,
+// and out is zeroed first when it cannot. Otherwise fill writes out where directions[0] scans (which must
 // visit every cell of out's channels, once) just before it adds its outputs, and every direction adds.
 template <class Arch>
 void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
@@ -183,10 +185,10 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   if (s.batch == 0) return;
-  static const std::vector<bool> none;
-  const std::vector<bool>& writes =
-      fill.fn ? none : detail::cached_directions_that_write(directions, s.out_channels, s.height * s.width);
-  if (writes.empty() && !fill.fn) out.setZero();
+  static const std::vector<Index> none;
+  const std::vector<Index>& written =
+      fill.fn ? none : detail::cached_written_steps(directions, s.out_channels, s.height * s.width);
+  if (written.empty() && !fill.fn) out.setZero();
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local detail::DirectionBC bc;
@@ -220,7 +222,8 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     p.u_stride = s.u_channels, p.delta_stride = s.delta_channels, p.out_stride = s.out_channels;
     p.path = d.path->index.data();
     p.param_path = options.permute_params ? p.path : nullptr;  // PlainMamba's released code: raster order
-    p.out_accumulate = writes.empty() || !writes[k];
+    p.out_written_steps = written.empty() ? 0 : written[k];
+    p.out_accumulate = p.out_written_steps < T;
     if (k == 0) p.out_fill = fill.fn, p.out_fill_context = fill.context;
     detail::run_scan_kernel<Arch, detail::ScanMode::forward>(p, options.device);
   }

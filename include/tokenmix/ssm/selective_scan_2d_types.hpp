@@ -14,6 +14,7 @@
 // parameter rows [param_channel, +channels), B/C group `group`, visits the cells of `path`, and adds
 // its outputs to channels [out_channel, +channels) of out at the cells it visited.
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -97,9 +98,14 @@ inline SelectiveScan2dShape check_selective_scan_2d_args(const char* op, const C
     TOKENMIX_CHECK(d.path != nullptr, op, ": direction ", k, " has no path");
     TOKENMIX_CHECK(d.path->height == s.height && d.path->width == s.width, op, ": direction ", k, "'s path is over a ",
                    d.path->height, "x", d.path->width, " grid, but u is ", s.height, "x", s.width);
-    for (const Index p : d.path->index)
-      TOKENMIX_CHECK(p >= -1 && p < s.height * s.width, op, ": direction ", k, "'s path visits cell ", p,
-                     ", outside the ", s.height, "x", s.width, " grid");
+    // The range first (a loop that vectorises: this check walks every path on every call), then
+    // the offending cell.
+    Index lowest = -1, highest = -1;
+    for (const Index p : d.path->index) lowest = std::min(lowest, p), highest = std::max(highest, p);
+    if (lowest < -1 || highest >= s.height * s.width)
+      for (const Index p : d.path->index)
+        TOKENMIX_CHECK(p >= -1 && p < s.height * s.width, op, ": direction ", k, "'s path visits cell ", p,
+                       ", outside the ", s.height, "x", s.width, " grid");
     auto fits = [&](const char* what, Index first, Index extent) {
       TOKENMIX_CHECK(first >= 0 && first + d.channels <= extent, op, ": direction ", k, " reads ", what, " channels [",
                      first, ", ", first + d.channels, "), outside the ", extent, " channels there");

@@ -71,12 +71,14 @@ struct SelectiveScanProblem {
   // u_stride, delta_stride, z_stride and out_stride floats apart (each pointer at the first channel
   // this problem scans); token t reads row path[t] of u and z and writes row path[t] of out, and
   // reads row param_path[t] of delta. A null path means row t; a row of -1 is a padding cell (zeros
-  // in, nothing out). out_accumulate: out += y (merging directions) instead of out = y.
+  // in, nothing out). out_accumulate: out += y (merging directions) instead of out = y, from token
+  // out_written_steps on (the tokens before it write: they visit fresh cells).
   // Zeros (the defaults) mean the dense [B, L, D] layout; with_dense_layout_defaults fills them in.
   Index rows_per_batch = 0, u_stride = 0, delta_stride = 0, z_stride = 0, out_stride = 0;
   const Index* path = nullptr;        // [L]
   const Index* param_path = nullptr;  // [L]
   bool out_accumulate = false;
+  Index out_written_steps = 0;
   // Grid layout, selective B and C: bc_in_grid reads them in place too, at row param_path[t] (as
   // delta) of [B, rows_per_batch, *] grids with rows bc_stride floats apart (B and C at this
   // problem's group; a padding row reads zeros); otherwise they are [B, L, G, N] by token.
@@ -228,20 +230,6 @@ struct SelectiveScanKernel {
             p.u_stride, p.delta_stride, p.z_stride, p.out_stride, p.bc_stride, zeros};
   }
 
-  // Rows to prefetch (into L2) while a block's chunk runs: at token t < count, the rows of token t
-  // of the next block (strided rows defeat the hardware prefetcher).
-  struct RowPrefetch {
-    Rows rows{};
-    Index count = 0;
-    TOKENMIX_ALWAYS_INLINE void operator()(Index t) const noexcept {
-      if (t >= count) return;
-      __builtin_prefetch(rows.delta_row(t), 0, 2);
-      __builtin_prefetch(rows.u_row(t), 0, 2);
-      if (rows.z) __builtin_prefetch(rows.z_row(t), 0, 2);
-      if (float* o = rows.out_row(t)) __builtin_prefetch(o, 0, 2);
-    }
-  };
-
   // The grid layout's rows of one chunk's tokens as offsets (floats) from the bases of Rows: token t
   // reads u at rows.u + u[t], and so on. Computed once per chunk for all the blocks of a tile, where
   // looking the path up per token and block (a load, a padding test and a multiply per operand)
@@ -251,15 +239,43 @@ struct SelectiveScanKernel {
     // Fills the offsets of tokens [t0, t0 + tokens) of a grid problem without a gate (z); false when
     // one of them is a padding cell (the offsets are then unusable).
     bool compute(const SelectiveScanProblem& p, Index t0, Index tokens) noexcept {
+      // Loops without early exits, one per array, so that they vectorise: the compute costs 6% of a
+      // chunk of GroupMamba's 3 blocks when scalar.
       const Index* path = p.path + t0;
       const Index* param_path = p.param_path ? p.param_path + t0 : nullptr;
-      for (Index t = 0; t < tokens; ++t) {
-        const Index row = path[t], param_row = param_path ? param_path[t] : t;
-        if (row < 0 || param_row < 0) return false;
-        u[t] = row * p.u_stride, out[t] = row * p.out_stride, delta[t] = param_row * p.delta_stride;
-        bc[t] = (p.bc_in_grid ? param_row : t) * p.bc_stride;
-      }
+      Index lowest = 0;
+      for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, path[t]);
+      if (param_path)
+        for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, param_path[t]);
+      if (lowest < 0) return false;
+      for (Index t = 0; t < tokens; ++t) u[t] = path[t] * p.u_stride;
+      for (Index t = 0; t < tokens; ++t) out[t] = path[t] * p.out_stride;
+      for (Index t = 0; t < tokens; ++t) delta[t] = (param_path ? param_path[t] : t) * p.delta_stride;
+      for (Index t = 0; t < tokens; ++t) bc[t] = (p.bc_in_grid && param_path ? param_path[t] : t) * p.bc_stride;
       return true;
+    }
+  };
+
+  // Rows to prefetch (into L2) while a block's chunk runs: at token t < count, the rows of token t
+  // of the next block (strided rows defeat the hardware prefetcher). at(t) finds them at `offsets`
+  // when the next block is in the same chunk and the chunk has them (lookup(t) always looks them up).
+  struct RowPrefetch {
+    Rows rows{};
+    Index count = 0;
+    const ChunkOffsets* offsets = nullptr;
+    TOKENMIX_ALWAYS_INLINE void at(Index t) const noexcept {
+      if (!offsets) return lookup(t);
+      if (t >= count) return;
+      __builtin_prefetch(rows.delta + offsets->delta[t], 0, 2);
+      __builtin_prefetch(rows.u + offsets->u[t], 0, 2);
+      __builtin_prefetch(rows.out + offsets->out[t], 0, 2);  // no z: ChunkOffsets
+    }
+    TOKENMIX_ALWAYS_INLINE void lookup(Index t) const noexcept {
+      if (t >= count) return;
+      __builtin_prefetch(rows.delta_row(t), 0, 2);
+      __builtin_prefetch(rows.u_row(t), 0, 2);
+      if (rows.z) __builtin_prefetch(rows.z_row(t), 0, 2);
+      if (float* o = rows.out_row(t)) __builtin_prefetch(o, 0, 2);
     }
   };
 
@@ -293,7 +309,7 @@ struct SelectiveScanKernel {
         const Index next_t0 = next_in_chunk ? t0 : t0 + chunk_len;
         if (next_t0 < p.length)
           prefetch = {rows_of(p, next_in_chunk ? blk(i + 1) : blk(0), next_t0, nullptr),
-                      std::min(chunk_len, p.length - next_t0)};
+                      std::min(chunk_len, p.length - next_t0), next_in_chunk && use_offsets ? &chunk_offsets : nullptr};
         scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch,
                    use_offsets ? &chunk_offsets : nullptr);
       }
@@ -395,6 +411,8 @@ struct SelectiveScanKernel {
     const Index slot_stride = (N + 3) * W;
     float* slots = mode_buf + N * W;
     const Index window = p.window;
+    // Chunk-relative first token whose output is added to out (out_accumulate).
+    const Index add_from = p.out_accumulate ? std::clamp<Index>(p.out_written_steps - t0, 0, tokens) : tokens;
     const Index group_len = window_groups(window) * window;  // tokens per reverse call (whole windows)
 
     // dt = softplus(delta + bias) and dt·x of token t. They do not depend on the state, so token
@@ -426,7 +444,8 @@ struct SelectiveScanKernel {
       if (tokens > 0) inputs(delta_row(0), u_row(0), dt, dt_x, x);
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
-        pf(t);
+        if constexpr (Offsets) pf.at(t);
+        else pf.lookup(t);  // the dense layout: no test of pf.offsets per token (2% of a small scan)
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
         if (t + 1 < tokens) inputs(delta_row(t + 1), u_row(t + 1), dt_next, dt_x_next, x_next);
@@ -471,7 +490,7 @@ struct SelectiveScanKernel {
           }
         } else {
           if (float* o = out_row(t)) {
-            if (p.out_accumulate) y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
+            if (t >= add_from) y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
             else y = y * gate;
             simd::store_upto<Arch>(o, y, width, pad + 6 * W);
           }
