@@ -175,8 +175,9 @@ struct OutFill {
 };
 
 // The engine's body. fill.fn null: written_steps decides which steps of the directions write out,
-// and out is zeroed first when it cannot. Otherwise fill writes out where directions[0] scans (which must
-// visit every cell of out's channels, once) just before it adds its outputs, and every direction adds.
+// and out is zeroed first when it cannot. Otherwise fill writes out where directions[0] scans
+// (which must visit every cell of out's channels, once) just before it adds its outputs, and every
+// direction adds.
 template <class Arch>
 void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
                      const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
@@ -417,7 +418,8 @@ struct BilinearTaps {
   std::vector<Tap> taps;  // [H·W]
 
   BilinearTaps() = default;
-  BilinearTaps(Index h_, Index w_, Index H_, Index W_) : h(h_), w(w_), H(H_), W(W_), taps(static_cast<std::size_t>(H_ * W_)) {
+  BilinearTaps(Index h_, Index w_, Index H_, Index W_)
+      : h(h_), w(w_), H(H_), W(W_), taps(static_cast<std::size_t>(H_ * W_)) {
     auto source = [](Index dst, Index in, Index outn, Index& i0, Index& i1, float& frac) {
       const float scale = static_cast<float>(in) / static_cast<float>(outn);
       float src = (static_cast<float>(dst) + 0.5f) * scale - 0.5f;

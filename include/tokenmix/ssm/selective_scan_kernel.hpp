@@ -335,7 +335,8 @@ struct SelectiveScanKernel {
                          float* h, float* shared, const RowPrefetch& pf, const ChunkOffsets* offsets) noexcept {
     if (!p.B_time_invariant && !p.C_time_invariant) {
       switch (p.state) {
-        case 1: return chunk<1, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);  // VMamba v2, GroupMamba, A2Mamba
+        // N = 1: VMamba v2, GroupMamba, A2Mamba
+        case 1: return chunk<1, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
         case 4: return chunk<4, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
         case 8: return chunk<8, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
         case 16: return chunk<16, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
@@ -436,7 +437,9 @@ struct SelectiveScanKernel {
       auto delta_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         return Offsets ? rows.delta + offsets->delta[t] : rows.delta_row(t);
       };
-      auto u_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA { return Offsets ? rows.u + offsets->u[t] : rows.u_row(t); };
+      auto u_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+        return Offsets ? rows.u + offsets->u[t] : rows.u_row(t);
+      };
       auto out_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         return Offsets ? rows.out + offsets->out[t] : rows.out_row(t);
       };
