@@ -108,7 +108,7 @@ inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
 enum class ScanMode { forward, states, local_bidirectional };
 
 // Where the kernel's token loop finds a token's rows (SelectiveScanKernel::chunk).
-enum class RowLookup { per_token, bc_grid, chunk_offsets };
+enum class RowLookup { per_token, chunk_offsets };
 
 template <class Arch, ScanMode Mode = ScanMode::forward>
 struct SelectiveScanKernel {
@@ -230,28 +230,33 @@ struct SelectiveScanKernel {
             p.u_stride, p.delta_stride, p.z_stride, p.out_stride, p.bc_stride, zeros};
   }
 
-  // The grid layout's rows of one chunk's tokens as offsets (floats) from the bases of Rows: token t
-  // reads u at rows.u + u[t], and so on. Computed once per chunk for all the blocks of a tile, where
-  // looking the path up per token and block (a load, a padding test and a multiply per operand)
-  // cost 5-8% of an N = 1 scan. Chunks with a padding cell keep the per-token lookups.
+  // The rows of one chunk's tokens as offsets (floats) from the bases of Rows: token t reads u at
+  // rows.u + u[t], and so on. Shared by all the blocks of a tile: looking a grid path up per token
+  // and block (a load, a padding test and a multiply per operand) cost 5-8% of an N = 1 scan, and
+  // one token loop for the dense and the grid layouts keeps the kernel's instantiations (and its
+  // users' compile times) as they were. The dense layout's offsets are the same for every chunk;
+  // grid chunks with a padding cell have none (the token loop then looks each row up).
   struct ChunkOffsets {
-    Index u[kTokensPerChunk], delta[kTokensPerChunk], out[kTokensPerChunk], bc[kTokensPerChunk];
-    // Fills the offsets of tokens [t0, t0 + tokens) of a grid problem without a gate (z); false when
-    // one of them is a padding cell (the offsets are then unusable).
+    Index u[kTokensPerChunk], delta[kTokensPerChunk], z[kTokensPerChunk], out[kTokensPerChunk],
+        bc[kTokensPerChunk];
+    // Fills the offsets of tokens [t0, t0 + tokens) of p; false when one of them is a padding cell.
+    // Loops without early exits, one per array, so that they vectorise (scalar, the grid's cost 6%
+    // of a chunk of GroupMamba's 3 blocks).
     bool compute(const SelectiveScanProblem& p, Index t0, Index tokens) noexcept {
-      // Loops without early exits, one per array, so that they vectorise: the compute costs 6% of a
-      // chunk of GroupMamba's 3 blocks when scalar.
-      const Index* path = p.path + t0;
+      const Index* path = p.path ? p.path + t0 : nullptr;
       const Index* param_path = p.param_path ? p.param_path + t0 : nullptr;
+      const Index* bc_path = p.bc_in_grid ? param_path : nullptr;
       Index lowest = 0;
-      for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, path[t]);
+      if (path)
+        for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, path[t]);
       if (param_path)
         for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, param_path[t]);
       if (lowest < 0) return false;
-      for (Index t = 0; t < tokens; ++t) u[t] = path[t] * p.u_stride;
-      for (Index t = 0; t < tokens; ++t) out[t] = path[t] * p.out_stride;
+      for (Index t = 0; t < tokens; ++t) u[t] = (path ? path[t] : t) * p.u_stride;
+      for (Index t = 0; t < tokens; ++t) z[t] = (path ? path[t] : t) * p.z_stride;
+      for (Index t = 0; t < tokens; ++t) out[t] = (path ? path[t] : t) * p.out_stride;
       for (Index t = 0; t < tokens; ++t) delta[t] = (param_path ? param_path[t] : t) * p.delta_stride;
-      for (Index t = 0; t < tokens; ++t) bc[t] = (p.bc_in_grid && param_path ? param_path[t] : t) * p.bc_stride;
+      for (Index t = 0; t < tokens; ++t) bc[t] = (bc_path ? bc_path[t] : t) * p.bc_stride;
       return true;
     }
   };
@@ -268,7 +273,8 @@ struct SelectiveScanKernel {
       if (t >= count) return;
       __builtin_prefetch(rows.delta + offsets->delta[t], 0, 2);
       __builtin_prefetch(rows.u + offsets->u[t], 0, 2);
-      __builtin_prefetch(rows.out + offsets->out[t], 0, 2);  // no z: ChunkOffsets
+      if (rows.z) __builtin_prefetch(rows.z + offsets->z[t], 0, 2);
+      __builtin_prefetch(rows.out + offsets->out[t], 0, 2);
     }
     TOKENMIX_ALWAYS_INLINE void lookup(Index t) const noexcept {
       if (t >= count) return;
@@ -295,12 +301,15 @@ struct SelectiveScanKernel {
         std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
     }
     const Index chunk_len = tokens_per_chunk(p);
+    // The forward mode's rows by offsets (the other modes look them up: dense, and one token loop
+    // each). Dense: computed once, for a whole chunk.
     ChunkOffsets chunk_offsets;
+    const bool forward_offsets = Mode == ScanMode::forward && chunk_len == kTokensPerChunk;
+    const bool dense_offsets = forward_offsets && !p.path && chunk_offsets.compute(p, 0, chunk_len);
     for (Index t0 = 0; t0 < p.length; t0 += chunk_len) {
       const Index tokens = std::min(p.length - t0, chunk_len);
       if (p.out_fill) fill_out(p, first, last, t0, tokens);
-      const bool use_offsets = Mode == ScanMode::forward && p.path && !p.z && chunk_len == kTokensPerChunk &&
-                               chunk_offsets.compute(p, t0, tokens);
+      const bool use_offsets = dense_offsets || (forward_offsets && p.path && chunk_offsets.compute(p, t0, tokens));
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
         // hardware prefetcher; a chunk is long enough to hide their latency).
@@ -428,12 +437,12 @@ struct SelectiveScanKernel {
     };
 
     // The token loop; update_state(update) applies h[n] = update(n, h[n]) to every state vector.
-    // Lookup (compile time) says where token t's rows are: RowLookup::per_token (Rows' accessors; B
-    // and C by token), bc_grid (B and C looked up along bc_path too) or chunk_offsets (`offsets`).
-    // A per-token test of it instead cost 3% of an N = 1 scan.
+    // Lookup (compile time) says where token t's rows are: RowLookup::chunk_offsets (`offsets`) or
+    // per_token (Rows' accessors: the dense layout of the states and local-bidirectional modes, and
+    // grid chunks with padding cells, whose B and C are looked up along bc_path in the forward mode).
     auto scan_tokens_with = [&](auto lookup, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      constexpr RowLookup Lookup = decltype(lookup)::value;
-      constexpr bool Offsets = Lookup == RowLookup::chunk_offsets, BcGrid = Lookup == RowLookup::bc_grid;
+      constexpr bool Offsets = decltype(lookup)::value == RowLookup::chunk_offsets;
+      constexpr bool BcGrid = !Offsets && Mode == ScanMode::forward;  // B and C by Rows' accessors
       auto delta_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         return Offsets ? rows.delta + offsets->delta[t] : rows.delta_row(t);
       };
@@ -449,7 +458,8 @@ struct SelectiveScanKernel {
       for (Index t = 0; t < tokens; ++t) {
         if constexpr (Offsets) pf.at(t);
         else pf.lookup(t);  // the dense layout: no test of pf.offsets per token (2% of a small scan)
-        const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(rows.z_row(t), width, pad + 4 * W)) : V(1.0f);
+        const float* z_row = !p.z ? nullptr : Offsets ? rows.z + offsets->z[t] : rows.z_row(t);
+        const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(z_row, width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
         if (t + 1 < tokens) inputs(delta_row(t + 1), u_row(t + 1), dt_next, dt_x_next, x_next);
         // [N] B and C of token t0 + t, group g: by token (rows bc_row apart) or looked up in the grid.
@@ -504,9 +514,8 @@ struct SelectiveScanKernel {
     };
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       using Lookup = RowLookup;
-      if constexpr (Mode == ScanMode::forward && VarB && VarC) {  // the grid layout's modes
+      if constexpr (Mode == ScanMode::forward) {
         if (offsets) return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
-        if (rows.bc_path) return scan_tokens_with(std::integral_constant<Lookup, Lookup::bc_grid>{}, update_state);
       }
       scan_tokens_with(std::integral_constant<Lookup, Lookup::per_token>{}, update_state);
     };
