@@ -253,7 +253,8 @@ struct SelectiveScanKernel {
         for (Index t = 0; t < tokens; ++t) lowest = std::min(lowest, param_path[t]);
       if (lowest < 0) return false;
       for (Index t = 0; t < tokens; ++t) u[t] = (path ? path[t] : t) * p.u_stride;
-      for (Index t = 0; t < tokens; ++t) z[t] = (path ? path[t] : t) * p.z_stride;
+      if (p.z)
+        for (Index t = 0; t < tokens; ++t) z[t] = (path ? path[t] : t) * p.z_stride;
       for (Index t = 0; t < tokens; ++t) out[t] = (path ? path[t] : t) * p.out_stride;
       for (Index t = 0; t < tokens; ++t) delta[t] = (param_path ? param_path[t] : t) * p.delta_stride;
       for (Index t = 0; t < tokens; ++t) bc[t] = (bc_path ? bc_path[t] : t) * p.bc_stride;
@@ -391,7 +392,7 @@ struct SelectiveScanKernel {
   // Scans tokens [t0, t0 + tokens) of one block, state h [N, W] in and out.
   // NC: N known at compile time (state in registers), or 0 (state stays in h).
   // VarB / VarC: selective [B, L, G, N] operand (broadcast per token) vs time-invariant [D, N].
-  // offsets: the chunk's rows (grid layout), or nullptr: looked up per token.
+  // offsets: the chunk's rows (the forward mode, dense or grid), or nullptr: looked up per token.
   template <int NC, bool VarB, bool VarC>
   static void chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2, float* h,
                     float* shared, const RowPrefetch& pf, const ChunkOffsets* offsets) noexcept {
@@ -457,7 +458,7 @@ struct SelectiveScanKernel {
       Index window_first = 0;  // local_bidirectional: chunk-relative first token of the current window
       for (Index t = 0; t < tokens; ++t) {
         if constexpr (Offsets) pf.at(t);
-        else pf.lookup(t);  // the dense layout: no test of pf.offsets per token (2% of a small scan)
+        else pf.lookup(t);  // no test of pf.offsets per token where there are none
         const float* z_row = !p.z ? nullptr : Offsets ? rows.z + offsets->z[t] : rows.z_row(t);
         const V gate = p.z ? simd::silu<Arch>(simd::load_upto<Arch>(z_row, width, pad + 4 * W)) : V(1.0f);
         V dt_next = dt, dt_x_next = dt_x, x_next = x;
