@@ -67,6 +67,27 @@ TEST(ScanPath, AtrousSubGridsTileThePaddedGrid) {
   EXPECT_EQ(ssm::scan_path(ScanOrder::atrous1, 4, 4)->index, (std::vector<Index>{4, 12, 6, 14}));
 }
 
+// is_identity (the 2-D engine then reads the image as a dense sequence): row-major paths, and
+// column-major ones where a side is 1; nothing with padding, a reversal or more steps than cells.
+TEST(ScanPath, IdentityIsRowMajorOrder) {
+  for (Index H = 1; H <= 5; ++H)
+    for (Index W = 1; W <= 5; ++W)
+      for (const ScanOrder o : kBijectiveOrders) {
+        const auto p = ssm::scan_path(o, H, W);
+        bool identity = true;
+        for (Index t = 0; t < p->length(); ++t) identity = identity && p->index[t] == t;
+        EXPECT_EQ(p->is_identity(), identity) << ssm::scan_order_name(o) << " " << H << "x" << W;
+      }
+  EXPECT_TRUE(ssm::scan_path(ScanOrder::row_major, 4, 5)->is_identity());
+  EXPECT_TRUE(ssm::scan_path(ScanOrder::col_major, 1, 5)->is_identity());
+  EXPECT_FALSE(ssm::scan_path(ScanOrder::col_major, 4, 5)->is_identity());
+  EXPECT_FALSE(ssm::scan_path(ScanOrder::row_major_reversed, 4, 5)->is_identity());
+  EXPECT_TRUE(ssm::scan_path(ScanOrder::atrous0, 1, 1)->is_identity());   // [0]
+  EXPECT_FALSE(ssm::scan_path(ScanOrder::atrous1, 1, 1)->is_identity());  // [-1]: a padding cell
+  EXPECT_FALSE(ssm::scan_path(ScanOrder::atrous0, 2, 2)->is_identity());  // [0]: one cell of four
+  EXPECT_FALSE(ssm::joined_scan_path({ScanOrder::row_major, ScanOrder::row_major}, 2, 3)->is_identity());
+}
+
 // A join of orders is the concatenation of their paths, built once per (orders, H, W).
 TEST(ScanPath, JoinedOrdersAreConcatenatedAndBuiltOnce) {
   const std::vector<ScanOrder> orders = {ScanOrder::row_major_reversed, ScanOrder::col_major, ScanOrder::col_major_reversed};

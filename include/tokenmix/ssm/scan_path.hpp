@@ -84,6 +84,15 @@ struct ScanPath {
     return true;
   }
 
+  // True when step t visits cell t for every t (row-major, no padding): the image is then already
+  // in scan order and a scan can read it as a dense sequence. One pass without early exit (it
+  // vectorises): the 2-D engine asks once per direction and call.
+  bool is_identity() const {
+    bool identity = length() == cells();
+    for (Index t = 0; t < length(); ++t) identity &= index[static_cast<std::size_t>(t)] == t;
+    return identity;
+  }
+
   // inverse[p] = the step that visits cell p (bijections only).
   std::vector<Index> inverse() const {
     TOKENMIX_CHECK(is_bijection(), "ScanPath::inverse: the path is not a bijection of the ", height, "x", width,

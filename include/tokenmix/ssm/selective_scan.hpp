@@ -54,10 +54,10 @@ void run_scan_kernel(const SelectiveScanProblem& layout_problem, const Eigen::Th
   TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
                                                problem.rows_per_batch == problem.length),
                  "selective scan kernel: the grid layout is implemented for the forward mode only");
-  TOKENMIX_CHECK(!problem.out_fill || (problem.path && problem.out_accumulate && problem.out_written_steps == 0 &&
-                                        problem.groups == 1),
-                 "selective scan kernel: out_fill needs the grid layout's path, out_accumulate from the first "
-                 "token and one group");
+  TOKENMIX_CHECK(!problem.out_fill || (Mode == ScanMode::forward && problem.out_accumulate &&
+                                        problem.out_written_steps == 0 && problem.groups == 1),
+                 "selective scan kernel: out_fill needs the forward mode, out_accumulate from the first token and "
+                 "one group");
   tokenmix::detail::parallel_for(device, Kernel::num_items(problem), [&](Index first, Index last) {
     // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines. Kept per thread
     // and grown only: a fresh zeroed buffer per call (up to ~300 KiB) cost 10% of a small scan, and

@@ -201,7 +201,11 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     // them up per token, along strided paths from other lines: measured (56x56, N = 1 and 16), in
     // place is 5-7% faster over GroupMamba's 48 channels a direction, even at 96 and 1-3% slower
     // over VMamba's 192. Θ offsets need the copy.
-    const bool bc_in_grid = !options.B_offset && d.channels <= kBcInPlaceMaxChannels;
+    // A row-major path visits the cells in memory order: the kernel then reads the image as a
+    // dense sequence (rows computed once, not per chunk: 1-2% of an N = 1 scan), and B and C in
+    // place at any width (a gather along it would be a copy).
+    const bool dense = d.path->is_identity();
+    const bool bc_in_grid = !options.B_offset && (dense || d.channels <= kBcInPlaceMaxChannels);
     if (!bc_in_grid) detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
     // u, delta and out are read and written in place along the path (the kernel's grid layout).
     detail::SelectiveScanProblem p{};
@@ -221,7 +225,7 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     p.out = out.data() + d.out_channel;
     p.rows_per_batch = s.height * s.width;
     p.u_stride = s.u_channels, p.delta_stride = s.delta_channels, p.out_stride = s.out_channels;
-    p.path = d.path->index.data();
+    p.path = dense ? nullptr : d.path->index.data();
     p.param_path = options.permute_params ? p.path : nullptr;  // PlainMamba's released code: raster order
     p.out_written_steps = written.empty() ? 0 : written[k];
     p.out_accumulate = p.out_written_steps < T;

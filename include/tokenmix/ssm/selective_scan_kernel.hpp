@@ -84,9 +84,9 @@ struct SelectiveScanProblem {
   // problem's group; a padding row reads zeros); otherwise they are [B, L, G, N] by token.
   bool bc_in_grid = false;
   Index bc_stride = 0;
-  // Grid layout with out_accumulate (and one group): before a thread's blocks scan a chunk,
+  // out_accumulate from the first token, one group: before a thread's blocks scan a chunk,
   // out_fill(out_fill_context, b, cells, count, d0, width) writes the values their outputs are added
-  // to: out at rows cells[0, count) (the chunk's path rows, -1 for padding cells) of batch b,
+  // to: out at rows cells[0, count) (the chunk's rows: path rows, -1 for padding cells) of batch b,
   // channels [d0, d0 + width) of this problem's out (the blocks' channels, any width). A producer of
   // out fused into the scan (MSVMamba's upsampled low-resolution branch): the rows are written just
   // before the scan reads them back from cache, where a separate pass over the whole of out would
@@ -332,11 +332,15 @@ struct SelectiveScanKernel {
   // p.out_fill for the chunk's rows over the channels of items [first, last): once per batch they
   // span (one group: a batch's blocks are consecutive channels).
   static void fill_out(const SelectiveScanProblem& p, Index first, Index last, Index t0, Index tokens) noexcept {
+    Index dense_rows[kTokensPerChunk];  // the chunk's rows without a path
+    if (!p.path)
+      for (Index t = 0; t < tokens; ++t) dense_rows[t] = t0 + t;
+    const Index* cells = p.path ? p.path + t0 : dense_rows;
     for (Index item = first; item < last;) {
       const Block head = locate(p, item);
       const Index run_end = std::min(last, (head.b + 1) * num_items(p) / p.batch);
       const Block tail = locate(p, run_end - 1);
-      p.out_fill(p.out_fill_context, head.b, p.path + t0, tokens, head.d0, tail.d0 + tail.width - head.d0);
+      p.out_fill(p.out_fill_context, head.b, cells, tokens, head.d0, tail.d0 + tail.width - head.d0);
       item = run_end;
     }
   }
