@@ -86,7 +86,7 @@ struct SelectiveScanProblem {
   Index bc_stride = 0;
   // out_accumulate from the first token, one group: before a thread's blocks scan a chunk,
   // out_fill(out_fill_context, b, cells, count, d0, width) writes the values their outputs are added
-  // to: out at rows cells[0, count) (the chunk's rows: path rows, -1 for padding cells) of batch b,
+  // to: out at rows cells[0, count) (the chunk's path rows, -1 for padding cells; t0 + t when dense) of batch b,
   // channels [d0, d0 + width) of this problem's out (the blocks' channels, any width). A producer of
   // out fused into the scan (MSVMamba's upsampled low-resolution branch): the rows are written just
   // before the scan reads them back from cache, where a separate pass over the whole of out would
