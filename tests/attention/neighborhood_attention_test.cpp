@@ -354,13 +354,15 @@ TEST(NeighborhoodAttention, OneDimensionalSweep) {
 // Interior tiles load slot j at key column a + j; on AVX-512 the first slots of one- and two-row
 // calls come from a permute of the aligned pair below a when a's offset in its cache line allows
 // (kNaHybridSlots), the others from plain loads. Kernel sizes 2 .. 18, causal or not, put a at
-// every offset 0 .. 15 and chunks of 2 .. 8 slots; every case against the oracle.
+// every offset 0 .. 15 and chunks of 2 .. 8 slots; every case against the oracle. The non-causal
+// ones with rpb: up to K 16 (kNaRpbPermuteMaxK) each slot's biases are a permute of the table row
+// (one vector up to K 8, two beyond), from K 17 a gather.
 TEST(NeighborhoodAttention, KeySlotsAtEveryCacheLineOffset) {
   Rng rng(28);
   for (Index K = 2; K <= 18; ++K)
     for (const bool causal : {false, true}) {
       NaCase<1> c;
-      c.extent = {150}, c.K = {K}, c.d = {1}, c.s = {1}, c.causal = {causal}, c.P = 16, c.Pv = 16;
+      c.extent = {150}, c.K = {K}, c.d = {1}, c.s = {1}, c.causal = {causal}, c.P = 16, c.Pv = 16, c.rpb = !causal;
       EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
     }
 }
