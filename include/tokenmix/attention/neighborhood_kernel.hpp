@@ -595,6 +595,7 @@ struct NeighborhoodKernel {
     std::vector<Index> rpb_base[kNaMaxRows];  // per key row of a query row's window: its rpb row offset
     std::vector<Index> out_base[kNaMaxRows];  // the same key row's first slot in NATTEN's order (split ops)
     Buffer rotated;  // split ops, wrapped tiles: [W, max_slots] lanes' rows in the kernel's slot order
+    std::vector<std::int32_t> rpb_entry;  // rpb, other archs than AVX-512: [K, W] each lane's entry per slot
   };
 
   Index p_pad() const { return (plan.P + W - 1) / W * W; }
@@ -614,6 +615,7 @@ struct NeighborhoodKernel {
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
     if (mode != NaOutput::attention) sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
+    if (rpb) sc.rpb_entry.assign(std::size_t(pl.K * W), 0);
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
@@ -973,14 +975,33 @@ struct NeighborhoodKernel {
       } else
 #endif
       {
-        alignas(64) float bias[kNaMaxLanes];
-        for (Index r = 0; r < n_slots / pl.K; ++r)
-          for (Index j = 0; j < pl.K; ++j) {
-            const float* row = table + sc.rpb_base[i][std::size_t(r)];
-            for (Index lane = 0; lane < W; ++lane) bias[lane] = row[tile.rpb_first[lane] + window_slot(tile, lane, j)];
-            float* s = S + (r * pl.K + j) * W;
-            simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(bias), bias_scale, simd::load<Arch>(s)));
+        // Each lane's entry per slot, once per call (not per key row); where every lane has the same
+        // entries (the tiles inside the axis) each slot's bias is one broadcast float. Against the
+        // lane loop per key row and slot (AVX2, in-process alternation): fused 2-D 56x56 K 7 with rpb
+        // 0.75-0.77 of the time (K 13 0.69-0.70, 3-D 0.74, 1-D L 4096 0.97): rpb costs 1.14x the op
+        // without there (1.54x before). On AVX-512 the broadcast measured no faster than the permute.
+        std::int32_t* at = sc.rpb_entry.data();  // [K, W]
+        bool uniform = true;
+        for (Index j = 0; j < pl.K; ++j)
+          for (Index lane = 0; lane < W; ++lane) {
+            at[j * W + lane] = std::int32_t(tile.rpb_first[lane] + window_slot(tile, lane, j));
+            uniform = uniform && at[j * W + lane] == at[j * W];
           }
+        alignas(64) float bias[kNaMaxLanes];
+        for (Index r = 0; r < n_slots / pl.K; ++r) {
+          const float* row = table + sc.rpb_base[i][std::size_t(r)];
+          for (Index j = 0; j < pl.K; ++j) {
+            V b;
+            if (uniform) {
+              b = V(row[at[j * W]]);
+            } else {
+              for (Index lane = 0; lane < W; ++lane) bias[lane] = row[at[j * W + lane]];
+              b = simd::load<Arch>(bias);
+            }
+            float* s = S + (r * pl.K + j) * W;
+            simd::store<Arch>(s, simd::fmadd<Arch>(b, bias_scale, simd::load<Arch>(s)));
+          }
+        }
       }
     }
     if (tile.masked) {
