@@ -480,7 +480,11 @@ void na_qk_micro(const NaMicro& m) {
   for (int i = 0; i < I; ++i) in[i] = m.in[i];
   const float* const slab = m.slab;
   const Index ldp = m.ldp, ldj = m.ldj, depth = m.depth;
-  for (Index p = 0; p < depth; ++p) {
+  // A do-while (depth = P >= 1, which the ops check): with a zero-trip path to merge from, GCC kept
+  // a copy of acc on the stack (some 60 extra stores and loads per call; the call alone 3-5% faster
+  // without, on slabs in L1 and in L2).
+  Index p = 0;
+  do {
     V q[I];
     for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
     // The keys first, then the FMAs: with the FMAs inside the loader's callback GCC kept acc on
@@ -489,7 +493,7 @@ void na_qk_micro(const NaMicro& m) {
     keys.row(slab + p * ldp, ldj, [&](int j, V kj) { k[j] = kj; });
     for (int j = 0; j < J; ++j)
       for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
-  }
+  } while (++p < depth);
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
   if (m.max_out[0])
