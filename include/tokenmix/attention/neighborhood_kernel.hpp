@@ -1122,7 +1122,7 @@ struct NeighborhoodKernel {
     const Index n_slots = sc.n_slots[i];
     bias_and_mask(sc, i, tile, h, V(simd::kLog2e));
     // Locals, not m and l: through the references GCC kept them in memory (the V type may alias the
-    // floats of S), a store-to-load chain per slot that cost rpb's fused NA ~8% of its time.
+    // floats of S), a store-to-load chain per slot that cost fused NA with rpb 5-9% of its time.
     V max(-std::numeric_limits<float>::infinity()), sum(0.0f);
     if (fused_row_max(tile))
       max = simd::load<Arch>(sc.row_max.data() + i * W);
