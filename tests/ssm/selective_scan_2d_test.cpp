@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <set>
 #include <string>
@@ -15,6 +16,7 @@
 #include "support/errors.hpp"
 #include "support/archs.hpp"
 #include "support/random.hpp"
+#include "tokenmix/core/cache.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/reference/selective_scan_2d.hpp"
 #include "tokenmix/ssm/selective_scan_2d.hpp"
@@ -326,6 +328,38 @@ TEST(SelectiveScan2d, BitwiseIdenticalForAnyThreadCount) {
   const Tensor<float, 4> serial = multiscale();
   om.device = pool.device();
   EXPECT_TRUE(testing::bitwise_equal(multiscale(), serial));
+}
+
+// Consecutive directions that only write run in interleaved pairs where the image (u, delta, out)
+// is larger than the L2 (selective_scan_2d.hpp): GroupMamba's groups and EfficientVMamba's
+// sub-grids on such an image, against their oracles and bitwise across thread counts; VMamba's
+// cross scan, whose directions add, must not pair.
+TEST(SelectiveScan2d, InterleavedPairsOnAnImageLargerThanTheL2) {
+  const Index D = 64, cell_bytes = 3 * D * static_cast<Index>(sizeof(float));
+  const Index H = 2 * (static_cast<Index>(std::sqrt(static_cast<double>(l2_cache_bytes()) / cell_bytes)) / 2 + 1);
+  ASSERT_GT(H * H * cell_bytes, static_cast<Index>(l2_cache_bytes()));
+  ThreadPool pool(2);
+  const Inputs2d group(1, H, H, D, D, D, 4, 1, D, 21);
+  auto og = group.options();
+  const Tensor<float, 4> g1 = ssm::group_scan_2d(group.u, group.delta, group.A, group.B, group.C, og);
+  EXPECT_TRUE(testing::all_close(g1, ref::group_scan_2d(group.u, group.delta, group.A, group.B, group.C, og), kTol,
+                                 "group, H = W = " + std::to_string(H)));
+  og.device = pool.device();
+  EXPECT_TRUE(testing::bitwise_equal(ssm::group_scan_2d(group.u, group.delta, group.A, group.B, group.C, og), g1,
+                                     "group, 2 threads"));
+  const Inputs2d atrous(1, H, H, D, 4 * D, 4 * D, 4, 2, D, 22);
+  auto oa = atrous.options();
+  const Tensor<float, 4> a1 = ssm::atrous_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, oa);
+  EXPECT_TRUE(testing::all_close(a1, ref::atrous_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, oa),
+                                 kTol, "atrous, H = W = " + std::to_string(H)));
+  oa.device = pool.device();
+  EXPECT_TRUE(testing::bitwise_equal(ssm::atrous_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, oa), a1,
+                                     "atrous, 2 threads"));
+  // Cross scan's directions after the first add to out: none of them may run interleaved.
+  const auto oc = atrous.options();
+  EXPECT_TRUE(testing::all_close(ssm::cross_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, oc),
+                                 ref::cross_scan_2d(atrous.u, atrous.delta, atrous.A, atrous.B, atrous.C, oc), kTol,
+                                 "cross, H = W = " + std::to_string(H)));
 }
 
 TEST(SelectiveScan2d, RejectsBadArguments) {

@@ -7,6 +7,8 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/archs.hpp"
 #include "support/compare.hpp"
@@ -141,6 +143,52 @@ TEST(SelectiveScanTest, ResultsAreBitwiseIdenticalForAnyThreadCount) {
     EXPECT_TRUE(testing::bitwise_equal(multi.out, single.out, std::to_string(threads) + " threads out"));
     EXPECT_TRUE(testing::bitwise_equal(multi.last_state, single.last_state, std::to_string(threads) + " threads state"));
   }
+}
+
+// The kernel's interleaved form (selective_scan_2d runs pairs of directions so): problems run chunk
+// by chunk in turn give each problem's results bitwise, whatever their lengths (1 to 3 chunks of
+// 64 tokens), batches, options, tile counts (D = 2100 at N = 16: two tiles of at most 128 blocks)
+// and threads.
+TEST(SelectiveScanTest, InterleavedProblemsMatchEachRunAlone) {
+  std::vector<ScanCase> cases = {mamba_case(150, 41), mamba_case(70, 42), mamba_case(9, 43), mamba_case(130, 44)};
+  cases[0].initial = true;
+  cases[1].batch = 1, cases[1].channels = 2100;
+  cases[2].state = 1, cases[2].channels = 5;
+  cases[3].state = 4, cases[3].groups = 3, cases[3].channels = 3 * 24, cases[3].gate = false;
+  std::vector<ScanInputs> inputs;
+  for (const ScanCase& c : cases) inputs.emplace_back(c);
+  using Result = ssm::SelectiveScanResult;
+  auto problem = [](const ScanInputs& in, Result& r) {
+    const auto o = in.options();
+    TensorView<float, 3> out(r.out.data(), r.out.dimensions()), last(r.last_state.data(), r.last_state.dimensions());
+    const auto s = ssm::detail::check_selective_scan_args("test", in.u, in.delta, in.A, in.B(), in.C(), o, &out, &last);
+    return ssm::detail::make_scan_problem(s, in.u, in.delta, in.A, in.B(), in.C(), o, out, &last);
+  };
+  auto fresh = [](const ScanInputs& in) {
+    return Result{Tensor<float, 3>(in.u.dimensions()), Tensor<float, 3>(in.c.batch, in.c.channels, in.c.state)};
+  };
+  std::vector<Result> alone;
+  for (const ScanInputs& in : inputs) {
+    alone.push_back(fresh(in));
+    ssm::detail::run_scan_kernel<simd::default_arch, ssm::detail::ScanMode::forward>(problem(in, alone.back()),
+                                                                                    nullptr);
+  }
+  for (int threads : {1, 2, 3})
+    for (const auto& [first, count] : std::vector<std::pair<int, int>>{{0, 2}, {1, 2}, {0, 4}, {2, 2}}) {
+      ThreadPool pool(threads);
+      std::vector<Result> together;
+      std::vector<ssm::detail::SelectiveScanProblem> problems;
+      for (int k = 0; k < count; ++k) together.push_back(fresh(inputs[first + k]));
+      for (int k = 0; k < count; ++k) problems.push_back(problem(inputs[first + k], together[k]));
+      ssm::detail::run_scan_kernel<simd::default_arch, ssm::detail::ScanMode::forward>(problems.data(), count,
+                                                                                      pool.device());
+      for (int k = 0; k < count; ++k) {
+        const std::string where = std::to_string(threads) + " threads, problem " + std::to_string(first + k) +
+                                  " of " + std::to_string(count) + " from " + std::to_string(first);
+        EXPECT_TRUE(testing::bitwise_equal(together[k].out, alone[first + k].out, where + " out"));
+        EXPECT_TRUE(testing::bitwise_equal(together[k].last_state, alone[first + k].last_state, where + " state"));
+      }
+    }
 }
 
 TEST(SelectiveScanTest, EmptySequenceReturnsInitialState) {

@@ -19,6 +19,7 @@
 // Speed: see README (B=1, L=2048, D=1536, N=16). The architecture is the one the including TU is
 // compiled for (simd::default_arch); build with -march=native or at least -mavx2 -mfma.
 
+#include <algorithm>
 #include <vector>
 
 #include "tokenmix/core/threading.hpp"
@@ -46,28 +47,50 @@ inline SelectiveScanProblem make_scan_problem(const SelectiveScanShape& s, const
       out.data(), last_state ? last_state->data() : nullptr};
 }
 
-// Runs SelectiveScanKernel<Arch, Mode> over every work item, split across the device's threads.
+// Runs SelectiveScanKernel<Arch, Mode> over every work item of problems[0, count), split across the
+// device's threads: each thread takes the same share of every problem's items, and runs its shares
+// interleaved chunk by chunk when count > 1 (the kernel's run_items: the forward mode, problems that
+// write disjoint out values).
 template <class Arch, ScanMode Mode>
-void run_scan_kernel(const SelectiveScanProblem& layout_problem, const Eigen::ThreadPoolDevice* device) {
+void run_scan_kernel(const SelectiveScanProblem* layout_problems, int count, const Eigen::ThreadPoolDevice* device) {
   using Kernel = SelectiveScanKernel<Arch, Mode>;
-  const SelectiveScanProblem problem = with_dense_layout_defaults(layout_problem);
-  TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
-                                               problem.rows_per_batch == problem.length),
-                 "selective scan kernel: the grid layout is implemented for the forward mode only");
-  TOKENMIX_CHECK(!problem.out_fill || (Mode == ScanMode::forward && problem.out_accumulate &&
-                                        problem.out_written_steps == 0 && problem.groups == 1),
-                 "selective scan kernel: out_fill needs the forward mode, out_accumulate from the first token and "
-                 "one group");
-  tokenmix::detail::parallel_for(device, Kernel::num_items(problem), [&](Index first, Index last) {
+  TOKENMIX_CHECK(count >= 1 && count <= Kernel::kMaxInterleaved && (count == 1 || Mode == ScanMode::forward),
+                 "selective scan kernel: ", count, " problems interleaved, expected 1, or up to ",
+                 Kernel::kMaxInterleaved, " in the forward mode");
+  SelectiveScanProblem problems[Kernel::kMaxInterleaved];
+  Index most_items = 0;
+  std::size_t floats = 0;
+  for (int k = 0; k < count; ++k) {
+    const SelectiveScanProblem problem = problems[k] = with_dense_layout_defaults(layout_problems[k]);
+    TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
+                                                 problem.rows_per_batch == problem.length),
+                   "selective scan kernel: the grid layout is implemented for the forward mode only");
+    TOKENMIX_CHECK(!problem.out_fill || (Mode == ScanMode::forward && problem.out_accumulate &&
+                                          problem.out_written_steps == 0 && problem.groups == 1),
+                   "selective scan kernel: out_fill needs the forward mode, out_accumulate from the first token and "
+                   "one group");
+    most_items = std::max(most_items, Kernel::num_items(problem));
+    floats += static_cast<std::size_t>(Kernel::scratch_floats(problem));
+  }
+  tokenmix::detail::parallel_for(device, most_items, [&](Index first, Index last) {
     // 64-byte aligned: the kernel's per-block vectors must not straddle cache lines. Kept per thread
     // and grown only: a fresh zeroed buffer per call (up to ~300 KiB) cost 10% of a small scan, and
     // the 2-D scans call the kernel once per direction. The kernel writes every value before it
     // reads it, so old contents are harmless.
     thread_local std::vector<float, xsimd::aligned_allocator<float, 64>> scratch;
-    const auto floats = static_cast<std::size_t>(Kernel::scratch_floats(problem));
     if (scratch.size() < floats) scratch.resize(floats);
-    Kernel::run_items(problem, first, last, scratch.data());
+    typename Kernel::ItemRange ranges[Kernel::kMaxInterleaved];
+    for (int k = 0; k < count; ++k) {  // the same share of each problem's items
+      const Index items = Kernel::num_items(problems[k]);
+      ranges[k] = {first * items / most_items, last * items / most_items};
+    }
+    Kernel::run_items(problems, count, ranges, scratch.data());
   });
+}
+
+template <class Arch, ScanMode Mode>
+void run_scan_kernel(const SelectiveScanProblem& problem, const Eigen::ThreadPoolDevice* device) {
+  run_scan_kernel<Arch, Mode>(&problem, 1, device);
 }
 
 }  // namespace detail

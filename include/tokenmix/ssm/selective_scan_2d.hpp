@@ -26,6 +26,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "tokenmix/core/cache.hpp"
 #include "tokenmix/core/threading.hpp"
 #include "tokenmix/simd/activations.hpp"
 #include "tokenmix/ssm/selective_scan.hpp"
@@ -192,9 +193,12 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   if (written.empty() && !fill.fn) out.setZero();
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
-  thread_local detail::DirectionBC bc;
+  thread_local std::vector<detail::DirectionBC> bcs;  // per direction: a pair runs at once (below)
+  if (bcs.size() < directions.size()) bcs.resize(directions.size());
+  std::vector<detail::SelectiveScanProblem> problems(directions.size());
   for (std::size_t k = 0; k < directions.size(); ++k) {
     const ScanDirection& d = directions[k];
+    detail::DirectionBC& bc = bcs[k];
     const Index T = d.path->length(), N = s.state;
     // B and C read in place or gathered along the path. The gather costs ~1.5% of an N = 1 scan over
     // 192 channels, paid once per direction; in place, every channel block of the direction looks
@@ -208,7 +212,7 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     const bool bc_in_grid = !options.B_offset && (dense || d.channels <= kBcInPlaceMaxChannels);
     if (!bc_in_grid) detail::gather_bc(s, Bm.data(), Cm.data(), d, options, bc);
     // u, delta and out are read and written in place along the path (the kernel's grid layout).
-    detail::SelectiveScanProblem p{};
+    detail::SelectiveScanProblem& p = problems[k];
     p.batch = s.batch, p.length = T, p.channels = d.channels, p.state = N, p.groups = 1;
     p.u = u.data() + d.u_channel;
     p.delta = delta.data() + d.delta_channel;
@@ -230,7 +234,26 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     p.out_written_steps = written.empty() ? 0 : written[k];
     p.out_accumulate = p.out_written_steps < T;
     if (k == 0) p.out_fill = fill.fn, p.out_fill_context = fill.context;
-    detail::run_scan_kernel<Arch, detail::ScanMode::forward>(p, options.device);
+  }
+  // Two consecutive directions that only write (every step of each visits a cell no earlier
+  // direction over its channels visited: they touch disjoint out values, so their order does not
+  // matter) run interleaved, chunk by chunk. GroupMamba's groups are 48-channel slices (3 cache
+  // lines) of each 192-channel cell: run one after the other, each direction also pulls the lines
+  // its neighbours use (the adjacent-line and stream prefetchers), fetched again when their turn
+  // comes; run in pairs (RM + CM, rev RM + rev CM: rows and columns swept from the same corner),
+  // the pair's lines meet in cache. 56x56x192, N = 1: 0.94 of the time (vs_1d 1.08-1.11 instead of
+  // 1.18-1.20); all four interleaved: 1.13-1.14 of one RM direction over the 192 channels. Only
+  // where the image (u, delta, out) is larger than the L2: when it fits, the lines stay there from
+  // one direction to the next, and interleaving measured 1.03x the time (14x14x384).
+  const double image_bytes = static_cast<double>(s.batch * s.height * s.width) *
+                             static_cast<double>(s.u_channels + s.delta_channels + s.out_channels) * sizeof(float);
+  const bool interleave = image_bytes > static_cast<double>(l2_cache_bytes());
+  for (std::size_t k = 0; k < problems.size();) {
+    const bool pair = interleave && k + 1 < problems.size() && !problems[k].out_accumulate &&
+                      !problems[k + 1].out_accumulate;
+    const int count = pair ? 2 : 1;
+    detail::run_scan_kernel<Arch, detail::ScanMode::forward>(&problems[k], count, options.device);
+    k += static_cast<std::size_t>(count);
   }
   detail::finish_merge<Arch>(out.data(), out.size(), options);
 }

@@ -152,11 +152,56 @@ struct SelectiveScanKernel {
     return blocks_per_tile(p) * 2 * p.state * W + (2 * p.state + kPadVectors) * W + zero_floats(p) + mode_floats(p);
   }
 
-  // Runs items [first, last). scratch: scratch_floats(p) floats.
+  struct ItemRange {
+    Index first, last;
+  };
+  // At most this many problems run interleaved (run_items).
+  static constexpr int kMaxInterleaved = 4;
+
+  // Runs items [first, last) of p. scratch: scratch_floats(p) floats.
   static void run_items(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
-    const Index tile = blocks_per_tile(p);
-    for (Index tile_first = first; tile_first < last; tile_first += tile)
-      run_tile(p, tile_first, std::min(last, tile_first + tile), scratch);
+    const ItemRange range{first, last};
+    run_items(&p, 1, &range, scratch);
+  }
+  // Runs items ranges[k] of problems[k], k < count <= kMaxInterleaved, interleaved chunk by chunk:
+  // the first chunk of every problem's first tile, then the second chunk of each, and so on (then
+  // the second tiles). The problems must not write the same out values (their order of writes is
+  // not theirs alone any more); the forward mode only (one chunk length). Two directions of a 2-D
+  // scan over neighbouring channels of the same cells, run so, read each cache line once where
+  // run one after the other each fetches its neighbour's lines too (selective_scan_2d.hpp).
+  // scratch: the sum of the problems' scratch_floats.
+  static void run_items(const SelectiveScanProblem* problems, int count, const ItemRange* ranges,
+                        float* scratch) noexcept {
+    TileScan scans[kMaxInterleaved];
+    for (Index tile = 0;; ++tile) {  // the tile-th tile of every problem's range
+      int active = 0;
+      float* problem_scratch = scratch;
+      for (int k = 0; k < count; ++k) {
+        const SelectiveScanProblem& p = problems[k];
+        const Index tile_first = ranges[k].first + tile * blocks_per_tile(p);
+        if (tile_first < ranges[k].last)
+          scans[active++].start(p, tile_first, std::min(ranges[k].last, tile_first + blocks_per_tile(p)),
+                                problem_scratch);
+        problem_scratch += scratch_floats(p);
+      }
+      if (active == 0) return;
+      Index rounds = 0;
+      for (int k = 0; k < active; ++k) rounds = std::max(rounds, scans[k].chunks());
+      for (Index round = 0; round < rounds; ++round)
+        for (int k = 0; k < active; ++k) {
+          if (round >= scans[k].chunks()) continue;
+          // The chunk that runs after this one: the next scan's in this round, else the first's in the next.
+          int next = k + 1;
+          while (next < active && round >= scans[next].chunks()) ++next;
+          Index next_round = round;
+          if (next == active) {
+            next_round = round + 1, next = 0;
+            while (next < active && next_round >= scans[next].chunks()) ++next;
+          }
+          scans[k].advance(round, next < active ? &scans[next] : nullptr, next_round);
+        }
+      for (int k = 0; k < active; ++k) scans[k].finish();
+    }
   }
 
  private:
@@ -286,48 +331,71 @@ struct SelectiveScanKernel {
     }
   };
 
-  static void run_tile(const SelectiveScanProblem& p, Index first, Index last, float* scratch) noexcept {
-    const Index N = p.state, blocks = last - first;
-    auto blk = [&](Index i) { return locate(p, first + i); };
-    float* A2 = scratch;                     // [tile, N, W] A[d, n]·log2(e) of each block's channels
-    float* h = A2 + blocks * N * W;          // [tile, N, W] each block's state between chunks
-    float* shared = h + blocks * N * W;      // B/C [2N, W], pads [kPadVectors, W], zeros, mode_floats(p)
-
-    for (Index i = 0; i < blocks; ++i) {
-      transpose_in(p.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
-      for (Index k = 0; k < N * W; ++k) A2[i * N * W + k] *= 1.44269504088896341f;  // exp(x) = exp2(x·log2(e))
-      if (p.initial_state)
-        transpose_in(p.initial_state + blk(i).b * p.channels * N, blk(i).d0, blk(i).width, N, h + i * N * W);
-      else
-        std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
-    }
-    const Index chunk_len = tokens_per_chunk(p);
+  // One tile of a problem (items [first, last), at most blocks_per_tile) scanned chunk by chunk:
+  // start, advance(c) for each chunk c < chunks() in order, finish. run_items interleaves the chunks
+  // of several tiles.
+  struct TileScan {
+    const SelectiveScanProblem* p = nullptr;
+    Index first = 0, last = 0, chunk_len = 0;
+    float *A2 = nullptr, *h = nullptr, *shared = nullptr;  // in the tile's scratch, see start
     // The forward mode's rows by offsets (the other modes look them up: dense, and one token loop
-    // each). Dense: computed once, for a whole chunk.
-    ChunkOffsets chunk_offsets;
-    const bool forward_offsets = Mode == ScanMode::forward && chunk_len == kTokensPerChunk;
-    const bool dense_offsets = forward_offsets && !p.path && chunk_offsets.compute(p, 0, chunk_len);
-    for (Index t0 = 0; t0 < p.length; t0 += chunk_len) {
-      const Index tokens = std::min(p.length - t0, chunk_len);
-      if (p.out_fill) fill_out(p, first, last, t0, tokens);
-      const bool use_offsets = dense_offsets || (forward_offsets && p.path && chunk_offsets.compute(p, t0, tokens));
+    // each). Dense: computed once, for every chunk.
+    ChunkOffsets offsets;
+    bool forward_offsets = false, dense_offsets = false;
+
+    Block blk(Index i) const noexcept { return locate(*p, first + i); }
+    Index chunks() const noexcept { return (p->length + chunk_len - 1) / chunk_len; }
+
+    // scratch: scratch_floats(problem) floats.
+    void start(const SelectiveScanProblem& problem, Index first_item, Index last_item, float* scratch) noexcept {
+      p = &problem, first = first_item, last = last_item, chunk_len = tokens_per_chunk(problem);
+      const Index N = problem.state, blocks = last - first;
+      A2 = scratch;                 // [tile, N, W] A[d, n]·log2(e) of each block's channels
+      h = A2 + blocks * N * W;      // [tile, N, W] each block's state between chunks
+      shared = h + blocks * N * W;  // B/C [2N, W], pads [kPadVectors, W], zeros, mode_floats(p)
+      for (Index i = 0; i < blocks; ++i) {
+        transpose_in(problem.A, blk(i).d0, blk(i).width, N, A2 + i * N * W);
+        for (Index k = 0; k < N * W; ++k) A2[i * N * W + k] *= 1.44269504088896341f;  // exp(x) = exp2(x·log2(e))
+        if (problem.initial_state)
+          transpose_in(problem.initial_state + blk(i).b * problem.channels * N, blk(i).d0, blk(i).width, N,
+                       h + i * N * W);
+        else
+          std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
+      }
+      forward_offsets = Mode == ScanMode::forward && chunk_len == kTokensPerChunk;
+      dense_offsets = forward_offsets && !problem.path && offsets.compute(problem, 0, chunk_len);
+    }
+
+    // Scans chunk c of every block of the tile. `next` (null: none) scans chunk next_c right after.
+    void advance(Index c, const TileScan* next, Index next_c) noexcept {
+      const SelectiveScanProblem& q = *p;
+      const Index N = q.state, blocks = last - first, t0 = c * chunk_len;
+      const Index tokens = std::min(q.length - t0, chunk_len);
+      if (q.out_fill) fill_out(q, first, last, t0, tokens);
+      const bool use_offsets = dense_offsets || (forward_offsets && q.path && offsets.compute(q, t0, tokens));
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
         // hardware prefetcher; a chunk is long enough to hide their latency).
         RowPrefetch prefetch;
-        const bool next_in_chunk = i + 1 < blocks;
-        const Index next_t0 = next_in_chunk ? t0 : t0 + chunk_len;
-        if (next_t0 < p.length)
-          prefetch = {rows_of(p, next_in_chunk ? blk(i + 1) : blk(0), next_t0, nullptr),
-                      std::min(chunk_len, p.length - next_t0), next_in_chunk && use_offsets ? &chunk_offsets : nullptr};
-        scan_chunk(p, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch,
-                   use_offsets ? &chunk_offsets : nullptr);
+        if (i + 1 < blocks)
+          prefetch = {rows_of(q, blk(i + 1), t0, nullptr), tokens, use_offsets ? &offsets : nullptr};
+        else if (next) {
+          const Index next_t0 = next_c * next->chunk_len;
+          prefetch = {rows_of(*next->p, next->blk(0), next_t0, nullptr),
+                      std::min(next->chunk_len, next->p->length - next_t0), nullptr};
+        }
+        scan_chunk(q, blk(i), t0, tokens, A2 + i * N * W, h + i * N * W, shared, prefetch,
+                   use_offsets ? &offsets : nullptr);
       }
     }
-    if (p.last_state)
-      for (Index i = 0; i < blocks; ++i)
-        transpose_out(h + i * N * W, blk(i).d0, blk(i).width, N, p.last_state + blk(i).b * p.channels * N);
-  }
+
+    void finish() const noexcept {
+      if (!p->last_state) return;
+      const Index N = p->state;
+      for (Index i = 0; i < last - first; ++i)
+        transpose_out(h + i * N * W, blk(i).d0, blk(i).width, N, p->last_state + blk(i).b * p->channels * N);
+    }
+  };
 
   // p.out_fill for the chunk's rows over the channels of items [first, last): once per batch they
   // span (one group: a batch's blocks are consecutive channels).
