@@ -150,7 +150,7 @@ TYPED_TEST(Scan2dArchTest, LayoutsMatchTheirOracles) {
     EXPECT_TRUE(testing::all_close(ssm::snake_scan_2d<Arch>(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta),
                                    ref::snake_scan_2d(snake.u, snake.delta, snake.A, snake.B, snake.C, with_theta), kTol,
                                    where + " snake with Θ"));
-    // MSVMamba: the upsample written by the kernel's fill hook, in vectors of Arch.
+    // MSVMamba: the upsample added by the kernel as it writes out (resample), in vectors of Arch.
     const Inputs2d full(g.Bt, g.H, g.W, g.D, g.D, 2 * g.D, 1, g.N, g.D, 14);
     const Inputs2d low(g.Bt, (g.H + 1) / 2, (g.W + 1) / 2, g.D, g.D, 2 * g.D, 1, g.N, g.D, 15);
     const auto om = full.options();
@@ -190,7 +190,7 @@ TEST(BidirectionalScan, MatchesVimOracleV1AndV2) {
 
 TEST(MultiscaleScan2d, MatchesMSVMambaOracle) {
   // D = 19: a whole vector and a partial one per cell; 17 x 15: several chunks of the kernel at both
-  // resolutions (the upsample is written chunk by chunk).
+  // resolutions (the upsample is added by the full-resolution scan chunk after chunk).
   for (const auto& [H, W, D, N] :
        std::vector<std::array<Index, 4>>{{7, 9, 12, 1}, {8, 8, 16, 4}, {5, 6, 19, 2}, {17, 15, 40, 1}}) {
     const Index h = (H + 1) / 2, w = (W + 1) / 2;
@@ -319,7 +319,7 @@ TEST(SelectiveScan2d, BitwiseIdenticalForAnyThreadCount) {
   const Tensor<float, 4> one = ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o);
   o.device = pool.device();
   EXPECT_TRUE(testing::bitwise_equal(ssm::cross_scan_2d(in.u, in.delta, in.A, in.B, in.C, o), one));
-  // MSVMamba: each thread fills the upsample into its own channel blocks, across the batch.
+  // MSVMamba: each thread adds the upsample to its own channel blocks, across the batch.
   const Inputs2d full(2, 17, 15, 40, 40, 80, 1, 1, 40, 16), low(2, 9, 8, 40, 40, 80, 1, 1, 40, 17);
   auto om = full.options();
   auto multiscale = [&] {

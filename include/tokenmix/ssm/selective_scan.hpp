@@ -65,10 +65,10 @@ void run_scan_kernel(const SelectiveScanProblem* layout_problems, int count, con
     TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
                                                  problem.rows_per_batch == problem.length),
                    "selective scan kernel: the grid layout is implemented for the forward mode only");
-    TOKENMIX_CHECK(!problem.out_fill || (Mode == ScanMode::forward && problem.out_accumulate &&
-                                          problem.out_written_steps == 0 && problem.groups == 1),
-                   "selective scan kernel: out_fill needs the forward mode, out_accumulate from the first token and "
-                   "one group");
+    TOKENMIX_CHECK(!problem.resample_taps || (Mode == ScanMode::forward && !problem.path && !problem.out_accumulate &&
+                                               !problem.B_time_invariant && !problem.C_time_invariant),
+                   "selective scan kernel: resample needs the forward mode, the dense layout, out written (not "
+                   "accumulated) and selective B and C");
     most_items = std::max(most_items, Kernel::num_items(problem));
     floats += static_cast<std::size_t>(Kernel::scratch_floats(problem));
   }

@@ -169,28 +169,31 @@ namespace detail {
 // Directions over at most this many channels read B and C in place (scan_directions).
 constexpr Index kBcInPlaceMaxChannels = 64;
 
-// A producer of out's initial values, run by the kernel chunk by chunk (SelectiveScanProblem::out_fill).
-struct OutFill {
-  SelectiveScanProblem::OutFill fn = nullptr;
-  const void* context = nullptr;
+// A bilinear resampling added to the outputs of directions[0] as it writes them
+// (SelectiveScanProblem::resample): src [B, rows, D] at the direction's channels, taps [H·W].
+struct OutResample {
+  const float* src = nullptr;
+  Index rows = 0, stride = 0;
+  const ResampleTap* taps = nullptr;
 };
 
-// The engine's body. fill.fn null: written_steps decides which steps of the directions write out,
-// and out is zeroed first when it cannot. Otherwise fill writes out where directions[0] scans
-// (which must visit every cell of out's channels, once) just before it adds its outputs, and every
-// direction adds.
+// The engine's body. written_steps decides which steps of the directions write out, and out is
+// zeroed first when it cannot. resample.taps: directions[0] (which must then visit every cell of
+// out's channels once, in row-major order, and write them) writes y + the resampling of its cells.
 template <class Arch>
 void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
                      const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                      const ConstTensorView<float, 5>& Cm, const std::vector<ScanDirection>& directions,
-                     const SelectiveScan2dOptions& options, TensorView<float, 4> out, const OutFill& fill = {}) {
+                     const SelectiveScan2dOptions& options, TensorView<float, 4> out,
+                     const OutResample& resample = {}) {
   const SelectiveScan2dShape s = detail::check_selective_scan_2d_args(
       "selective_scan_2d", u, delta, A, Bm, Cm, directions, options, out.dimension(3), &out);
   if (s.batch == 0) return;
-  static const std::vector<Index> none;
-  const std::vector<Index>& written =
-      fill.fn ? none : detail::cached_written_steps(directions, s.out_channels, s.height * s.width);
-  if (written.empty() && !fill.fn) out.setZero();
+  const std::vector<Index>& written = detail::cached_written_steps(directions, s.out_channels, s.height * s.width);
+  if (written.empty()) out.setZero();
+  TOKENMIX_CHECK(!resample.taps || (!written.empty() && written[0] == directions[0].path->length() &&
+                                    directions[0].path->is_identity()),
+                 "selective_scan_2d: a resample needs a first direction that writes every cell in row-major order");
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
   thread_local std::vector<detail::DirectionBC> bcs;  // per direction: a pair runs at once (below)
@@ -233,7 +236,10 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
     p.param_path = options.permute_params ? p.path : nullptr;  // PlainMamba's released code: raster order
     p.out_written_steps = written.empty() ? 0 : written[k];
     p.out_accumulate = p.out_written_steps < T;
-    if (k == 0) p.out_fill = fill.fn, p.out_fill_context = fill.context;
+    if (k == 0 && resample.taps) {
+      p.resample = resample.src, p.resample_taps = resample.taps;
+      p.resample_rows = resample.rows, p.resample_stride = resample.stride;
+    }
   }
   // Two consecutive directions that only write (every step of each visits a cell no earlier
   // direction over its channels visited: they touch disjoint out values, so their order does not
@@ -437,10 +443,9 @@ namespace detail {
 // = False (PyTorch's F.interpolate(mode="bilinear") and MSVMamba's upsample): source coordinate
 // (dst + 0.5)·in/out − 0.5, clamped at 0, neighbours clamped at the border.
 struct BilinearTaps {
-  struct Tap {
-    Index cell[4];    // source cells (i0, j0), (i0, j1), (i1, j0), (i1, j1) as i·w + j
-    float weight[4];  // (1−fi)(1−fj), (1−fi)fj, fi(1−fj), fi·fj
-  };
+  // Per destination cell: source cells (i0, j0), (i0, j1), (i1, j0), (i1, j1) as i·w + j, weights
+  // (1−fi)(1−fj), (1−fi)fj, fi(1−fj), fi·fj.
+  using Tap = ResampleTap;
   Index h = 0, w = 0, H = 0, W = 0;
   std::vector<Tap> taps;  // [H·W]
 
@@ -485,49 +490,12 @@ inline void bilinear_resize_into(const ConstTensorView<float, 4>& x, TensorView<
       const float* src = x.data() + b * h * w * D;
       float* o = out.data() + (b * H * W + cell) * D;
       for (Index c = 0; c < D; ++c) {
-        const float r = tap.weight[0] * src[tap.cell[0] * D + c] + tap.weight[1] * src[tap.cell[1] * D + c] +
-                        tap.weight[2] * src[tap.cell[2] * D + c] + tap.weight[3] * src[tap.cell[3] * D + c];
+        const float r = tap.weight[0] * src[tap.row[0] * D + c] + tap.weight[1] * src[tap.row[1] * D + c] +
+                        tap.weight[2] * src[tap.row[2] * D + c] + tap.weight[3] * src[tap.row[3] * D + c];
         o[c] = add ? o[c] + r : r;
       }
     }
 }
-
-// multiscale_scan_2d's out_fill: out [B, H·W, D] at the chunk's cells, channels [d0, d0 + width) =
-// the bilinear upsample of the low-resolution branch's y_low [B, h·w, D].
-template <class Arch>
-struct UpsampleFill {
-  const float* low;  // [B, h·w, D]
-  const BilinearTaps* taps;
-  float* out;  // [B, H·W, D]
-  Index D;
-
-  static void fill(const void* context, Index b, const Index* cells, Index count, Index d0, Index width) noexcept {
-    using V = simd::vfloat<Arch>;
-    const UpsampleFill& f = *static_cast<const UpsampleFill*>(context);
-    const BilinearTaps& t = *f.taps;
-    const Index D = f.D;
-    constexpr Index kLanes = static_cast<Index>(simd::lanes<Arch>);
-    const float* low = f.low + b * t.h * t.w * D + d0;
-    float* out = f.out + b * t.H * t.W * D + d0;
-    alignas(64) float pad[64];
-    for (Index k = 0; k < count; ++k) {
-      if (cells[k] < 0) continue;
-      const BilinearTaps::Tap& tap = t.taps[static_cast<std::size_t>(cells[k])];
-      const float *s0 = low + tap.cell[0] * D, *s1 = low + tap.cell[1] * D, *s2 = low + tap.cell[2] * D,
-                  *s3 = low + tap.cell[3] * D;
-      const V w0(tap.weight[0]), w1(tap.weight[1]), w2(tap.weight[2]), w3(tap.weight[3]);
-      float* o = out + cells[k] * D;
-      for (Index c = 0; c < width; c += kLanes) {
-        const Index n = std::min(kLanes, width - c);
-        V r = w0 * simd::load_upto<Arch>(s0 + c, n, pad);
-        r = simd::fmadd<Arch>(w1, simd::load_upto<Arch>(s1 + c, n, pad), r);
-        r = simd::fmadd<Arch>(w2, simd::load_upto<Arch>(s2 + c, n, pad), r);
-        r = simd::fmadd<Arch>(w3, simd::load_upto<Arch>(s3 + c, n, pad), r);
-        simd::store_upto<Arch>(o + c, r, n, pad);
-      }
-    }
-  }
-};
 
 }  // namespace detail
 
@@ -577,9 +545,11 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
   SelectiveScan2dOptions branch = options;
   branch.z.reset();
   branch.merge_scale = 1.0f;
-  // The low branch first. Its upsample is computed by the full-resolution scan chunk by chunk
-  // (UpsampleFill), just before it adds its outputs to those rows of out: a separate resize pass
-  // followed by the scan's read of out cost 0.13-0.2 of an N = 1 scan at 14x14x384 and 56x56x192.
+  // The low branch first. Its upsample is added by the full-resolution scan as it writes out
+  // (SelectiveScanProblem::resample: the 4 taps per output vector in the kernel's token loop, whose
+  // FMA-bound arithmetic leaves their loads room). 56x56x192, N = 1: the upsample costs ~0.17 of a
+  // 1-D scan that way; a separate resize pass followed by the scan's read of out cost 0.13-0.2,
+  // writing it into out chunk by chunk just before the scan read it back ~0.23.
   const std::vector<ScanDirection> full = multiscale_full_directions(H, W, D);
   detail::check_selective_scan_2d_args("multiscale_scan_2d", u_full, delta_full, A, B_full, C_full, full, branch, D,
                                        &out);
@@ -591,9 +561,8 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
                           TensorView<float, 4>(y_low.data(), y_low.dimensions()));
   thread_local detail::BilinearTaps taps;  // per image size, reused
   if (!taps.resizes(h, w, H, W)) taps = detail::BilinearTaps(h, w, H, W);
-  const detail::UpsampleFill<Arch> upsample{y_low.data(), &taps, out.data(), D};
   detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, out,
-                                detail::OutFill{&detail::UpsampleFill<Arch>::fill, &upsample});
+                                detail::OutResample{y_low.data(), h * w, D, taps.taps.data()});
   SelectiveScan2dOptions finish;
   finish.merge_scale = options.merge_scale;
   finish.z = options.z;

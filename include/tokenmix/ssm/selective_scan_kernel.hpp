@@ -47,6 +47,13 @@
 
 namespace tokenmix::ssm::detail {
 
+// The source rows of one output row of a resampling (SelectiveScanProblem::resample) and their
+// weights: out = Σ_k weight[k] · src[row[k]], summed in this order (k = 0..3).
+struct ResampleTap {
+  Index row[4];
+  float weight[4];
+};
+
 // One validated call as raw pointers (row-major, token-major).
 struct SelectiveScanProblem {
   Index batch, length, channels, state, groups;
@@ -84,16 +91,12 @@ struct SelectiveScanProblem {
   // problem's group; a padding row reads zeros); otherwise they are [B, L, G, N] by token.
   bool bc_in_grid = false;
   Index bc_stride = 0;
-  // out_accumulate from the first token, one group: before a thread's blocks scan a chunk,
-  // out_fill(out_fill_context, b, cells, count, d0, width) writes the values their outputs are added
-  // to: out at rows cells[0, count) (the chunk's path rows, -1 for padding cells; t0 + t when dense) of batch b,
-  // channels [d0, d0 + width) of this problem's out (the blocks' channels, any width). A producer of
-  // out fused into the scan (MSVMamba's upsampled low-resolution branch): the rows are written just
-  // before the scan reads them back from cache, where a separate pass over the whole of out would
-  // write them to memory and read them again.
-  using OutFill = void (*)(const void* context, Index b, const Index* cells, Index count, Index d0, Index width);
-  OutFill out_fill = nullptr;
-  const void* out_fill_context = nullptr;
+  // Forward mode, dense layout: out[row] = y·gate + a weighted sum of 4 rows of `resample`, the
+  // row's taps, instead of out's old value (out_accumulate off): MSVMamba's bilinearly upsampled
+  // low-resolution branch added as the scan writes out (selective_scan_2d.hpp).
+  const float* resample = nullptr;             // [B, resample_rows, resample_stride] at this problem's first channel
+  Index resample_rows = 0, resample_stride = 0;
+  const ResampleTap* resample_taps = nullptr;  // [rows_per_batch]
 };
 
 // p with the unset layout fields (rows_per_batch, strides) of the dense [B, L, D] layout.
@@ -108,7 +111,8 @@ inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
 enum class ScanMode { forward, states, local_bidirectional };
 
 // Where the kernel's token loop finds a token's rows (SelectiveScanKernel::chunk).
-enum class RowLookup { per_token, chunk_offsets };
+// chunk_offsets_resampled: by offsets, and out = y·gate + the resample (SelectiveScanProblem::resample).
+enum class RowLookup { per_token, chunk_offsets, chunk_offsets_resampled };
 
 template <class Arch, ScanMode Mode = ScanMode::forward>
 struct SelectiveScanKernel {
@@ -230,6 +234,9 @@ struct SelectiveScanKernel {
     const Index* bc_path;            // param_path when B and C are grids, else nullptr: row t
     Index u_stride, delta_stride, z_stride, out_stride, bc_stride;
     const float* zeros;  // [max(W, N)]
+    const ResampleTap* taps;  // the resample's taps of row t0 + t (dense layout), or nullptr
+    const float* resample;    // the batch's resample rows at the block's first channel
+    Index resample_stride;
 
     static TOKENMIX_ALWAYS_INLINE Index row(const Index* rows, Index t) noexcept { return rows ? rows[t] : t; }
     TOKENMIX_ALWAYS_INLINE const float* u_row(Index t) const noexcept {
@@ -272,7 +279,10 @@ struct SelectiveScanKernel {
             p.path ? p.path + t0 : nullptr,
             p.param_path ? p.param_path + t0 : nullptr,
             p.bc_in_grid && p.param_path ? p.param_path + t0 : nullptr,
-            p.u_stride, p.delta_stride, p.z_stride, p.out_stride, p.bc_stride, zeros};
+            p.u_stride, p.delta_stride, p.z_stride, p.out_stride, p.bc_stride, zeros,
+            p.resample_taps ? p.resample_taps + t0 : nullptr,
+            p.resample ? p.resample + blk.b * p.resample_rows * p.resample_stride + blk.d0 : nullptr,
+            p.resample_stride};
   }
 
   // The rows of one chunk's tokens as offsets (floats) from the bases of Rows: token t reads u at
@@ -371,7 +381,6 @@ struct SelectiveScanKernel {
       const SelectiveScanProblem& q = *p;
       const Index N = q.state, blocks = last - first, t0 = c * chunk_len;
       const Index tokens = std::min(q.length - t0, chunk_len);
-      if (q.out_fill) fill_out(q, first, last, t0, tokens);
       const bool use_offsets = dense_offsets || (forward_offsets && q.path && offsets.compute(q, t0, tokens));
       for (Index i = 0; i < blocks; ++i) {
         // While this block's chunk runs, prefetch the rows of the next one (strided rows defeat the
@@ -396,22 +405,6 @@ struct SelectiveScanKernel {
         transpose_out(h + i * N * W, blk(i).d0, blk(i).width, N, p->last_state + blk(i).b * p->channels * N);
     }
   };
-
-  // p.out_fill for the chunk's rows over the channels of items [first, last): once per batch they
-  // span (one group: a batch's blocks are consecutive channels).
-  static void fill_out(const SelectiveScanProblem& p, Index first, Index last, Index t0, Index tokens) noexcept {
-    Index dense_rows[kTokensPerChunk];  // the chunk's rows without a path
-    if (!p.path)
-      for (Index t = 0; t < tokens; ++t) dense_rows[t] = t0 + t;
-    const Index* cells = p.path ? p.path + t0 : dense_rows;
-    for (Index item = first; item < last;) {
-      const Block head = locate(p, item);
-      const Index run_end = std::min(last, (head.b + 1) * num_items(p) / p.batch);
-      const Block tail = locate(p, run_end - 1);
-      p.out_fill(p.out_fill_context, head.b, cells, tokens, head.d0, tail.d0 + tail.width - head.d0);
-      item = run_end;
-    }
-  }
 
   static void scan_chunk(const SelectiveScanProblem& p, const Block& blk, Index t0, Index tokens, const float* A2,
                          float* h, float* shared, const RowPrefetch& pf, const ChunkOffsets* offsets) noexcept {
@@ -514,7 +507,8 @@ struct SelectiveScanKernel {
     // per_token (Rows' accessors: the dense layout of the states and local-bidirectional modes, and
     // grid chunks with padding cells, whose B and C are looked up along bc_path in the forward mode).
     auto scan_tokens_with = [&](auto lookup, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      constexpr bool Offsets = decltype(lookup)::value == RowLookup::chunk_offsets;
+      constexpr bool Offsets = decltype(lookup)::value != RowLookup::per_token;
+      constexpr bool Resampled = decltype(lookup)::value == RowLookup::chunk_offsets_resampled;
       constexpr bool BcGrid = !Offsets && Mode == ScanMode::forward;  // B and C by Rows' accessors
       auto delta_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         return Offsets ? rows.delta + offsets->delta[t] : rows.delta_row(t);
@@ -576,8 +570,21 @@ struct SelectiveScanKernel {
           }
         } else {
           if (float* o = out_row(t)) {
-            if (t >= add_from) y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
-            else y = y * gate;
+            if constexpr (Resampled) {
+              const ResampleTap& tap = rows.taps[t];
+              auto source = [&](int k) TOKENMIX_ALWAYS_INLINE_LAMBDA {
+                return simd::load_upto<Arch>(rows.resample + tap.row[k] * rows.resample_stride, width, pad + 5 * W);
+              };
+              V r = V(tap.weight[0]) * source(0);
+              r = simd::fmadd<Arch>(V(tap.weight[1]), source(1), r);
+              r = simd::fmadd<Arch>(V(tap.weight[2]), source(2), r);
+              r = simd::fmadd<Arch>(V(tap.weight[3]), source(3), r);
+              y = simd::fmadd<Arch>(y, gate, r);
+            } else if (t >= add_from) {
+              y = simd::fmadd<Arch>(y, gate, simd::load_upto<Arch>(o, width, pad + 6 * W));
+            } else {
+              y = y * gate;
+            }
             simd::store_upto<Arch>(o, y, width, pad + 6 * W);
           }
           if constexpr (kStates) write_states(mode_buf, N, width, states_rows + t * stride * N, pad + 7 * W);
@@ -588,6 +595,10 @@ struct SelectiveScanKernel {
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       using Lookup = RowLookup;
       if constexpr (Mode == ScanMode::forward) {
+        if constexpr (VarB && VarC) {  // the only operands of the 2-D scans, the resample's users
+          if (offsets && p.resample_taps)
+            return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets_resampled>{}, update_state);
+        }
         if (offsets) return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
       }
       scan_tokens_with(std::integral_constant<Lookup, Lookup::per_token>{}, update_state);
