@@ -54,6 +54,7 @@ inline SelectiveScanProblem make_scan_problem(const SelectiveScanShape& s, const
 template <class Arch, ScanMode Mode>
 void run_scan_kernel(const SelectiveScanProblem* layout_problems, int count, const Eigen::ThreadPoolDevice* device) {
   using Kernel = SelectiveScanKernel<Arch, Mode>;
+  constexpr bool kForward = Mode == ScanMode::forward || Mode == ScanMode::forward_resampled;
   TOKENMIX_CHECK(count >= 1 && count <= Kernel::kMaxInterleaved && (count == 1 || Mode == ScanMode::forward),
                  "selective scan kernel: ", count, " problems interleaved, expected 1, or up to ",
                  Kernel::kMaxInterleaved, " in the forward mode");
@@ -62,13 +63,14 @@ void run_scan_kernel(const SelectiveScanProblem* layout_problems, int count, con
   std::size_t floats = 0;
   for (int k = 0; k < count; ++k) {
     const SelectiveScanProblem problem = problems[k] = with_dense_layout_defaults(layout_problems[k]);
-    TOKENMIX_CHECK(Mode == ScanMode::forward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
-                                                 problem.rows_per_batch == problem.length),
-                   "selective scan kernel: the grid layout is implemented for the forward mode only");
-    TOKENMIX_CHECK(!problem.resample_taps || (Mode == ScanMode::forward && !problem.path && !problem.out_accumulate &&
-                                               !problem.B_time_invariant && !problem.C_time_invariant),
-                   "selective scan kernel: resample needs the forward mode, the dense layout, out written (not "
-                   "accumulated) and selective B and C");
+    TOKENMIX_CHECK(kForward || (!problem.path && !problem.param_path && !problem.out_accumulate &&
+                                problem.rows_per_batch == problem.length),
+                   "selective scan kernel: the grid layout is implemented for the forward modes only");
+    TOKENMIX_CHECK((Mode == ScanMode::forward_resampled) == (problem.resample_taps != nullptr) &&
+                       (!problem.resample_taps || (!problem.path && !problem.out_accumulate &&
+                                                   !problem.B_time_invariant && !problem.C_time_invariant)),
+                   "selective scan kernel: a resample needs the forward_resampled mode (and that mode a resample), "
+                   "the dense layout, out written (not accumulated) and selective B and C");
     most_items = std::max(most_items, Kernel::num_items(problem));
     floats += static_cast<std::size_t>(Kernel::scratch_floats(problem));
   }

@@ -178,9 +178,10 @@ struct OutResample {
 };
 
 // The engine's body. written_steps decides which steps of the directions write out, and out is
-// zeroed first when it cannot. resample.taps: directions[0] (which must then visit every cell of
-// out's channels once, in row-major order, and write them) writes y + the resampling of its cells.
-template <class Arch>
+// zeroed first when it cannot. Resampled: directions[0] (which must then visit every cell of out's
+// channels once, in row-major order, and write them) writes y + `resample` of its cells (a template
+// parameter: only multiscale_scan_2d compiles the kernel's resampling mode).
+template <class Arch, bool Resampled = false>
 void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<float, 4>& delta,
                      const ConstTensorView<float, 2>& A, const ConstTensorView<float, 5>& Bm,
                      const ConstTensorView<float, 5>& Cm, const std::vector<ScanDirection>& directions,
@@ -191,8 +192,8 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   if (s.batch == 0) return;
   const std::vector<Index>& written = detail::cached_written_steps(directions, s.out_channels, s.height * s.width);
   if (written.empty()) out.setZero();
-  TOKENMIX_CHECK(!resample.taps || (!written.empty() && written[0] == directions[0].path->length() &&
-                                    directions[0].path->is_identity()),
+  TOKENMIX_CHECK(Resampled == (resample.taps != nullptr) && (!resample.taps || (!written.empty() && written[0] == directions[0].path->length() &&
+                                    directions[0].path->is_identity())),
                  "selective_scan_2d: a resample needs a first direction that writes every cell in row-major order");
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
@@ -254,7 +255,10 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   const double image_bytes = static_cast<double>(s.batch * s.height * s.width) *
                              static_cast<double>(s.u_channels + s.delta_channels + s.out_channels) * sizeof(float);
   const bool interleave = image_bytes > static_cast<double>(l2_cache_bytes());
-  for (std::size_t k = 0; k < problems.size();) {
+  std::size_t k = 0;
+  if constexpr (Resampled)
+    detail::run_scan_kernel<Arch, detail::ScanMode::forward_resampled>(problems[k++], options.device);
+  while (k < problems.size()) {
     const bool pair = interleave && k + 1 < problems.size() && !problems[k].out_accumulate &&
                       !problems[k + 1].out_accumulate;
     const int count = pair ? 2 : 1;
@@ -561,7 +565,7 @@ void multiscale_scan_2d(const ConstTensorView<float, 4>& u_full, const ConstTens
                           TensorView<float, 4>(y_low.data(), y_low.dimensions()));
   thread_local detail::BilinearTaps taps;  // per image size, reused
   if (!taps.resizes(h, w, H, W)) taps = detail::BilinearTaps(h, w, H, W);
-  detail::scan_directions<Arch>(u_full, delta_full, A, B_full, C_full, full, branch, out,
+  detail::scan_directions<Arch, true>(u_full, delta_full, A, B_full, C_full, full, branch, out,
                                 detail::OutResample{y_low.data(), h * w, D, taps.taps.data()});
   SelectiveScan2dOptions finish;
   finish.merge_scale = options.merge_scale;

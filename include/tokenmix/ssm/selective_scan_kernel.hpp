@@ -108,17 +108,20 @@ inline SelectiveScanProblem with_dense_layout_defaults(SelectiveScanProblem p) {
   return p;
 }
 
-enum class ScanMode { forward, states, local_bidirectional };
+// forward_resampled: the forward mode with out = y·gate + the resample (SelectiveScanProblem::resample),
+// a mode of its own so that only its user (multiscale_scan_2d) compiles its token loop.
+enum class ScanMode { forward, forward_resampled, states, local_bidirectional };
 
 // Where the kernel's token loop finds a token's rows (SelectiveScanKernel::chunk).
-// chunk_offsets_resampled: by offsets, and out = y·gate + the resample (SelectiveScanProblem::resample).
-enum class RowLookup { per_token, chunk_offsets, chunk_offsets_resampled };
+enum class RowLookup { per_token, chunk_offsets };
 
 template <class Arch, ScanMode Mode = ScanMode::forward>
 struct SelectiveScanKernel {
   using V = simd::vfloat<Arch>;
   static constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   static constexpr Index kTokensPerChunk = 64;
+  static constexpr bool kForward = Mode == ScanMode::forward || Mode == ScanMode::forward_resampled;
+  static constexpr bool kResampled = Mode == ScanMode::forward_resampled;
   static constexpr bool kStates = Mode == ScanMode::states;
   static constexpr bool kLocalBidirectional = Mode == ScanMode::local_bidirectional;
   // Tokens per chunk: kTokensPerChunk, or for the local-bidirectional mode the largest multiple of
@@ -372,7 +375,7 @@ struct SelectiveScanKernel {
         else
           std::fill(h + i * N * W, h + (i + 1) * N * W, 0.0f);
       }
-      forward_offsets = Mode == ScanMode::forward && chunk_len == kTokensPerChunk;
+      forward_offsets = kForward && chunk_len == kTokensPerChunk;
       dense_offsets = forward_offsets && !problem.path && offsets.compute(problem, 0, chunk_len);
     }
 
@@ -419,9 +422,11 @@ struct SelectiveScanKernel {
         default: return chunk<0, true, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
       }
     }
-    if (!p.B_time_invariant) return chunk<0, true, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
-    if (!p.C_time_invariant) return chunk<0, false, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
-    return chunk<0, false, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+    if constexpr (!kResampled) {  // which has selective B and C (run_scan_kernel checks)
+      if (!p.B_time_invariant) return chunk<0, true, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+      if (!p.C_time_invariant) return chunk<0, false, true>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+      return chunk<0, false, false>(p, blk, t0, tokens, A2, h, shared, pf, offsets);
+    }
   }
 
   // dst[n * W + lane] = src[(d0 + lane) * N + n] for lane < width, 0 beyond (a [W, N] -> [N, W] transpose).
@@ -507,9 +512,8 @@ struct SelectiveScanKernel {
     // per_token (Rows' accessors: the dense layout of the states and local-bidirectional modes, and
     // grid chunks with padding cells, whose B and C are looked up along bc_path in the forward mode).
     auto scan_tokens_with = [&](auto lookup, auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
-      constexpr bool Offsets = decltype(lookup)::value != RowLookup::per_token;
-      constexpr bool Resampled = decltype(lookup)::value == RowLookup::chunk_offsets_resampled;
-      constexpr bool BcGrid = !Offsets && Mode == ScanMode::forward;  // B and C by Rows' accessors
+      constexpr bool Offsets = decltype(lookup)::value == RowLookup::chunk_offsets;
+      constexpr bool BcGrid = !Offsets && kForward;  // B and C by Rows' accessors
       auto delta_row = [&](Index t) TOKENMIX_ALWAYS_INLINE_LAMBDA {
         return Offsets ? rows.delta + offsets->delta[t] : rows.delta_row(t);
       };
@@ -570,7 +574,7 @@ struct SelectiveScanKernel {
           }
         } else {
           if (float* o = out_row(t)) {
-            if constexpr (Resampled) {
+            if constexpr (kResampled) {
               const ResampleTap& tap = rows.taps[t];
               auto source = [&](int k) TOKENMIX_ALWAYS_INLINE_LAMBDA {
                 return simd::load_upto<Arch>(rows.resample + tap.row[k] * rows.resample_stride, width, pad + 5 * W);
@@ -594,14 +598,14 @@ struct SelectiveScanKernel {
     };
     auto scan_tokens = [&](auto&& update_state) TOKENMIX_ALWAYS_INLINE_LAMBDA {
       using Lookup = RowLookup;
-      if constexpr (Mode == ScanMode::forward) {
-        if constexpr (VarB && VarC) {  // the only operands of the 2-D scans, the resample's users
-          if (offsets && p.resample_taps)
-            return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets_resampled>{}, update_state);
+      if constexpr (kResampled) {  // the dense layout, whose chunks always have their offsets
+        scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
+      } else {
+        if constexpr (kForward) {
+          if (offsets) return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
         }
-        if (offsets) return scan_tokens_with(std::integral_constant<Lookup, Lookup::chunk_offsets>{}, update_state);
+        scan_tokens_with(std::integral_constant<Lookup, Lookup::per_token>{}, update_state);
       }
-      scan_tokens_with(std::integral_constant<Lookup, Lookup::per_token>{}, update_state);
     };
 
     if constexpr (NC > 0) {
