@@ -192,8 +192,9 @@ void scan_directions(const ConstTensorView<float, 4>& u, const ConstTensorView<f
   if (s.batch == 0) return;
   const std::vector<Index>& written = detail::cached_written_steps(directions, s.out_channels, s.height * s.width);
   if (written.empty()) out.setZero();
-  TOKENMIX_CHECK(Resampled == (resample.taps != nullptr) && (!resample.taps || (!written.empty() && written[0] == directions[0].path->length() &&
-                                    directions[0].path->is_identity())),
+  TOKENMIX_CHECK(Resampled == (resample.taps != nullptr) &&
+                     (!resample.taps || (!written.empty() && written[0] == directions[0].path->length() &&
+                                         directions[0].path->is_identity())),
                  "selective_scan_2d: a resample needs a first direction that writes every cell in row-major order");
   // Reused across calls on this thread: fresh buffers per call would page-fault on every call
   // (~15 µs per 4 KiB page in this VM).
