@@ -22,8 +22,10 @@
 // Work item = (batch b, group g, channel block j). Each lane's arithmetic is the same whatever the
 // tiling, chunking or thread, so results are bitwise identical for any thread count.
 //
-// Modes (compile-time, ScanMode; the recurrence and the y readout are the same code in all three):
-//  - forward: out only (ssm::selective_scan).
+// Modes (compile-time, ScanMode; the recurrence and the y readout are the same code in all four):
+//  - forward: out only (ssm::selective_scan, the 2-D scans).
+//  - forward_resampled: out = y + a 4-tap resampling of another tensor, in the token loop
+//    (SelectiveScanProblem::resample: MSVMamba's upsampled low-resolution branch).
 //  - states: also every state h_t into states [B, L, D, N] (ssm::selective_scan_states). Per token
 //    the N state vectors ([N, W]: lane = channel) are staged in L1 and written as the [W, N] block
 //    states[b, t, d0 : d0 + W, :] (contiguous): a direct store for N = 1, an in-register W x W
