@@ -19,14 +19,19 @@
 // Reuse across query rows: rows are processed in blocks of up to 3 consecutive rows of one dilation
 // group along axis R-2; a key row inside the windows of several of them is loaded once per (p, slot)
 // and multiplied with each row's queries (a register block of I <= 3 rows × J <= 8 slots). A work
-// item is (batch, kv head or every kv head (heads_inside), a run of <= 64 tiles, a run of blocks); its row slabs are transposed once and kept in a ring per kv head while the item walks
-// down its blocks, so every key is transposed once per item, not once per query row or tile.
+// item is (batch, kv head or every kv head (heads_inside), a run of <= 64 tiles, a run of blocks);
+// its row slabs are transposed once and kept in a ring per kv head while the item walks down its
+// blocks, so every key is transposed once per item, not once per query row or tile.
+//
+// The values are not transposed: the weighted sum has the values' channels in the lanes and each
+// weight broadcast (na_av_rows), reading the value rows in place and writing each query's output
+// row directly.
 //
 // Buffers, per tile, query row i of the block and head:
 //   Qt [P, W]        the queries, transposed, times scale·log2(e)
 //   S  [slots, W]    logits in log2 units (slot = index of the key row in the row's window · K_last + j),
 //                    then exp2(S - m) in place
-//   Ot [Pv, W]       Σ_slots exp2(S - m) · v, divided by l = Σ_slots exp2(S - m) at the end
+//   out rows         Σ_slots exp2(S - m) · v, divided by l = Σ_slots exp2(S - m), lane block by lane block
 // Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
 // L1, and no online rescaling is needed. Every query's arithmetic is the same whatever the blocking
 // and the thread count, so the output is bitwise identical for any number of threads.
@@ -376,6 +381,7 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   // (1.6 MB of tensors) 1.02-1.03.
   if constexpr (R == 2) {
     const double l2 = double(l2_cache_bytes());
+    // The rings hold keys; the union's value rows, read in place, take as much L2 again (Pv).
     const double ring_bytes = double(plan.ring_entries) * double(P + Pv) * double(plan.max_width) * sizeof(float);
     const double image_bytes = double(plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
     plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2;
@@ -395,11 +401,10 @@ Index na_items(const NaPlan<R>& plan) {
   return plan.B * (plan.heads_inside ? 1 : plan.Hkv) * Index(plan.runs.size()) * plan.block_runs;
 }
 
-// The micro-kernels. Rows i < I of the block, slots j < J of one chunk:
-//   qk: s[i][j·W ..] = Σ_p qt[i][p·W ..] ⊙ key(p, j)         (one accumulator per (i, j))
-//   av: o[i][p·W ..] += Σ_j prob[i][j·W ..] ⊙ value(p, j)     (p over Pv)
-// key / value(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered
-// slabs), or the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
+// The qk micro-kernels. Rows i < I of the block, slots j < J of one chunk:
+//   s[i][j·W ..] = Σ_p qt[i][p·W ..] ⊙ key(p, j)         (one accumulator per (i, j))
+// key(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered slabs), or
+// the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
 //
 // Shifted slabs load slot j at column a + j: all but one of a row's J loads straddle two cache
 // lines, and such a load costs two of the load ports' slots. With I = 3 rows each key feeds 3 FMAs
@@ -411,8 +416,8 @@ Index na_items(const NaPlan<R>& plan) {
 constexpr int kNaHybridSlots = 4;
 
 struct NaMicro {
-  const float* in[kNaMaxRows];  // qk: Qt_i [depth, W]; av: the chunk's probabilities [J, W]
-  float* out[kNaMaxRows];       // qk: the chunk's logits [J, W]; av: Ot_i [depth, W]
+  const float* in[kNaMaxRows];  // Qt_i [depth, W]
+  float* out[kNaMaxRows];       // the chunk's logits [J, W]
   const float* slab;            // the chunk's first key column
   Index ldp, ldj, depth;
   const std::int32_t* col;      // permuted: the tile's lane offsets
@@ -504,34 +509,11 @@ void na_qk_micro(const NaMicro& m) {
     }
 }
 
-template <class Arch, bool Permuted, int I, int J, int NP = 0>
-void na_av_micro(const NaMicro& m) {
-  using V = simd::vfloat<Arch>;
-  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const NaKeyLoader<Arch, Permuted, J, NP> values(m);
-  V w[I][J];
-  for (int i = 0; i < I; ++i)
-    for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
-  float* out[I];  // locals: see na_qk_micro
-  for (int i = 0; i < I; ++i) out[i] = m.out[i];
-  const float* const slab = m.slab;
-  const Index ldp = m.ldp, ldj = m.ldj, depth = m.depth;
-  for (Index p = 0; p < depth; ++p) {
-    V o[I];
-    for (int i = 0; i < I; ++i) o[i] = simd::load<Arch>(out[i] + p * W);
-    values.row(slab + p * ldp, ldj, [&](int j, V v) {
-      for (int i = 0; i < I; ++i) o[i] = simd::fmadd<Arch>(w[i][j], v, o[i]);
-    });
-    for (int i = 0; i < I; ++i) simd::store<Arch>(out[i] + p * W, o[i]);
-  }
-}
-
-template <class Arch, bool Qk, bool Permuted, int I, int NP = 0>
+template <class Arch, bool Permuted, int I, int NP = 0>
 void na_micro_j(const NaMicro& m, int J) {
-#define TOKENMIX_NA_CASE(JJ)                                                                              \
-  case JJ:                                                                                                \
-    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m)                                \
-              : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
+#define TOKENMIX_NA_CASE(JJ) \
+  case JJ:                   \
+    return na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
   switch (J) {
     TOKENMIX_NA_CASE(1)
     TOKENMIX_NA_CASE(2)
@@ -541,7 +523,7 @@ void na_micro_j(const NaMicro& m, int J) {
     TOKENMIX_NA_CASE(6)
     TOKENMIX_NA_CASE(7)
     default:
-      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP>(m) : na_av_micro<Arch, Permuted, I, 8, NP>(m);
+      return na_qk_micro<Arch, Permuted, I, 8, NP>(m);
   }
 #undef TOKENMIX_NA_CASE
 }
@@ -553,21 +535,113 @@ inline bool na_hybrid_keys(const NaMicro& m, int I, int J) {
   return I <= 2 && J >= 2 && m.ldj == 1 && m.misalign + std::min(J, kNaHybridSlots) <= 17;
 }
 
-template <class Arch, bool Qk>
+template <class Arch>
 void na_micro(const NaMicro& m, int I, int J, bool permuted) {
   if constexpr (simd::is_avx512<Arch>) {
     if (permuted) {
-      if (I == 1) return na_micro_j<Arch, Qk, true, 1>(m, J);
-      if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
-      return na_micro_j<Arch, Qk, true, 3>(m, J);
+      if (I == 1) return na_micro_j<Arch, true, 1>(m, J);
+      if (I == 2) return na_micro_j<Arch, true, 2>(m, J);
+      return na_micro_j<Arch, true, 3>(m, J);
     }
     if (na_hybrid_keys(m, I, J))
-      return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
-                    : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
+      return I == 1 ? na_micro_j<Arch, false, 1, kNaHybridSlots>(m, J) : na_micro_j<Arch, false, 2, kNaHybridSlots>(m, J);
   }
-  if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
-  if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
-  return na_micro_j<Arch, Qk, false, 3>(m, J);
+  if (I == 1) return na_micro_j<Arch, false, 1>(m, J);
+  if (I == 2) return na_micro_j<Arch, false, 2>(m, J);
+  return na_micro_j<Arch, false, 3>(m, J);
+}
+
+// The weighted sum of the values, with the values' channels in the lanes: for the LB query lanes
+// l of a lane block and NV vectors of channels from p0,
+//   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l] · rows[cols(l, j) + p0 ..]
+// An entry is one key row of a query row's window and one chunk of J slots: w its weights (slot j
+// of lane l at w[j·W + l], the layout of S), rows the key row's value rows for the kv head, cols the
+// value-row offsets of the chunk's columns: Shared (shifted tiles, unit slot step): lane l's slot j
+// is column l + j, so each value row is loaded once for the lanes that see it (LB + J - 1 rows for
+// LB·J weights); else (lanewise) column cols[l·ld + j]. Each weight is one broadcast load; the
+// values are read in place (no transposed copy of V, no transposed output): against the weighted
+// sum with queries in the lanes over a transposed V slab (in-process alternation, 2-D 56x56 K 7,
+// H 4, P 32): 0.95 of the time.
+struct NaValueEntry {
+  const float* w;  // the weights of lane 0, slot j0 (slot j of lane l at w[(j - j0)·W + l])
+  Index row;       // the key row's first value row, in floats from v_row0
+  Index j0;        // the chunk's first slot along the last axis
+};
+
+struct NaValueRows {
+  const NaValueEntry* entries = nullptr;
+  int n = 0;
+  const float* v_row0 = nullptr;  // v + batch, kv head and first channel
+  const Index* cols = nullptr;    // shared: the value-row offset of column a_min + lane0 + c at cols[c];
+                                  // lanewise: lane l's slot j at cols[l·ld + j] (from lane0)
+  Index lane0 = 0, ld = 0;
+  float* acc = nullptr;           // [LB, NV·W]
+  bool accumulate = false;        // add to acc (a second chunk size) instead of starting from 0
+};
+
+template <class Arch, bool Shared, int LB, int J, int NV>
+void na_av_rows(const NaValueRows& m) {
+  using V = simd::vfloat<Arch>;
+  constexpr int W = static_cast<int>(simd::lanes<Arch>);
+  V acc[LB][NV];
+  for (int l = 0; l < LB; ++l)
+    for (int x = 0; x < NV; ++x) acc[l][x] = m.accumulate ? simd::load<Arch>(m.acc + (l * NV + x) * W) : V(0.0f);
+  const Index ld = m.ld;
+  for (int e = 0; e < m.n; ++e) {
+    const NaValueEntry& entry = m.entries[e];
+    const float* const w = entry.w + m.lane0;
+    const float* const rows = m.v_row0 + entry.row;
+    const Index* const cols = m.cols + entry.j0;
+    if constexpr (Shared) {
+#pragma GCC unroll 16
+      for (int c = 0; c < LB + J - 1; ++c) {
+        V v[NV];
+        for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c] + x * W);
+#pragma GCC unroll 8
+        for (int l = 0; l < LB; ++l) {
+          if (c - l < 0 || c - l >= J) continue;
+          const V wl(w[(c - l) * W + l]);
+          for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, v[x], acc[l][x]);
+        }
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int l = 0; l < LB; ++l)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; ++j) {
+          const float* row = rows + cols[l * ld + j];
+          const V wl(w[j * W + l]);
+          for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, simd::load<Arch>(row + x * W), acc[l][x]);
+        }
+    }
+  }
+  for (int l = 0; l < LB; ++l)
+    for (int x = 0; x < NV; ++x) simd::store<Arch>(m.acc + (l * NV + x) * W, acc[l][x]);
+}
+
+// Lanes per block: 8 × 2 vectors of accumulators on AVX-512 (32 registers), 4 × 2 elsewhere (16).
+template <class Arch>
+constexpr int kNaValueLanes = simd::lanes<Arch> >= 16 ? 8 : simd::lanes<Arch> >= 4 ? 4 : int(simd::lanes<Arch>);
+
+template <class Arch, bool Shared, int NV>
+void na_av_rows_j(const NaValueRows& m, int J) {
+  constexpr int LB = kNaValueLanes<Arch>;
+  switch (J) {
+    case 1: return na_av_rows<Arch, Shared, LB, 1, NV>(m);
+    case 2: return na_av_rows<Arch, Shared, LB, 2, NV>(m);
+    case 3: return na_av_rows<Arch, Shared, LB, 3, NV>(m);
+    case 4: return na_av_rows<Arch, Shared, LB, 4, NV>(m);
+    case 5: return na_av_rows<Arch, Shared, LB, 5, NV>(m);
+    case 6: return na_av_rows<Arch, Shared, LB, 6, NV>(m);
+    case 7: return na_av_rows<Arch, Shared, LB, 7, NV>(m);
+    default: return na_av_rows<Arch, Shared, LB, 8, NV>(m);
+  }
+}
+
+template <class Arch>
+void na_av(const NaValueRows& m, int J, bool shared, int nv) {
+  if (shared) return nv == 2 ? na_av_rows_j<Arch, true, 2>(m, J) : na_av_rows_j<Arch, true, 1>(m, J);
+  return nv == 2 ? na_av_rows_j<Arch, false, 2>(m, J) : na_av_rows_j<Arch, false, 1>(m, J);
 }
 
 // The pointers of one call and the kernel over a range of work items.
@@ -586,10 +660,16 @@ struct NeighborhoodKernel {
   // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
   struct Scratch {
     using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-    Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values); ring r = entries
-                               // [r·ring_entries, (r+1)·ring_entries)
-    Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W], i < 3
-    Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
+    Buffer slabs;              // cache_entries × [P, width] keys; ring r = entries [r·ring_entries, (r+1)·ring_entries)
+    Buffer qt, s;              // Qt_i [P_pad, W], S_i [max_slots, W], i < 3
+    Buffer gathered;           // gathered tiles: [P, K, W]
+    Buffer acc;                // the weighted sum of one lane block: [LB, 2·W]
+    std::vector<Index> value_cols;  // per slab column of the tile run: its value row's offset in v (floats)
+    std::vector<Index> lane_cols;   // lanewise tiles: [W, K] the value-row offset of each lane's slot
+    // Per query row of the block: its weighted sum's entries (NaValueRows), those of the first chunk
+    // size first (n_first of them).
+    std::vector<NaValueEntry> values[kNaMaxRows];
+    int n_first[kNaMaxRows] = {};
     Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
@@ -603,8 +683,7 @@ struct NeighborhoodKernel {
   };
 
   Index p_pad() const { return (plan.P + W - 1) / W * W; }
-  Index pv_pad() const { return (plan.Pv + W - 1) / W * W; }
-  Index slab_floats() const { return (plan.P + plan.Pv) * plan.max_width; }
+  Index slab_floats() const { return plan.P * plan.max_width; }
 
   void run(Index first_item, Index last_item) const {
     const NaPlan<R>& pl = plan;
@@ -613,9 +692,11 @@ struct NeighborhoodKernel {
     sc.qt.assign(std::size_t(kNaMaxRows * p_pad() * W), 0.0f);
     // S_i, plus W rows: the split qk's transposes out read whole W-row chunks past the last slot.
     sc.s.assign(std::size_t((kNaMaxRows * pl.max_slots + W) * W), 0.0f);
-    sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
     sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
-    if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
+    if (pl.any_gathered) sc.gathered.assign(std::size_t(pl.P * pl.K * W), 0.0f);
+    sc.acc.assign(std::size_t(kNaValueLanes<Arch> * 2 * W), 0.0f);
+    sc.value_cols.assign(std::size_t(pl.max_width), 0);
+    sc.lane_cols.assign(std::size_t(W * pl.K), 0);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
     if (mode != NaOutput::attention) sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
@@ -633,7 +714,8 @@ struct NeighborhoodKernel {
         for (Index e = 0; e < pl.cache_entries; ++e)
           if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
         cached_column = column;
-        if constexpr (R == 1) {  // the one key row of every kv head, column chunk by chunk
+        value_columns(sc, tiles);
+        if (R == 1 && pl.P > 0) {  // the one key row of every kv head, column chunk by chunk
           for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
           for (Index c0 = 0; c0 < tiles.width; c0 += W)
             for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
@@ -642,6 +724,7 @@ struct NeighborhoodKernel {
       const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
       for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
+        if (mode == NaOutput::attention || mode == NaOutput::weighted_sum) value_entries(sc, pl.blocks[std::size_t(blk)]);
         // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
         // Queries and outputs are prefetched 2 tiles ahead in 1-D (streaming), else 1.
         const Index ahead = R == 1 ? 2 : 1, n_tiles = tiles.tiles;
@@ -754,10 +837,11 @@ struct NeighborhoodKernel {
     sc.owner[std::size_t(e)] = key, sc.entry[std::size_t(key)] = e;
   }
 
-  // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
-  // then [Pv, width] values). Columns of keys outside the axis repeat the nearest key: only lanes
-  // past the axis end and causal slots at -inf (weight 0) read them, and the values must be finite.
-  // Prefetches the same keys of the next row along axis R-2 (the next slab a walk down the rows fills).
+  // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width]).
+  // Columns of keys outside the axis repeat the nearest key: only lanes past the axis end and causal
+  // slots at -inf (weight 0) read them. Prefetches keys and values ahead: 1-D, ~8 chunks ahead;
+  // 2-D / 3-D, the same columns of the next row along axis R-2 (the next slab a walk down the rows
+  // fills, and the value rows the weighted sum then reads in place).
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
     const NaPlan<R>& pl = plan;
     const Index Lg = pl.group_length(tiles.group);
@@ -782,17 +866,22 @@ struct NeighborhoodKernel {
       prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
     }
     if (key0 < 0 || key0 + W > Lg) {  // a border chunk: each column's key by NaPlan::slab_key
-      const float *k_rows[kNaMaxLanes], *v_rows[kNaMaxLanes];
-      for (Index lane = 0; lane < W; ++lane) {
-        const Index key = pl.slab_key(Lg, key0 + lane);
-        k_rows[lane] = k0 + key * k_stride, v_rows[lane] = v0 + key * v_stride;
-      }
+      const float* k_rows[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) k_rows[lane] = k0 + pl.slab_key(Lg, key0 + lane) * k_stride;
       transpose_rows_in<Arch>(k_rows, pl.P, dst + c0, tiles.width);
-      transpose_rows_in<Arch>(v_rows, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
       return;
     }
     transpose_lanes_in<Arch>(k0 + key0 * k_stride, k_stride, 0, W, pl.P, dst + c0, tiles.width);
-    transpose_lanes_in<Arch>(v0 + key0 * v_stride, v_stride, 0, W, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
+  }
+
+  // The value-row offset (floats from v, at row 0 and kv head 0) of every slab column of a tile run:
+  // the key that column holds (NaPlan::slab_key, as the key slab), so that the weighted sum reads the
+  // value of each slot's key.
+  void value_columns(Scratch& sc, const NaTileRun& tiles) const {
+    const NaPlan<R>& pl = plan;
+    const Index Lg = pl.group_length(tiles.group);
+    for (Index c = 0; c < tiles.width; ++c)
+      sc.value_cols[std::size_t(c)] = (tiles.group + pl.col_step * pl.slab_key(Lg, tiles.c_lo + c)) * pl.Hkv * pl.Pv;
   }
 
   // The K and V row slabs of (row, hkv) for the tile run, from the cache or transposed now.
@@ -804,20 +893,18 @@ struct NeighborhoodKernel {
     return dst;
   }
 
-  // One pass of micro-kernels over the block's union rows for one tile: logits (Qk) or PV products.
-  template <bool Qk>
-  void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
+  // The logits of the block's rows for one tile: the qk micro-kernels over its union rows.
+  void qk_products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
     const bool gathered = tile.keys == NaTile::Keys::gathered;
-    const Index depth = Qk ? pl.P : pl.Pv;
     const bool fused_max = fused_row_max(tile);
     for (const NaUnionRow& u : sc.uni) {
-      const float* row_slab = slab(sc, u.key_row, tiles, b, hkv) + (Qk ? 0 : pl.P * tiles.width);  // [depth, width]
+      const float* row_slab = slab(sc, u.key_row, tiles, b, hkv);  // [P, width]
       const float* keys = row_slab + (tile.a_min - tiles.c_lo);
       Index ldp = tiles.width, ldj = pl.slot_step;
-      if (gathered) {  // [depth, K, W]: lane i's slot j is column a_i + j·slot_step
+      if (gathered) {  // [P, K, W]: lane i's slot j is column a_i + j·slot_step
         float* g = sc.gathered.data();
-        for (Index p = 0; p < depth; ++p)
+        for (Index p = 0; p < pl.P; ++p)
           for (Index j = 0; j < pl.K; ++j)
             for (Index i = 0; i < W; ++i)
               g[(p * pl.K + j) * W + i] = row_slab[p * tiles.width + tile.a[i] + j * pl.slot_step - tiles.c_lo];
@@ -828,20 +915,105 @@ struct NeighborhoodKernel {
         NaMicro m{};
         for (int x = 0; x < u.n_active; ++x) {
           const int i = u.active[x];
-          float* s_chunk = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
-          if (Qk) {
-            m.in[x] = sc.qt.data() + i * p_pad() * W, m.out[x] = s_chunk;
-            m.max_out[x] = fused_max ? sc.row_max.data() + i * W : nullptr;
-          } else {
-            m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * pv_pad() * W;
-          }
+          m.in[x] = sc.qt.data() + i * p_pad() * W;
+          m.out[x] = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
+          m.max_out[x] = fused_max ? sc.row_max.data() + i * W : nullptr;
         }
-        m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
+        m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = pl.P, m.col = tile.col;
         m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
-        na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
+        na_micro<Arch>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
       }
     }
+  }
+
+  // The weighted sums' entries of the block's rows: per key row of a row's window and chunk of its
+  // slots, grouped by chunk size (K splits into chunks of at most two sizes).
+  void value_entries(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk) const {
+    const NaPlan<R>& pl = plan;
+    const int J_first = pl.chunk.front();
+    for (int i = 0; i < int(blk[0]); ++i) {
+      std::vector<NaValueEntry>& entries = sc.values[i];
+      entries.clear();
+      for (const bool first_size : {true, false}) {
+        for (const NaUnionRow& u : sc.uni)
+          for (int x = 0; x < u.n_active; ++x) {
+            if (u.active[x] != i) continue;
+            Index j0 = 0;
+            for (const int J : pl.chunk) {
+              if ((J == J_first) == first_size)
+                entries.push_back({sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W,
+                                   u.key_row * pl.L * pl.Hkv * pl.Pv, j0});
+              j0 += J;
+            }
+          }
+        if (first_size) sc.n_first[i] = int(entries.size());
+      }
+    }
+  }
+
+  // out (or, with row_sum, out / row_sum) of row i of the block for one tile and query head h:
+  // Σ_slots S_i[slot] · v[the slot's key] (see na_av_rows), lane block by lane block, written to the
+  // lanes' token rows in place.
+  void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
+                       Index hkv, const V* row_sum) const {
+    const NaPlan<R>& pl = plan;
+    constexpr Index LB = kNaValueLanes<Arch>;
+    const Index K = pl.K, Pv = pl.Pv;
+    const bool shared = tile.keys == NaTile::Keys::shifted && pl.slot_step == 1;
+    alignas(64) float scale[kNaMaxLanes];
+    simd::store<Arch>(scale, row_sum ? V(1.0f) / *row_sum : V(1.0f));
+    const Index token0 = b * pl.tokens + row * pl.L + tile.group + pl.col_step * tile.first;
+    float* const out0 = out + (token0 * pl.H + h) * Pv;
+    const Index out_stride = pl.col_step * pl.H * Pv;  // between lanes
+    const std::vector<NaValueEntry>& entries = sc.values[i];
+    const int n = int(entries.size()), n_first = sc.n_first[i];
+    const int J_first = pl.chunk.front(), J_other = pl.chunk.back();
+    for (Index lb0 = 0; lb0 < tile.count; lb0 += LB) {
+      const Index lanes = std::min(LB, tile.count - lb0);
+      NaValueRows m;
+      m.cols = shared ? sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lb0 : sc.lane_cols.data() + lb0 * K;
+      m.lane0 = lb0, m.ld = K, m.acc = sc.acc.data();
+      // Channels 2W at a time, then W; the last Pv mod W one by one.
+      for (Index p0 = 0; p0 + W <= Pv;) {
+        const int nv = p0 + 2 * W <= Pv ? 2 : 1;
+        m.v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv + p0;
+        m.entries = entries.data(), m.n = n_first, m.accumulate = false;
+        na_av<Arch>(m, J_first, shared, nv);
+        if (n > n_first) {
+          m.entries += n_first, m.n = n - n_first, m.accumulate = true;
+          na_av<Arch>(m, J_other, shared, nv);
+        }
+        for (Index l = 0; l < lanes; ++l) {
+          const V f(scale[lb0 + l]);
+          for (int x = 0; x < nv; ++x)
+            simd::store<Arch>(out0 + (lb0 + l) * out_stride + p0 + x * W,
+                              simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f);
+        }
+        p0 += nv * W;
+      }
+      for (Index p = Pv / W * W; p < Pv; ++p) {
+        const float* v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv + p;
+        for (Index l = 0; l < lanes; ++l) {
+          float sum = 0.0f;
+          for (int e = 0; e < n; ++e) {
+            const NaValueEntry& entry = entries[std::size_t(e)];
+            const int J = e < n_first ? J_first : J_other;
+            for (int j = 0; j < J; ++j)
+              sum += entry.w[j * W + lb0 + l] * v_row0[entry.row + (shared ? m.cols[entry.j0 + l + j] : m.cols[l * K + entry.j0 + j])];
+          }
+          out0[(lb0 + l) * out_stride + p] = sum * scale[lb0 + l];
+        }
+      }
+    }
+  }
+
+  // Lanewise tiles (see na_av_rows): each lane's slots' value rows, columns a_i + j·slot_step.
+  void lane_columns(Scratch& sc, const NaTile& tile, const NaTileRun& tiles) const {
+    const NaPlan<R>& pl = plan;
+    for (Index lane = 0; lane < W; ++lane)
+      for (Index j = 0; j < pl.K; ++j)
+        sc.lane_cols[std::size_t(lane * pl.K + j)] = sc.value_cols[std::size_t(tile.a[lane] + j * pl.slot_step - tiles.c_lo)];
   }
 
   void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
@@ -870,6 +1042,7 @@ struct NeighborhoodKernel {
                       group_heads * out_floats, true);
       }
     }
+    if (pv && !(tile.keys == NaTile::Keys::shifted && pl.slot_step == 1)) lane_columns(sc, tile, tiles);
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       if (qk) {
         for (int i = 0; i < n; ++i) {
@@ -880,7 +1053,7 @@ struct NeighborhoodKernel {
           for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
-        products<true>(sc, tiles, tile, b, hkv);
+        qk_products(sc, tiles, tile, b, hkv);
       }
       if (!pv) {  // the split logits or their softmax, to memory in NATTEN's slot order
         for (int i = 0; i < n; ++i) {
@@ -905,16 +1078,10 @@ struct NeighborhoodKernel {
           softmax(sc, i, tile, h, row_max[i], row_sum[i]);
         else
           read_weights(sc, i, tile, weights + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
-      for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
-      products<false>(sc, tiles, tile, b, hkv);
       for (int i = 0; i < n; ++i) {
+        weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv,
+                        mode == NaOutput::attention ? &row_sum[i] : nullptr);
         const Index token0 = token0_of(tile, i);
-        float* ot = sc.ot.data() + i * pv_pad() * W;
-        if (mode == NaOutput::attention) {
-          const V inv = V(1.0f) / row_sum[i];
-          for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
-        }
-        transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
         if (lse) {
           alignas(64) float m[kNaMaxLanes], l[kNaMaxLanes];
           simd::store<Arch>(m, row_max[i]), simd::store<Arch>(l, row_sum[i]);
