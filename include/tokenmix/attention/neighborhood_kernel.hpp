@@ -589,7 +589,10 @@ void na_av_rows(const NaValueRows& m) {
   const Index ld = m.ld;
   for (int e = 0; e < m.n; ++e) {
     const NaValueEntry& entry = m.entries[e];
-    const float* const w = entry.w + m.lane0;
+    const float* w = entry.w + m.lane0;
+    // Opaque to the optimiser: else GCC hoists the LB·J offsets lane0 + (c - l)·W + l out of the
+    // entry loop and spills them (and acc) for want of registers, instead of using displacements.
+    asm("" : "+r"(w));
     const float* const rows = m.v_row0 + entry.row;
     const Index* const cols = m.cols + entry.j0;
     if constexpr (Shared) {
