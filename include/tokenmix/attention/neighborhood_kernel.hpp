@@ -552,18 +552,21 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
 }
 
 // The weighted sum of the values, with the values' channels in the lanes: for the LB query lanes
-// l of a lane block and NV vectors of channels from p0,
-//   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l] · rows[cols(l, j) + p0 ..]
+// of a lane block (tile lanes lane0 + l·LS, l < LB) and NV vectors of channels,
+//   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l·LS] · rows[cols(l, j) ..]
 // An entry is one key row of a query row's window and one chunk of J slots: w its weights (slot j
-// of lane l at w[j·W + l], the layout of S), rows the key row's value rows for the kv head, cols the
-// value-row offsets of the chunk's columns: Shared (shifted tiles, unit slot step): lane l's slot j
-// is column l + j, so each value row is loaded once for the lanes that see it (LB + J - 1 rows for
-// LB·J weights); else (lanewise) column cols[l·ld + j]. Each weight is one broadcast load; the
-// values are read in place (no transposed copy of V, no transposed output): against the weighted
-// sum with queries in the lanes over a transposed V slab (in-process alternation, 2-D 56x56 K 7,
-// H 4, P 32): 0.95 of the time.
+// of tile lane i at w[j·W + i], the layout of S), rows the key row's value rows for the kv head, cols
+// the value-row offsets of the chunk's columns. Shared tiles (shifted, slot step s = LS): lane
+// lane0 + l·s's slot j is column a_min + lane0 + (l + j)·s, at cols[(l + j)·LS], so each value row is
+// loaded once for the lanes that see it (LB + J - 1 rows for LB·J weights; position-order tiles of
+// dilation s take lane blocks of one residue mod s). Else (lanewise) lane l's slot j is at
+// cols[l·ld + j]. Each weight is one broadcast load; the values are read in place (no transposed
+// copy of V, no transposed output): against the weighted sum with queries in the lanes over a
+// transposed V slab (in-process alternation): 2-D 56x56 K 7 0.83 of the op's time (dilation 2 / 4
+// 0.86-0.89 / 0.80-0.82), 28x28 0.86 (dilation 4, position order: 0.8x), K 13 0.92, 3-D 0.87,
+// 1-D L 4096 0.85.
 struct NaValueEntry {
-  const float* w;  // the weights of lane 0, slot j0 (slot j of lane l at w[(j - j0)·W + l])
+  const float* w;  // the weights of lane 0, slot j0 (slot j of tile lane i at w[(j - j0)·W + i])
   Index row;       // the key row's first value row, in floats from v_row0
   Index j0;        // the chunk's first slot along the last axis
 };
@@ -572,17 +575,18 @@ struct NaValueRows {
   const NaValueEntry* entries = nullptr;
   int n = 0;
   const float* v_row0 = nullptr;  // v + batch, kv head and first channel
-  const Index* cols = nullptr;    // shared: the value-row offset of column a_min + lane0 + c at cols[c];
+  const Index* cols = nullptr;    // shared: column c of the block's lanes at cols[c·LS];
                                   // lanewise: lane l's slot j at cols[l·ld + j] (from lane0)
   Index lane0 = 0, ld = 0;
   float* acc = nullptr;           // [LB, NV·W]
   bool accumulate = false;        // add to acc (a second chunk size) instead of starting from 0
 };
 
-template <class Arch, bool Shared, int LB, int J, int NV>
+template <class Arch, int LS, int LB, int J, int NV>
 void na_av_rows(const NaValueRows& m) {
   using V = simd::vfloat<Arch>;
   constexpr int W = static_cast<int>(simd::lanes<Arch>);
+  constexpr bool shared = LS > 0;
   V acc[LB][NV];
   for (int l = 0; l < LB; ++l)
     for (int x = 0; x < NV; ++x) acc[l][x] = m.accumulate ? simd::load<Arch>(m.acc + (l * NV + x) * W) : V(0.0f);
@@ -594,16 +598,16 @@ void na_av_rows(const NaValueRows& m) {
     // entry loop and spills them (and acc) for want of registers, instead of using displacements.
     asm("" : "+r"(w));
     const float* const rows = m.v_row0 + entry.row;
-    const Index* const cols = m.cols + entry.j0;
-    if constexpr (Shared) {
+    const Index* const cols = m.cols + (shared ? entry.j0 * LS : entry.j0);
+    if constexpr (shared) {
 #pragma GCC unroll 16
       for (int c = 0; c < LB + J - 1; ++c) {
         V v[NV];
-        for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c] + x * W);
+        for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c * LS] + x * W);
 #pragma GCC unroll 8
         for (int l = 0; l < LB; ++l) {
           if (c - l < 0 || c - l >= J) continue;
-          const V wl(w[(c - l) * W + l]);
+          const V wl(w[(c - l) * W + l * LS]);
           for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, v[x], acc[l][x]);
         }
       }
@@ -622,29 +626,48 @@ void na_av_rows(const NaValueRows& m) {
     for (int x = 0; x < NV; ++x) simd::store<Arch>(m.acc + (l * NV + x) * W, acc[l][x]);
 }
 
-// Lanes per block: 8 × 2 vectors of accumulators on AVX-512 (32 registers), 4 × 2 elsewhere (16).
-template <class Arch>
-constexpr int kNaValueLanes = simd::lanes<Arch> >= 16 ? 8 : simd::lanes<Arch> >= 4 ? 4 : int(simd::lanes<Arch>);
+// Lanes per block: 8 × 2 vectors of accumulators on AVX-512 (32 registers), 4 × 2 elsewhere (16);
+// with a lane step LS, the lanes of one residue mod LS (at most W / LS).
+template <class Arch, int LS = 1>
+constexpr int kNaValueLanes = std::min(simd::lanes<Arch> >= 16 ? 8 : 4, int(simd::lanes<Arch>) / LS);
 
-template <class Arch, bool Shared, int NV>
+// How a tile's lanes find their slots' value rows: shared with lane step 1, 2 or 4 (shifted tiles,
+// slot step 1, 2 or 4), else lanewise (0).
+template <class Arch>
+int na_value_step(const NaTile& tile, Index slot_step) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  if (tile.keys != NaTile::Keys::shifted) return 0;
+  return slot_step == 1 || ((slot_step == 2 || slot_step == 4) && slot_step <= W) ? int(slot_step) : 0;
+}
+
+template <class Arch, int LS, int NV>
 void na_av_rows_j(const NaValueRows& m, int J) {
-  constexpr int LB = kNaValueLanes<Arch>;
+  constexpr int LB = kNaValueLanes<Arch, LS == 0 ? 1 : LS>;
   switch (J) {
-    case 1: return na_av_rows<Arch, Shared, LB, 1, NV>(m);
-    case 2: return na_av_rows<Arch, Shared, LB, 2, NV>(m);
-    case 3: return na_av_rows<Arch, Shared, LB, 3, NV>(m);
-    case 4: return na_av_rows<Arch, Shared, LB, 4, NV>(m);
-    case 5: return na_av_rows<Arch, Shared, LB, 5, NV>(m);
-    case 6: return na_av_rows<Arch, Shared, LB, 6, NV>(m);
-    case 7: return na_av_rows<Arch, Shared, LB, 7, NV>(m);
-    default: return na_av_rows<Arch, Shared, LB, 8, NV>(m);
+    case 1: return na_av_rows<Arch, LS, LB, 1, NV>(m);
+    case 2: return na_av_rows<Arch, LS, LB, 2, NV>(m);
+    case 3: return na_av_rows<Arch, LS, LB, 3, NV>(m);
+    case 4: return na_av_rows<Arch, LS, LB, 4, NV>(m);
+    case 5: return na_av_rows<Arch, LS, LB, 5, NV>(m);
+    case 6: return na_av_rows<Arch, LS, LB, 6, NV>(m);
+    case 7: return na_av_rows<Arch, LS, LB, 7, NV>(m);
+    default: return na_av_rows<Arch, LS, LB, 8, NV>(m);
   }
 }
 
+template <class Arch, int LS>
+void na_av_nv(const NaValueRows& m, int J, int nv) {
+  return nv == 2 ? na_av_rows_j<Arch, LS, 2>(m, J) : na_av_rows_j<Arch, LS, 1>(m, J);
+}
+
 template <class Arch>
-void na_av(const NaValueRows& m, int J, bool shared, int nv) {
-  if (shared) return nv == 2 ? na_av_rows_j<Arch, true, 2>(m, J) : na_av_rows_j<Arch, true, 1>(m, J);
-  return nv == 2 ? na_av_rows_j<Arch, false, 2>(m, J) : na_av_rows_j<Arch, false, 1>(m, J);
+void na_av(const NaValueRows& m, int J, int step, int nv) {
+  switch (step) {
+    case 1: return na_av_nv<Arch, 1>(m, J, nv);
+    case 2: return na_av_nv<Arch, 2>(m, J, nv);
+    case 4: return na_av_nv<Arch, 4>(m, J, nv);
+    default: return na_av_nv<Arch, 0>(m, J, nv);
+  }
 }
 
 // The pointers of one call and the kernel over a range of work items.
@@ -887,7 +910,7 @@ struct NeighborhoodKernel {
       sc.value_cols[std::size_t(c)] = (tiles.group + pl.col_step * pl.slab_key(Lg, tiles.c_lo + c)) * pl.Hkv * pl.Pv;
   }
 
-  // The K and V row slabs of (row, hkv) for the tile run, from the cache or transposed now.
+  // The key slab of (row, hkv) for the tile run, from the cache or transposed now.
   const float* slab(Scratch& sc, Index row, const NaTileRun& tiles, Index b, Index hkv) const {
     if (sc.entry[std::size_t(row * plan.Hkv + hkv)] >= 0) return slab_at(sc, row, hkv);
     claim_slab(sc, row, hkv);
@@ -961,9 +984,10 @@ struct NeighborhoodKernel {
   void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
                        Index hkv, const V* row_sum) const {
     const NaPlan<R>& pl = plan;
-    constexpr Index LB = kNaValueLanes<Arch>;
     const Index K = pl.K, Pv = pl.Pv;
-    const bool shared = tile.keys == NaTile::Keys::shifted && pl.slot_step == 1;
+    const int step = na_value_step<Arch>(tile, pl.slot_step);
+    const Index LS = std::max(step, 1);  // tile lanes between a block's lanes
+    const Index LB = step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
     alignas(64) float scale[kNaMaxLanes];
     simd::store<Arch>(scale, row_sum ? V(1.0f) / *row_sum : V(1.0f));
     const Index token0 = b * pl.tokens + row * pl.L + tile.group + pl.col_step * tile.first;
@@ -972,43 +996,45 @@ struct NeighborhoodKernel {
     const std::vector<NaValueEntry>& entries = sc.values[i];
     const int n = int(entries.size()), n_first = sc.n_first[i];
     const int J_first = pl.chunk.front(), J_other = pl.chunk.back();
-    for (Index lb0 = 0; lb0 < tile.count; lb0 += LB) {
-      const Index lanes = std::min(LB, tile.count - lb0);
-      NaValueRows m;
-      m.cols = shared ? sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lb0 : sc.lane_cols.data() + lb0 * K;
-      m.lane0 = lb0, m.ld = K, m.acc = sc.acc.data();
-      // Channels 2W at a time, then W; the last Pv mod W one by one.
-      for (Index p0 = 0; p0 + W <= Pv;) {
-        const int nv = p0 + 2 * W <= Pv ? 2 : 1;
-        m.v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv + p0;
-        m.entries = entries.data(), m.n = n_first, m.accumulate = false;
-        na_av<Arch>(m, J_first, shared, nv);
-        if (n > n_first) {
-          m.entries += n_first, m.n = n - n_first, m.accumulate = true;
-          na_av<Arch>(m, J_other, shared, nv);
-        }
-        for (Index l = 0; l < lanes; ++l) {
-          const V f(scale[lb0 + l]);
-          for (int x = 0; x < nv; ++x)
-            simd::store<Arch>(out0 + (lb0 + l) * out_stride + p0 + x * W,
-                              simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f);
-        }
-        p0 += nv * W;
-      }
-      for (Index p = Pv / W * W; p < Pv; ++p) {
-        const float* v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv + p;
-        for (Index l = 0; l < lanes; ++l) {
-          float sum = 0.0f;
-          for (int e = 0; e < n; ++e) {
-            const NaValueEntry& entry = entries[std::size_t(e)];
-            const int J = e < n_first ? J_first : J_other;
-            for (int j = 0; j < J; ++j)
-              sum += entry.w[j * W + lb0 + l] * v_row0[entry.row + (shared ? m.cols[entry.j0 + l + j] : m.cols[l * K + entry.j0 + j])];
+    const float* const v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv;
+    // Lane blocks: lanes lane0 + l·LS for l < LB, lane0 = residue + multiple of LB·LS.
+    for (Index residue = 0; residue < LS; ++residue)
+      for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS) {
+        const Index lanes = std::min(LB, (tile.count - lane0 + LS - 1) / LS);
+        NaValueRows m;
+        m.cols = step > 0 ? sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lane0 : sc.lane_cols.data() + lane0 * K;
+        m.lane0 = lane0, m.ld = K, m.acc = sc.acc.data();
+        // Channels 2W at a time, then W; the last Pv mod W one by one.
+        for (Index p0 = 0; p0 + W <= Pv;) {
+          const int nv = p0 + 2 * W <= Pv ? 2 : 1;
+          m.v_row0 = v_row0 + p0;
+          m.entries = entries.data(), m.n = n_first, m.accumulate = false;
+          na_av<Arch>(m, J_first, step, nv);
+          if (n > n_first) {
+            m.entries += n_first, m.n = n - n_first, m.accumulate = true;
+            na_av<Arch>(m, J_other, step, nv);
           }
-          out0[(lb0 + l) * out_stride + p] = sum * scale[lb0 + l];
+          for (Index l = 0; l < lanes; ++l) {
+            const V f(scale[lane0 + l * LS]);
+            for (int x = 0; x < nv; ++x)
+              simd::store<Arch>(out0 + (lane0 + l * LS) * out_stride + p0 + x * W,
+                                simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f);
+          }
+          p0 += nv * W;
         }
+        for (Index p = Pv / W * W; p < Pv; ++p)
+          for (Index l = 0; l < lanes; ++l) {
+            float sum = 0.0f;
+            for (int e = 0; e < n; ++e) {
+              const NaValueEntry& entry = entries[std::size_t(e)];
+              for (int j = 0; j < (e < n_first ? J_first : J_other); ++j) {
+                const Index col = step > 0 ? m.cols[(entry.j0 + l + j) * LS] : m.cols[l * K + entry.j0 + j];
+                sum += entry.w[j * W + lane0 + l * LS] * v_row0[entry.row + col + p];
+              }
+            }
+            out0[(lane0 + l * LS) * out_stride + p] = sum * scale[lane0 + l * LS];
+          }
       }
-    }
   }
 
   // Lanewise tiles (see na_av_rows): each lane's slots' value rows, columns a_i + j·slot_step.
@@ -1045,7 +1071,7 @@ struct NeighborhoodKernel {
                       group_heads * out_floats, true);
       }
     }
-    if (pv && !(tile.keys == NaTile::Keys::shifted && pl.slot_step == 1)) lane_columns(sc, tile, tiles);
+    if (pv && na_value_step<Arch>(tile, pl.slot_step) == 0) lane_columns(sc, tile, tiles);
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       if (qk) {
         for (int i = 0; i < n; ++i) {
