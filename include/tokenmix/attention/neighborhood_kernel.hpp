@@ -562,9 +562,9 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
 // dilation s take lane blocks of one residue mod s). Else (lanewise) lane l's slot j is at
 // cols[l·ld + j]. Each weight is one broadcast load; the values are read in place (no transposed
 // copy of V, no transposed output): against the weighted sum with queries in the lanes over a
-// transposed V slab (in-process alternation): 2-D 56x56 K 7 0.83 of the op's time (dilation 2 / 4
-// 0.86-0.89 / 0.80-0.82), 28x28 0.86 (dilation 4, position order: 0.8x), K 13 0.92, 3-D 0.87,
-// 1-D L 4096 0.85.
+// transposed V slab (in-process alternation): 2-D 56x56 K 7 0.83-0.85 of the op's time (dilation
+// 2 / 4 0.86-0.90 / 0.80-0.86), 28x28 0.86-0.88 (dilation 4, position order: 0.89-0.90), 56x56 K 13
+// 0.92, 3-D 8x28x28 0.86-0.88, 1-D L 4096 0.85-0.87, L 65536 0.91-0.92.
 struct NaValueEntry {
   const float* w;  // the weights of lane 0, slot j0 (slot j of tile lane i at w[(j - j0)·W + i])
   Index row;       // the key row's first value row, in floats from v_row0
