@@ -466,12 +466,15 @@ TYPED_TEST(NeighborhoodAttentionArchTest, MatchesTheOracle) {
   two.s = {2, 3}, two.d = {1, 1}, two.rpb = false;
   EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
   // Dilation groups shorter than the vector: tiles in position order, slot j at column a + j·d
-  // (the weighted sum's lane blocks of one residue mod d for d = 2 and 4, lanewise for 3).
+  // (the weighted sum's lane blocks of one residue mod d: d = 2 and 4 at compile time, 3 and 5 at
+  // run time where 2d fits the vector, else lanewise).
   one.extent = {40}, one.K = {5}, one.d = {4}, one.s = {1}, one.Pv = 33;
   EXPECT_TRUE((fused_matches_oracle<1, TypeParam>(one, rng)));
   two.extent = {5, 34}, two.K = {3, 9}, two.d = {1, 2}, two.s = {1, 1}, two.Pv = 16;
   EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
   two.extent = {4, 21}, two.K = {3, 5}, two.d = {1, 3}, two.causal = {false, true};
+  EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
+  two.extent = {3, 40}, two.K = {3, 5}, two.d = {1, 5}, two.causal = {false, false}, two.Pv = 8;
   EXPECT_TRUE((fused_matches_oracle<2, TypeParam>(two, rng)));
 }
 

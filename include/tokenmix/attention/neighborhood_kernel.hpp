@@ -23,15 +23,18 @@
 // its row slabs are transposed once and kept in a ring per kv head while the item walks down its
 // blocks, so every key is transposed once per item, not once per query row or tile.
 //
-// The values are not transposed: the weighted sum has the values' channels in the lanes and each
-// weight broadcast (na_av_rows), reading the value rows in place and writing each query's output
-// row directly.
+// The weighted sum, where the lanes' windows are shifted copies with slot step 1, 2 or 4 (every
+// tile of a dilation-1 axis but causal borders and strided axes), has the values' channels in the
+// lanes and each weight broadcast (na_av_rows): the value rows are read in place and each query's
+// output row written directly. Other tiles keep the queries in the lanes over a slab of transposed
+// values (Ot, then transposed out); see na_value_step.
 //
 // Buffers, per tile, query row i of the block and head:
 //   Qt [P, W]        the queries, transposed, times scale·log2(e)
 //   S  [slots, W]    logits in log2 units (slot = index of the key row in the row's window · K_last + j),
 //                    then exp2(S - m) in place
 //   out rows         Σ_slots exp2(S - m) · v, divided by l = Σ_slots exp2(S - m), lane block by lane block
+//                    (or through Ot [Pv, W])
 // Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
 // L1, and no online rescaling is needed. Every query's arithmetic is the same whatever the blocking
 // and the thread count, so the output is bitwise identical for any number of threads.
@@ -187,6 +190,9 @@ struct NaPlan {
   Index max_slots = 0, max_union = 0, max_width = 0;
   Index ring_entries = 0, cache_entries = 0;  // row-slab cache: one ring per kv head of an item
   bool any_gathered = false;
+  // Whether some tile's weighted sum keeps the queries in the lanes (na_value_step 0): the slabs
+  // then hold the transposed values after the keys; and whether some tile's takes na_av_rows.
+  bool value_slabs = false, value_rows = false;
   // Whether an item runs every kv head (else one). 1-D: always, tile by tile, so the token rows
   // are read whole and in order. 2-D: when the rings of all kv heads fit a part of L2, head by head
   // within each block (see na_make_plan); 3-D: never (its rings are too large).
@@ -293,6 +299,20 @@ std::array<Index, R> na_row_coords(const NaPlan<R>& plan, Index row) {
   return c;
 }
 
+// Lanes per block: 8 × 2 vectors of accumulators on AVX-512 (32 registers), 4 × 2 elsewhere (16);
+// with a lane step LS, the lanes of one residue mod LS (at most W / LS).
+template <class Arch, int LS = 1>
+constexpr int kNaValueLanes = std::min(simd::lanes<Arch> >= 16 ? 8 : 4, int(simd::lanes<Arch>) / LS);
+
+// The lane step of a tile's na_av_rows: its slot step where its lanes' windows are shifted copies
+// and the step is 1, 2 or 4 (at most W); else 0: the weighted sum with the queries in the lanes.
+template <class Arch>
+int na_value_step(NaTile::Keys keys, Index slot_step) {
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  if (keys != NaTile::Keys::shifted) return 0;
+  return slot_step == 1 || ((slot_step == 2 || slot_step == 4) && slot_step <= W) ? int(slot_step) : 0;
+}
+
 // Tiles per run along the last axis: 1-D, 256 queries (the slabs of every kv head stay in L2);
 // 2-D / 3-D, up to 1024 queries, so that the FIFO of row slabs stays bounded on wide images.
 constexpr Index kNaTilesPerRun1d = 16, kNaTilesPerRun = 64;
@@ -341,6 +361,9 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
         if (f == first) run.c_lo = t.a_min;
         run.c_lo = std::min(run.c_lo, t.a_min), end = std::max(end, plan.end_column(t));
         plan.any_gathered = plan.any_gathered || t.keys == NaTile::Keys::gathered;
+        const bool in_lanes = na_value_step<Arch>(t.keys, plan.slot_step) == 0;
+        plan.value_slabs = plan.value_slabs || (Pv > 0 && in_lanes);
+        plan.value_rows = plan.value_rows || (Pv > 0 && !in_lanes);
       }
       run.width = (end - run.c_lo + W - 1) / W * W;
       plan.max_width = std::max(plan.max_width, run.width);
@@ -401,10 +424,12 @@ Index na_items(const NaPlan<R>& plan) {
   return plan.B * (plan.heads_inside ? 1 : plan.Hkv) * Index(plan.runs.size()) * plan.block_runs;
 }
 
-// The qk micro-kernels. Rows i < I of the block, slots j < J of one chunk:
-//   s[i][j·W ..] = Σ_p qt[i][p·W ..] ⊙ key(p, j)         (one accumulator per (i, j))
-// key(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered slabs), or
-// the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
+// The micro-kernels with the queries in the lanes. Rows i < I of the block, slots j < J of one chunk:
+//   qk: s[i][j·W ..] = Σ_p qt[i][p·W ..] ⊙ key(p, j)         (one accumulator per (i, j))
+//   av: o[i][p·W ..] += Σ_j prob[i][j·W ..] ⊙ value(p, j)     (p over Pv; tiles whose weighted
+//       sum does not take na_av_rows, see na_value_step)
+// key / value(p, j) = the W lanes' keys of slot j: slab[p·ldp + j·ldj ..] (shifted or gathered
+// slabs), or the permute of slab[p·ldp ..][0 .. 2W) by col + j (permuted, AVX-512).
 //
 // Shifted slabs load slot j at column a + j: all but one of a row's J loads straddle two cache
 // lines, and such a load costs two of the load ports' slots. With I = 3 rows each key feeds 3 FMAs
@@ -416,8 +441,8 @@ Index na_items(const NaPlan<R>& plan) {
 constexpr int kNaHybridSlots = 4;
 
 struct NaMicro {
-  const float* in[kNaMaxRows];  // Qt_i [depth, W]
-  float* out[kNaMaxRows];       // the chunk's logits [J, W]
+  const float* in[kNaMaxRows];  // qk: Qt_i [depth, W]; av: the chunk's probabilities [J, W]
+  float* out[kNaMaxRows];       // qk: the chunk's logits [J, W]; av: Ot_i [depth, W]
   const float* slab;            // the chunk's first key column
   Index ldp, ldj, depth;
   const std::int32_t* col;      // permuted: the tile's lane offsets
@@ -509,11 +534,34 @@ void na_qk_micro(const NaMicro& m) {
     }
 }
 
-template <class Arch, bool Permuted, int I, int NP = 0>
+template <class Arch, bool Permuted, int I, int J, int NP = 0>
+void na_av_micro(const NaMicro& m) {
+  using V = simd::vfloat<Arch>;
+  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  const NaKeyLoader<Arch, Permuted, J, NP> values(m);
+  V w[I][J];
+  for (int i = 0; i < I; ++i)
+    for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
+  float* out[I];  // locals: see na_qk_micro
+  for (int i = 0; i < I; ++i) out[i] = m.out[i];
+  const float* const slab = m.slab;
+  const Index ldp = m.ldp, ldj = m.ldj, depth = m.depth;
+  for (Index p = 0; p < depth; ++p) {
+    V o[I];
+    for (int i = 0; i < I; ++i) o[i] = simd::load<Arch>(out[i] + p * W);
+    values.row(slab + p * ldp, ldj, [&](int j, V v) {
+      for (int i = 0; i < I; ++i) o[i] = simd::fmadd<Arch>(w[i][j], v, o[i]);
+    });
+    for (int i = 0; i < I; ++i) simd::store<Arch>(out[i] + p * W, o[i]);
+  }
+}
+
+template <class Arch, bool Qk, bool Permuted, int I, int NP = 0>
 void na_micro_j(const NaMicro& m, int J) {
-#define TOKENMIX_NA_CASE(JJ) \
-  case JJ:                   \
-    return na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
+#define TOKENMIX_NA_CASE(JJ)                                                                              \
+  case JJ:                                                                                                \
+    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m)                                \
+              : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
   switch (J) {
     TOKENMIX_NA_CASE(1)
     TOKENMIX_NA_CASE(2)
@@ -523,7 +571,7 @@ void na_micro_j(const NaMicro& m, int J) {
     TOKENMIX_NA_CASE(6)
     TOKENMIX_NA_CASE(7)
     default:
-      return na_qk_micro<Arch, Permuted, I, 8, NP>(m);
+      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP>(m) : na_av_micro<Arch, Permuted, I, 8, NP>(m);
   }
 #undef TOKENMIX_NA_CASE
 }
@@ -535,36 +583,42 @@ inline bool na_hybrid_keys(const NaMicro& m, int I, int J) {
   return I <= 2 && J >= 2 && m.ldj == 1 && m.misalign + std::min(J, kNaHybridSlots) <= 17;
 }
 
-template <class Arch>
+template <class Arch, bool Qk>
 void na_micro(const NaMicro& m, int I, int J, bool permuted) {
   if constexpr (simd::is_avx512<Arch>) {
     if (permuted) {
-      if (I == 1) return na_micro_j<Arch, true, 1>(m, J);
-      if (I == 2) return na_micro_j<Arch, true, 2>(m, J);
-      return na_micro_j<Arch, true, 3>(m, J);
+      if (I == 1) return na_micro_j<Arch, Qk, true, 1>(m, J);
+      if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
+      return na_micro_j<Arch, Qk, true, 3>(m, J);
     }
     if (na_hybrid_keys(m, I, J))
-      return I == 1 ? na_micro_j<Arch, false, 1, kNaHybridSlots>(m, J) : na_micro_j<Arch, false, 2, kNaHybridSlots>(m, J);
+      return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
+                    : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
   }
-  if (I == 1) return na_micro_j<Arch, false, 1>(m, J);
-  if (I == 2) return na_micro_j<Arch, false, 2>(m, J);
-  return na_micro_j<Arch, false, 3>(m, J);
+  if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
+  if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
+  return na_micro_j<Arch, Qk, false, 3>(m, J);
 }
 
 // The weighted sum of the values, with the values' channels in the lanes: for the LB query lanes
 // of a lane block (tile lanes lane0 + l·LS, l < LB) and NV vectors of channels,
-//   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l·LS] · rows[cols(l, j) ..]
+//   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l·LS] · rows[cols[(l + j)·LS] ..]
 // An entry is one key row of a query row's window and one chunk of J slots: w its weights (slot j
 // of tile lane i at w[j·W + i], the layout of S), rows the key row's value rows for the kv head, cols
-// the value-row offsets of the chunk's columns. Shared tiles (shifted, slot step s = LS): lane
-// lane0 + l·s's slot j is column a_min + lane0 + (l + j)·s, at cols[(l + j)·LS], so each value row is
-// loaded once for the lanes that see it (LB + J - 1 rows for LB·J weights; position-order tiles of
-// dilation s take lane blocks of one residue mod s). Else (lanewise) lane l's slot j is at
-// cols[l·ld + j]. Each weight is one broadcast load; the values are read in place (no transposed
-// copy of V, no transposed output): against the weighted sum with queries in the lanes over a
-// transposed V slab (in-process alternation): 2-D 56x56 K 7 0.83-0.85 of the op's time (dilation
-// 2 / 4 0.86-0.90 / 0.80-0.86), 28x28 0.86-0.88 (dilation 4, position order: 0.89-0.90), 56x56 K 13
-// 0.92, 3-D 8x28x28 0.86-0.88, 1-D L 4096 0.85-0.87, L 65536 0.91-0.92.
+// the value-row offsets of the run's columns from the block's first lane's slot 0. In a shifted
+// tile with slot step s = LS, lane lane0 + l·s's slot j is column a_min + lane0 + (l + j)·s, so each
+// value row is loaded once for the lanes that see it (LB + J - 1 rows for LB·J weights;
+// position-order tiles of dilation s take lane blocks of one residue mod s). Each weight is one
+// broadcast load; the values are read in place (no transposed copy of V, no transposed output):
+// against the weighted sum with the queries in the lanes over a transposed V slab (in-process
+// alternation): 2-D 56x56 K 7 0.83-0.85 of the op's time (dilation 2 / 4 0.86-0.90 / 0.80-0.86),
+// 28x28 0.86-0.88 (dilation 4, position order: 0.89-0.90), 56x56 K 13 0.92, 3-D 8x28x28 0.86-0.88,
+// 1-D L 4096 0.85-0.87, L 65536 0.91-0.92; the split av with Pv 16 (one broadcast per FMA):
+// 56x56 K 7 0.87-0.89, K 11 0.95-0.96 (dilation 2: 1.04-1.05), 14x14 K 7 dilation 2 0.96.
+// Where the lanes' windows are not shifted copies (strided axes, causal borders) or the slot step
+// is another (position-order tiles of dilation 3, 5, ..: lane blocks of one residue would leave
+// lanes empty; A2Mamba's 56x56 K 11 dilation 5 measured 1.14-1.27x the time that way), the
+// weighted sum keeps the queries in the lanes (na_av_micro over a transposed V slab).
 struct NaValueEntry {
   const float* w;  // the weights of lane 0, slot j0 (slot j of tile lane i at w[(j - j0)·W + i])
   Index row;       // the key row's first value row, in floats from v_row0
@@ -575,9 +629,8 @@ struct NaValueRows {
   const NaValueEntry* entries = nullptr;
   int n = 0;
   const float* v_row0 = nullptr;  // v + batch, kv head and first channel
-  const Index* cols = nullptr;    // shared: column c of the block's lanes at cols[c·LS];
-                                  // lanewise: lane l's slot j at cols[l·ld + j] (from lane0)
-  Index lane0 = 0, ld = 0;
+  const Index* cols = nullptr;    // column c of the block's lanes at cols[c·LS]
+  Index lane0 = 0;
   float* acc = nullptr;           // [LB, NV·W]
   bool accumulate = false;        // add to acc (a second chunk size) instead of starting from 0
 };
@@ -586,11 +639,9 @@ template <class Arch, int LS, int LB, int J, int NV>
 void na_av_rows(const NaValueRows& m) {
   using V = simd::vfloat<Arch>;
   constexpr int W = static_cast<int>(simd::lanes<Arch>);
-  constexpr bool shared = LS > 0;
   V acc[LB][NV];
   for (int l = 0; l < LB; ++l)
     for (int x = 0; x < NV; ++x) acc[l][x] = m.accumulate ? simd::load<Arch>(m.acc + (l * NV + x) * W) : V(0.0f);
-  const Index ld = m.ld;
   for (int e = 0; e < m.n; ++e) {
     const NaValueEntry& entry = m.entries[e];
     const float* w = entry.w + m.lane0;
@@ -598,51 +649,26 @@ void na_av_rows(const NaValueRows& m) {
     // entry loop and spills them (and acc) for want of registers, instead of using displacements.
     asm("" : "+r"(w));
     const float* const rows = m.v_row0 + entry.row;
-    const Index* const cols = m.cols + (shared ? entry.j0 * LS : entry.j0);
-    if constexpr (shared) {
+    const Index* const cols = m.cols + entry.j0 * LS;
 #pragma GCC unroll 16
-      for (int c = 0; c < LB + J - 1; ++c) {
-        V v[NV];
-        for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c * LS] + x * W);
+    for (int c = 0; c < LB + J - 1; ++c) {
+      V v[NV];
+      for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c * LS] + x * W);
 #pragma GCC unroll 8
-        for (int l = 0; l < LB; ++l) {
-          if (c - l < 0 || c - l >= J) continue;
-          const V wl(w[(c - l) * W + l * LS]);
-          for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, v[x], acc[l][x]);
-        }
+      for (int l = 0; l < LB; ++l) {
+        if (c - l < 0 || c - l >= J) continue;
+        const V wl(w[(c - l) * W + l * LS]);
+        for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, v[x], acc[l][x]);
       }
-    } else {
-#pragma GCC unroll 8
-      for (int l = 0; l < LB; ++l)
-#pragma GCC unroll 8
-        for (int j = 0; j < J; ++j) {
-          const float* row = rows + cols[l * ld + j];
-          const V wl(w[j * W + l]);
-          for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, simd::load<Arch>(row + x * W), acc[l][x]);
-        }
     }
   }
   for (int l = 0; l < LB; ++l)
     for (int x = 0; x < NV; ++x) simd::store<Arch>(m.acc + (l * NV + x) * W, acc[l][x]);
 }
 
-// Lanes per block: 8 × 2 vectors of accumulators on AVX-512 (32 registers), 4 × 2 elsewhere (16);
-// with a lane step LS, the lanes of one residue mod LS (at most W / LS).
-template <class Arch, int LS = 1>
-constexpr int kNaValueLanes = std::min(simd::lanes<Arch> >= 16 ? 8 : 4, int(simd::lanes<Arch>) / LS);
-
-// How a tile's lanes find their slots' value rows: shared with lane step 1, 2 or 4 (shifted tiles,
-// slot step 1, 2 or 4), else lanewise (0).
-template <class Arch>
-int na_value_step(const NaTile& tile, Index slot_step) {
-  constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  if (tile.keys != NaTile::Keys::shifted) return 0;
-  return slot_step == 1 || ((slot_step == 2 || slot_step == 4) && slot_step <= W) ? int(slot_step) : 0;
-}
-
 template <class Arch, int LS, int NV>
 void na_av_rows_j(const NaValueRows& m, int J) {
-  constexpr int LB = kNaValueLanes<Arch, LS == 0 ? 1 : LS>;
+  constexpr int LB = kNaValueLanes<Arch, LS>;
   switch (J) {
     case 1: return na_av_rows<Arch, LS, LB, 1, NV>(m);
     case 2: return na_av_rows<Arch, LS, LB, 2, NV>(m);
@@ -662,12 +688,9 @@ void na_av_nv(const NaValueRows& m, int J, int nv) {
 
 template <class Arch>
 void na_av(const NaValueRows& m, int J, int step, int nv) {
-  switch (step) {
-    case 1: return na_av_nv<Arch, 1>(m, J, nv);
-    case 2: return na_av_nv<Arch, 2>(m, J, nv);
-    case 4: return na_av_nv<Arch, 4>(m, J, nv);
-    default: return na_av_nv<Arch, 0>(m, J, nv);
-  }
+  if (step == 4) return na_av_nv<Arch, 4>(m, J, nv);
+  if (step == 2) return na_av_nv<Arch, 2>(m, J, nv);
+  return na_av_nv<Arch, 1>(m, J, nv);
 }
 
 // The pointers of one call and the kernel over a range of work items.
@@ -686,12 +709,12 @@ struct NeighborhoodKernel {
   // Per-thread state: the row-slab cache of the current (batch, kv head, tile run) and the buffers.
   struct Scratch {
     using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-    Buffer slabs;              // cache_entries × [P, width] keys; ring r = entries [r·ring_entries, (r+1)·ring_entries)
-    Buffer qt, s;              // Qt_i [P_pad, W], S_i [max_slots, W], i < 3
-    Buffer gathered;           // gathered tiles: [P, K, W]
-    Buffer acc;                // the weighted sum of one lane block: [LB, 2·W]
+    Buffer slabs;              // cache_entries × ([P, width] keys, [Pv, width] values if value_slabs); ring r =
+                               // entries [r·ring_entries, (r+1)·ring_entries)
+    Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W] (value_slabs), i < 3
+    Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
+    Buffer acc;                // na_av_rows: the weighted sum of one lane block [LB, 2·W]
     std::vector<Index> value_cols;  // per slab column of the tile run: its value row's offset in v (floats)
-    std::vector<Index> lane_cols;   // lanewise tiles: [W, K] the value-row offset of each lane's slot
     // Per query row of the block: its weighted sum's entries (NaValueRows), those of the first chunk
     // size first (n_first of them).
     std::vector<NaValueEntry> values[kNaMaxRows];
@@ -709,7 +732,8 @@ struct NeighborhoodKernel {
   };
 
   Index p_pad() const { return (plan.P + W - 1) / W * W; }
-  Index slab_floats() const { return plan.P * plan.max_width; }
+  Index pv_pad() const { return (plan.Pv + W - 1) / W * W; }
+  Index slab_floats() const { return (plan.P + (plan.value_slabs ? plan.Pv : 0)) * plan.max_width; }
 
   void run(Index first_item, Index last_item) const {
     const NaPlan<R>& pl = plan;
@@ -719,10 +743,10 @@ struct NeighborhoodKernel {
     // S_i, plus W rows: the split qk's transposes out read whole W-row chunks past the last slot.
     sc.s.assign(std::size_t((kNaMaxRows * pl.max_slots + W) * W), 0.0f);
     sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
-    if (pl.any_gathered) sc.gathered.assign(std::size_t(pl.P * pl.K * W), 0.0f);
+    if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
+    if (pl.value_slabs) sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
     sc.acc.assign(std::size_t(kNaValueLanes<Arch> * 2 * W), 0.0f);
     sc.value_cols.assign(std::size_t(pl.max_width), 0);
-    sc.lane_cols.assign(std::size_t(W * pl.K), 0);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
     if (mode != NaOutput::attention) sc.rotated.assign(std::size_t(W * pl.max_slots), 0.0f);
@@ -740,8 +764,8 @@ struct NeighborhoodKernel {
         for (Index e = 0; e < pl.cache_entries; ++e)
           if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
         cached_column = column;
-        value_columns(sc, tiles);
-        if (R == 1 && pl.P > 0) {  // the one key row of every kv head, column chunk by chunk
+        if (pl.value_rows) value_columns(sc, tiles);
+        if (R == 1 && slab_floats() > 0) {  // the one key row of every kv head, column chunk by chunk
           for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
           for (Index c0 = 0; c0 < tiles.width; c0 += W)
             for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
@@ -750,7 +774,8 @@ struct NeighborhoodKernel {
       const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
       for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
-        if (mode == NaOutput::attention || mode == NaOutput::weighted_sum) value_entries(sc, pl.blocks[std::size_t(blk)]);
+        if (pl.value_rows && (mode == NaOutput::attention || mode == NaOutput::weighted_sum))
+          value_entries(sc, pl.blocks[std::size_t(blk)]);
         // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
         // Queries and outputs are prefetched 2 tiles ahead in 1-D (streaming), else 1.
         const Index ahead = R == 1 ? 2 : 1, n_tiles = tiles.tiles;
@@ -863,9 +888,10 @@ struct NeighborhoodKernel {
     sc.owner[std::size_t(e)] = key, sc.entry[std::size_t(key)] = e;
   }
 
-  // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width]).
-  // Columns of keys outside the axis repeat the nearest key: only lanes past the axis end and causal
-  // slots at -inf (weight 0) read them. Prefetches keys and values ahead: 1-D, ~8 chunks ahead;
+  // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
+  // then, if value_slabs, [Pv, width] values). Columns of keys outside the axis repeat the nearest
+  // key: only lanes past the axis end and causal slots at -inf (weight 0) read them, and the values
+  // must be finite. Prefetches keys and values ahead: 1-D, ~8 chunks ahead;
   // 2-D / 3-D, the same columns of the next row along axis R-2 (the next slab a walk down the rows
   // fills, and the value rows the weighted sum then reads in place).
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
@@ -892,12 +918,18 @@ struct NeighborhoodKernel {
       prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
     }
     if (key0 < 0 || key0 + W > Lg) {  // a border chunk: each column's key by NaPlan::slab_key
-      const float* k_rows[kNaMaxLanes];
-      for (Index lane = 0; lane < W; ++lane) k_rows[lane] = k0 + pl.slab_key(Lg, key0 + lane) * k_stride;
+      const float *k_rows[kNaMaxLanes], *v_rows[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) {
+        const Index key = pl.slab_key(Lg, key0 + lane);
+        k_rows[lane] = k0 + key * k_stride, v_rows[lane] = v0 + key * v_stride;
+      }
       transpose_rows_in<Arch>(k_rows, pl.P, dst + c0, tiles.width);
+      if (pl.value_slabs) transpose_rows_in<Arch>(v_rows, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
       return;
     }
     transpose_lanes_in<Arch>(k0 + key0 * k_stride, k_stride, 0, W, pl.P, dst + c0, tiles.width);
+    if (pl.value_slabs)
+      transpose_lanes_in<Arch>(v0 + key0 * v_stride, v_stride, 0, W, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
   }
 
   // The value-row offset (floats from v, at row 0 and kv head 0) of every slab column of a tile run:
@@ -910,7 +942,7 @@ struct NeighborhoodKernel {
       sc.value_cols[std::size_t(c)] = (tiles.group + pl.col_step * pl.slab_key(Lg, tiles.c_lo + c)) * pl.Hkv * pl.Pv;
   }
 
-  // The key slab of (row, hkv) for the tile run, from the cache or transposed now.
+  // The slabs of (row, hkv) for the tile run, from the cache or transposed now.
   const float* slab(Scratch& sc, Index row, const NaTileRun& tiles, Index b, Index hkv) const {
     if (sc.entry[std::size_t(row * plan.Hkv + hkv)] >= 0) return slab_at(sc, row, hkv);
     claim_slab(sc, row, hkv);
@@ -919,18 +951,21 @@ struct NeighborhoodKernel {
     return dst;
   }
 
-  // The logits of the block's rows for one tile: the qk micro-kernels over its union rows.
-  void qk_products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
+  // One pass of micro-kernels over the block's union rows for one tile: the logits (Qk), or the
+  // weighted sum with the queries in the lanes (tiles of na_value_step 0: the values' slabs into Ot).
+  template <bool Qk>
+  void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
     const bool gathered = tile.keys == NaTile::Keys::gathered;
+    const Index depth = Qk ? pl.P : pl.Pv;
     const bool fused_max = fused_row_max(tile);
     for (const NaUnionRow& u : sc.uni) {
-      const float* row_slab = slab(sc, u.key_row, tiles, b, hkv);  // [P, width]
+      const float* row_slab = slab(sc, u.key_row, tiles, b, hkv) + (Qk ? 0 : pl.P * tiles.width);  // [depth, width]
       const float* keys = row_slab + (tile.a_min - tiles.c_lo);
       Index ldp = tiles.width, ldj = pl.slot_step;
-      if (gathered) {  // [P, K, W]: lane i's slot j is column a_i + j·slot_step
+      if (gathered) {  // [depth, K, W]: lane i's slot j is column a_i + j·slot_step
         float* g = sc.gathered.data();
-        for (Index p = 0; p < pl.P; ++p)
+        for (Index p = 0; p < depth; ++p)
           for (Index j = 0; j < pl.K; ++j)
             for (Index i = 0; i < W; ++i)
               g[(p * pl.K + j) * W + i] = row_slab[p * tiles.width + tile.a[i] + j * pl.slot_step - tiles.c_lo];
@@ -941,13 +976,17 @@ struct NeighborhoodKernel {
         NaMicro m{};
         for (int x = 0; x < u.n_active; ++x) {
           const int i = u.active[x];
-          m.in[x] = sc.qt.data() + i * p_pad() * W;
-          m.out[x] = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
-          m.max_out[x] = fused_max ? sc.row_max.data() + i * W : nullptr;
+          float* s_chunk = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
+          if (Qk) {
+            m.in[x] = sc.qt.data() + i * p_pad() * W, m.out[x] = s_chunk;
+            m.max_out[x] = fused_max ? sc.row_max.data() + i * W : nullptr;
+          } else {
+            m.in[x] = s_chunk, m.out[x] = sc.ot.data() + i * pv_pad() * W;
+          }
         }
-        m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = pl.P, m.col = tile.col;
+        m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
         m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
-        na_micro<Arch>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
+        na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
       }
     }
@@ -984,9 +1023,9 @@ struct NeighborhoodKernel {
   void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
                        Index hkv, const V* row_sum) const {
     const NaPlan<R>& pl = plan;
-    const Index K = pl.K, Pv = pl.Pv;
-    const int step = na_value_step<Arch>(tile, pl.slot_step);
-    const Index LS = std::max(step, 1);  // tile lanes between a block's lanes
+    const Index Pv = pl.Pv;
+    const int step = na_value_step<Arch>(tile.keys, pl.slot_step);
+    const Index LS = step;  // tile lanes between a block's lanes
     const Index LB = step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
     alignas(64) float scale[kNaMaxLanes];
     simd::store<Arch>(scale, row_sum ? V(1.0f) / *row_sum : V(1.0f));
@@ -1002,8 +1041,8 @@ struct NeighborhoodKernel {
       for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS) {
         const Index lanes = std::min(LB, (tile.count - lane0 + LS - 1) / LS);
         NaValueRows m;
-        m.cols = step > 0 ? sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lane0 : sc.lane_cols.data() + lane0 * K;
-        m.lane0 = lane0, m.ld = K, m.acc = sc.acc.data();
+        m.cols = sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lane0;
+        m.lane0 = lane0, m.acc = sc.acc.data();
         // Channels 2W at a time, then W; the last Pv mod W one by one.
         for (Index p0 = 0; p0 + W <= Pv;) {
           const int nv = p0 + 2 * W <= Pv ? 2 : 1;
@@ -1027,22 +1066,12 @@ struct NeighborhoodKernel {
             float sum = 0.0f;
             for (int e = 0; e < n; ++e) {
               const NaValueEntry& entry = entries[std::size_t(e)];
-              for (int j = 0; j < (e < n_first ? J_first : J_other); ++j) {
-                const Index col = step > 0 ? m.cols[(entry.j0 + l + j) * LS] : m.cols[l * K + entry.j0 + j];
-                sum += entry.w[j * W + lane0 + l * LS] * v_row0[entry.row + col + p];
-              }
+              for (int j = 0; j < (e < n_first ? J_first : J_other); ++j)
+                sum += entry.w[j * W + lane0 + l * LS] * v_row0[entry.row + m.cols[(entry.j0 + l + j) * LS] + p];
             }
             out0[(lane0 + l * LS) * out_stride + p] = sum * scale[lane0 + l * LS];
           }
       }
-  }
-
-  // Lanewise tiles (see na_av_rows): each lane's slots' value rows, columns a_i + j·slot_step.
-  void lane_columns(Scratch& sc, const NaTile& tile, const NaTileRun& tiles) const {
-    const NaPlan<R>& pl = plan;
-    for (Index lane = 0; lane < W; ++lane)
-      for (Index j = 0; j < pl.K; ++j)
-        sc.lane_cols[std::size_t(lane * pl.K + j)] = sc.value_cols[std::size_t(tile.a[lane] + j * pl.slot_step - tiles.c_lo)];
   }
 
   void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
@@ -1071,7 +1100,6 @@ struct NeighborhoodKernel {
                       group_heads * out_floats, true);
       }
     }
-    if (pv && na_value_step<Arch>(tile, pl.slot_step) == 0) lane_columns(sc, tile, tiles);
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       if (qk) {
         for (int i = 0; i < n; ++i) {
@@ -1082,7 +1110,7 @@ struct NeighborhoodKernel {
           for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
-        qk_products(sc, tiles, tile, b, hkv);
+        products<true>(sc, tiles, tile, b, hkv);
       }
       if (!pv) {  // the split logits or their softmax, to memory in NATTEN's slot order
         for (int i = 0; i < n; ++i) {
@@ -1107,10 +1135,24 @@ struct NeighborhoodKernel {
           softmax(sc, i, tile, h, row_max[i], row_sum[i]);
         else
           read_weights(sc, i, tile, weights + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
+      const bool in_lanes = na_value_step<Arch>(tile.keys, pl.slot_step) == 0;
+      if (in_lanes) {  // the queries in the lanes: Ot_i from the value slabs, then transposed out
+        for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
+        products<false>(sc, tiles, tile, b, hkv);
+      }
       for (int i = 0; i < n; ++i) {
-        weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv,
-                        mode == NaOutput::attention ? &row_sum[i] : nullptr);
         const Index token0 = token0_of(tile, i);
+        if (in_lanes) {
+          float* ot = sc.ot.data() + i * pv_pad() * W;
+          if (mode == NaOutput::attention) {
+            const V inv = V(1.0f) / row_sum[i];
+            for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
+          }
+          transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
+        } else {
+          weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv,
+                          mode == NaOutput::attention ? &row_sum[i] : nullptr);
+        }
         if (lse) {
           alignas(64) float m[kNaMaxLanes], l[kNaMaxLanes];
           simd::store<Arch>(m, row_max[i]), simd::store<Arch>(l, row_sum[i]);
