@@ -37,6 +37,11 @@
 //                           dilation): 1.0 when the time is linear in L (the bound is 1.2).
 //                           Measured by alternation (support/paired.hpp): 9 rounds of calls at L then
 //                           at L 4096, the median of the rounds' ratios, robust to the VM's drift
+//   stream_limit_vs_L4096 (same cases) = the same ratio for limits.hpp's streaming-with-compute probe
+//                           (stream_compute_kernel: the same q, k, v and out rows, in-register work
+//                           per token sized to the op's time at L 4096): what this machine's memory
+//                           costs a one-pass kernel that reads each row once, in order, at the op's
+//                           compute density; per_token_vs_L4096 can only approach it
 // Every time is the CPU time of the benchmark's thread (the CPU column, which Google Benchmark's rates
 // use), the ratios and per-token counters included: on this shared 2-vCPU VM the wall time (the Time
 // column) also counts the time other processes hold the core (seen at 2× the CPU time).
@@ -205,6 +210,36 @@ void run_fused(const Case<R>& c, Inputs<R + 3>& in) {
   benchmark::DoNotOptimize(in.out.data());
 }
 
+// The machine's limit for per_token_vs_L4096: limits.hpp's streaming-with-compute probe over the same
+// q, k, v and out token rows, its in-register work per token sized so that at L 4096 it takes
+// base_seconds (the op's time there), run at L and at L 4096 alternately; the smallest ratio of the
+// times (not per token) over software prefetch distances of 0, 4 and 16 tokens.
+template <int N>
+double stream_limit_per_token_ratio(Inputs<N>& in, Inputs<N>& base_in, double base_seconds) {
+  const std::size_t row = std::size_t(in.q.dimension(N - 2) * in.q.dimension(N - 1));  // H·P floats a token
+  if (row % simd::lanes<simd::default_arch> != 0) return std::numeric_limits<double>::quiet_NaN();  // probe's rows
+  const auto probe = [row](Inputs<N>& x, std::int64_t rounds, std::size_t ahead) {
+    bench::detail::stream_compute_kernel(x.q.data(), x.k.data(), x.v.data(), x.out.data(), std::size_t(x.q.size()) / row,
+                                         row, rounds, ahead);
+  };
+  const auto seconds = [&](std::int64_t rounds) {  // the best of 5 calls at L 4096
+    double best = 1e300;
+    for (int i = 0; i < 5; ++i) {
+      const ThreadCpuTimer timer;
+      probe(base_in, rounds, 0);
+      best = std::min(best, timer.seconds());
+    }
+    return best;
+  };
+  constexpr std::int64_t kSlopeRounds = 64;
+  const double t0 = seconds(0), slope = (seconds(kSlopeRounds) - t0) / double(kSlopeRounds);
+  const std::int64_t rounds = std::max<std::int64_t>(0, std::llround((base_seconds - t0) / slope));
+  double best = 1e300;
+  for (const std::size_t ahead : {0, 4, 16})
+    best = std::min(best, bench::paired_ratio(9, [&] { probe(in, rounds, ahead); }, [&] { probe(base_in, rounds, ahead); }).ratio);
+  return best;
+}
+
 template <int R>
 void BM_Fused(benchmark::State& state) {
   const Case<R> c(state);
@@ -216,8 +251,10 @@ void BM_Fused(benchmark::State& state) {
     Case<R> base = c;
     base.extent[0] = kScalingBase, base.tokens = kScalingBase;
     Inputs<R + 3> base_in(base.dims());
-    const double ratio = bench::paired_ratio(9, [&] { run_fused(c, in); }, [&] { run_fused(base, base_in); }).ratio;
-    state.counters["per_token_vs_L4096"] = ratio * double(kScalingBase) / double(c.tokens);
+    const bench::PairedRatio r = bench::paired_ratio(9, [&] { run_fused(c, in); }, [&] { run_fused(base, base_in); });
+    state.counters["per_token_vs_L4096"] = r.ratio * double(kScalingBase) / double(c.tokens);
+    state.counters["stream_limit_vs_L4096"] =
+        stream_limit_per_token_ratio(in, base_in, r.denominator_seconds) * double(kScalingBase) / double(c.tokens);
   }
   fused_seconds()[c.key()] = seconds;
   set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));

@@ -22,6 +22,9 @@
 //                        write-allocate read of a[] is real traffic but not counted).
 //
 // Each probe takes ~0.1-0.3 s and keeps the best of several repetitions (the least disturbed).
+// Beside them, stream_compute_kernel (below) is a probe that benchmarks run on their own buffers
+// (neighborhood_bench's stream_limit_vs_L4096): how much the memory system slows a one-pass kernel
+// at a given compute density once its rows come from DRAM.
 //
 // How to use them: a bound is the time the kernel could not beat on this machine given the one
 // resource that limits it, and the benchmark reports bound / measured (1.0 = at the limit), see
@@ -159,6 +162,47 @@ TOKENMIX_BENCH_NOINLINE void triad_kernel(float* a, const float* b, const float*
   for (std::size_t i = 0; i < n; i += W)
     simd::store<Arch>(a + i, simd::fmadd<Arch>(vs, simd::load<Arch>(c + i), simd::load<Arch>(b + i)));
   TOKENMIX_BENCH_CLOBBER(a);
+}
+
+// The streaming-with-compute probe: the fastest a one-pass kernel over token rows can be at a given
+// amount of in-register work per token, i.e. the machine's limit for "time linear in tokens" once
+// the rows no longer fit the caches. Token t: loads row t of a, b and c (row_floats floats each,
+// consecutive rows, a multiple of the lane count), software-prefetches their rows `ahead` tokens on
+// (0: none; the hardware prefetchers alone), mixes the loads into fma_chains<Arch> accumulators, runs
+// `rounds` rounds of one FMA per accumulator, and stores row t of out from the accumulators. No
+// cache traffic beyond the four streams: what the probe loses at a size against a smaller one is
+// what the memory system costs there.
+template <class Arch = simd::default_arch>
+TOKENMIX_BENCH_NOINLINE void stream_compute_kernel(const float* a, const float* b, const float* c, float* out,
+                                                   std::size_t tokens, std::size_t row_floats, std::int64_t rounds,
+                                                   std::size_t ahead) {
+  using V = simd::vfloat<Arch>;
+  constexpr int C = fma_chains<Arch>;
+  constexpr std::size_t W = simd::lanes<Arch>;
+  const V m(fma_multiplier), add(fma_addend);
+  V acc[C];
+  for (int i = 0; i < C; ++i) acc[i] = V(0.0f);
+  for (std::size_t t = 0; t < tokens; ++t) {
+    const std::size_t row = t * row_floats;
+    if (ahead > 0 && t + ahead < tokens)
+      for (std::size_t f = 0; f < row_floats; f += 64 / sizeof(float)) {
+        __builtin_prefetch(a + row + ahead * row_floats + f);
+        __builtin_prefetch(b + row + ahead * row_floats + f);
+        __builtin_prefetch(c + row + ahead * row_floats + f);
+      }
+    for (std::size_t x = 0; x < row_floats / W; ++x) {
+      const V in = simd::load<Arch>(a + row + x * W) + simd::load<Arch>(b + row + x * W) + simd::load<Arch>(c + row + x * W);
+      acc[x % C] = simd::fmadd<Arch>(acc[x % C], m, in);
+    }
+    for (std::int64_t r = 0; r < rounds; ++r) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+      for (int i = 0; i < C; ++i) acc[i] = simd::fmadd<Arch>(acc[i], m, add);
+    }
+    for (std::size_t x = 0; x < row_floats / W; ++x) simd::store<Arch>(out + row + x * W, acc[x % C]);
+  }
+  TOKENMIX_BENCH_CLOBBER(out);
 }
 
 // The memory probes' buffer: 256 MiB (64 Mi floats), pages touched.
