@@ -370,7 +370,9 @@ TEST(NeighborhoodAttention, KeySlotsAtEveryCacheLineOffset) {
 // 2-D images whose tensors exceed this machine's L2 run every kv head inside one work item, head
 // by head within each block, one row-slab ring per kv head (detail::na_make_plan): the image is
 // sized from l2_cache_bytes() so that the plan takes that path, and checked against the oracle,
-// with dilation, rpb and GQA, serial and on two threads.
+// with dilation, rpb and GQA, serial and on two threads. With threads enough that its blocks would
+// give each fewer than 4 items, the plan splits the kv heads over items instead: bitwise the same
+// result.
 TEST(NeighborhoodAttention, ImagesLargerThanL2RunEveryKvHeadPerItem) {
   Rng rng(29);
   NaCase<2> c;
@@ -384,6 +386,17 @@ TEST(NeighborhoodAttention, ImagesLargerThanL2RunEveryKvHeadPerItem) {
   EXPECT_TRUE(fused_matches_oracle<2>(c, rng));
   ThreadPool pool(2);
   EXPECT_TRUE(fused_matches_oracle<2>(c, rng, pool.device()));
+
+  const Index many = Index(plan.blocks.size()) / 4 + 1;  // threads: blocks < 4 · threads
+  const auto split = attention::detail::na_make_plan<2, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
+                                                                             c.params(), 1.0f, many);
+  ASSERT_FALSE(split.heads_inside) << c.name() << ", threads " << many;
+  const auto q = random_tensor<2>({c.B, c.extent[0], c.extent[1], c.H, c.P}, rng);
+  const auto k = random_tensor<2>({c.B, c.extent[0], c.extent[1], c.Hkv, c.P}, rng);
+  const auto v = random_tensor<2>({c.B, c.extent[0], c.extent[1], c.Hkv, c.Pv}, rng);
+  ThreadPool wide(static_cast<int>(many));
+  EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q, k, v, c.params(), std::nullopt, nullptr, wide.device()),
+                                     attention::neighborhood_attention(q, k, v, c.params())));
 }
 
 TEST(NeighborhoodAttention, TwoDimensionalSweep) {

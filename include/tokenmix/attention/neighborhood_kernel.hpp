@@ -197,9 +197,11 @@ struct NaPlan {
   // are read whole and in order. 2-D: when the rings of all kv heads fit a part of L2, head by head
   // within each block (see na_make_plan); 3-D: never (its rings are too large).
   bool heads_inside = R == 1;
-  Index blocks_per_item = 1, block_runs = 1;
+  Index block_runs = 1;  // runs of consecutive blocks per item (sizes differ by at most one block)
 
   Index group_length(Index g) const { return (L - g + col_step - 1) / col_step; }
+  // The first block of block run r (r = block_runs: one past the last block).
+  Index first_block(Index r) const { return r * Index(blocks.size()) / block_runs; }
 
   // Border tiles as shifted tiles. A lane whose window is shifted inward at the axis start reads,
   // at the window slots the centred rule puts before key 0, the keys its window has past the centred
@@ -407,15 +409,24 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     // The rings hold keys; the union's value rows, read in place, take as much L2 again (Pv).
     const double ring_bytes = double(plan.ring_entries) * double(P + Pv) * double(plan.max_width) * sizeof(float);
     const double image_bytes = double(plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
-    plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2;
+    // Not when the blocks alone would leave a thread fewer than 4 items (B · runs · blocks < 4 ·
+    // threads, as block_runs below aims): the kv heads then split the items instead, for balance.
+    // On a 16-core Sapphire Rapids VM, 56x56 K 7 (19 blocks), medians of 1000 calls in two runs: 8
+    // threads 0.41-0.42 ms against 0.49-0.51 with every head per item, 16 threads 0.33-0.39 against
+    // 0.41 (1, 2 and 4 threads keep every head per item).
+    const Index items_inside = B * Index(plan.runs.size()) * Index(plan.blocks.size());
+    plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2 && items_inside >= 4 * threads;
   }
   plan.cache_entries = plan.ring_entries * (plan.heads_inside ? Hkv : 1);
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
-  // split when the other dimensions do not give every thread a few items.
+  // split when the other dimensions do not give every thread a few items (4), and their sizes
+  // differ by at most one block, so that there are as many as asked (runs of one rounded-up size
+  // would make 19 blocks 10 runs of 2 where 16 were asked for: 16 threads 0.79 of the balance).
+  // With both rules, on the 16-core VM, 56x56 K 7 (medians of 1000 calls, three alternations with
+  // the previous rules): 4 threads 0.57-0.69 ms against 0.74-0.90, 8 threads 0.39-0.40 against
+  // 0.45-0.50, 16 threads 0.25-0.26 against 0.35-0.36.
   const Index columns = B * (plan.heads_inside ? 1 : Hkv) * Index(plan.runs.size());
   plan.block_runs = std::max<Index>(1, std::min<Index>(Index(plan.blocks.size()), (4 * threads + columns - 1) / columns));
-  plan.blocks_per_item = (Index(plan.blocks.size()) + plan.block_runs - 1) / plan.block_runs;
-  plan.block_runs = (Index(plan.blocks.size()) + plan.blocks_per_item - 1) / plan.blocks_per_item;
   return plan;
 }
 
@@ -771,8 +782,7 @@ struct NeighborhoodKernel {
             for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
         }
       }
-      const Index last_block = std::min<Index>(Index(pl.blocks.size()), (block_run + 1) * pl.blocks_per_item);
-      for (Index blk = block_run * pl.blocks_per_item; blk < last_block; ++blk) {
+      for (Index blk = pl.first_block(block_run); blk < pl.first_block(block_run + 1); ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
         if (pl.value_rows && (mode == NaOutput::attention || mode == NaOutput::weighted_sum))
           value_entries(sc, pl.blocks[std::size_t(blk)]);
