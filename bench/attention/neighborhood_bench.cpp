@@ -59,6 +59,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID): the thread CPU clock Google Benchmark uses
@@ -71,6 +72,7 @@
 #include "tokenmix/attention/neighborhood_attention.hpp"
 #include "tokenmix/attention/neighborhood_split.hpp"
 #include "tokenmix/attention/neighborhood_types.hpp"
+#include "tokenmix/core/threading.hpp"
 #include "tokenmix/simd/activations.hpp"
 #include "tokenmix/reference/neighborhood_attention.hpp"
 
@@ -156,6 +158,10 @@ std::map<CaseKey, double>& fused_seconds() {
   static std::map<CaseKey, double> seconds;
   return seconds;
 }
+std::map<CaseKey, double>& one_thread_wall_seconds() {  // BM_FusedPool at threads 1
+  static std::map<CaseKey, double> seconds;
+  return seconds;
+}
 
 // GFLOP/s and fma_bound for `pairs` (query, key) pairs per head; tokens_per_s and ns_per_token from
 // `seconds`, the CPU seconds per iteration.
@@ -205,8 +211,8 @@ void BM_Reference(benchmark::State& state) {
 }
 
 template <int R>
-void run_fused(const Case<R>& c, Inputs<R + 3>& in) {
-  attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, std::nullopt, in.out_view(), nullptr);
+void run_fused(const Case<R>& c, Inputs<R + 3>& in, const Eigen::ThreadPoolDevice* device = nullptr) {
+  attention::neighborhood_attention<R>(in.cq(), in.ck(), in.cv(), c.params, std::nullopt, in.out_view(), nullptr, device);
   benchmark::DoNotOptimize(in.out.data());
 }
 
@@ -286,6 +292,32 @@ void BM_FusedRpb(benchmark::State& state) {
   set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
 }
 
+// The fused operator on a tokenmix::ThreadPool of `threads` threads, timed by the wall clock (the
+// caller's thread waits for the others). Cases with more threads than this machine runs at once
+// are skipped.
+template <int R>
+void BM_FusedPool(benchmark::State& state) {
+  const Case<R> c(state);
+  const int threads = int(state.range(R + 4));
+  if (threads > int(std::thread::hardware_concurrency())) {
+    state.SkipWithError("more threads than this machine has");
+    return;
+  }
+  Inputs<R + 3> in(c.dims());
+  const ThreadPool pool(threads);
+  run_fused(c, in, pool.device());  // first touch, thread start-up
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) run_fused(c, in, pool.device());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(state.iterations());
+  if (threads == 1) one_thread_wall_seconds()[c.key()] = seconds;
+  if (const auto it = one_thread_wall_seconds().find(c.key()); it != one_thread_wall_seconds().end()) {
+    state.counters["speedup"] = it->second / seconds;
+    state.counters["efficiency"] = it->second / seconds / threads;
+  }
+  set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+}
+
 template <int R>
 void BM_Split(benchmark::State& state) {
   const Case<R> c(state);
@@ -352,6 +384,27 @@ BENCHMARK(BM_Fused<3>)
     ->ArgNames({"X", "Y", "Z", "K", "dil", "H", "P"})
     ->Args({8, 28, 28, 7, 1, kH, kP})
     ->Unit(benchmark::kMillisecond);
+// Threads 1, 2, 4, 8, 16 of the fused op at the tracked shapes (1-D at L 65536).
+void pool_threads(benchmark::internal::Benchmark* b, std::vector<Index> shape) {
+  shape.push_back(0);
+  for (const Index threads : {1, 2, 4, 8, 16}) {
+    shape.back() = threads;
+    b->Args(shape);
+  }
+  b->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_FusedPool<1>)
+    ->Name("BM_NeighborhoodAttention1d_FusedPool")
+    ->ArgNames({"L", "K", "dil", "H", "P", "threads"})
+    ->Apply([](benchmark::internal::Benchmark* b) { pool_threads(b, {65536, 7, 1, kH, kP}); });
+BENCHMARK(BM_FusedPool<2>)
+    ->Name("BM_NeighborhoodAttention2d_FusedPool")
+    ->ArgNames({"X", "Y", "K", "dil", "H", "P", "threads"})
+    ->Apply([](benchmark::internal::Benchmark* b) { pool_threads(b, {56, 56, 7, 1, kH, kP}); });
+BENCHMARK(BM_FusedPool<3>)
+    ->Name("BM_NeighborhoodAttention3d_FusedPool")
+    ->ArgNames({"X", "Y", "Z", "K", "dil", "H", "P", "threads"})
+    ->Apply([](benchmark::internal::Benchmark* b) { pool_threads(b, {8, 28, 28, 7, 1, kH, kP}); });
 BENCHMARK(BM_FusedRpb<2>)
     ->Name("BM_NeighborhoodAttention2d_FusedRpb")
     ->ArgNames({"X", "Y", "K", "dil", "H", "P"})
