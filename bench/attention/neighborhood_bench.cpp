@@ -2,7 +2,7 @@
 // (attention/neighborhood_attention.hpp) in 1-D, 2-D and 3-D, the split path neighborhood_qk ->
 // softmax -> neighborhood_av (attention/neighborhood_split.hpp, what A2SSM runs), the double oracle
 // (reference/neighborhood_attention.hpp) on small shapes, and the dense softmax engine
-// (attention/attention.hpp) on the same tokens. All at B 1, H 4, P = Pv 32, fp32, 1 thread,
+// (attention/attention.hpp) on the same tokens. All at B 1, H 4, P = Pv 32, fp32, 1 thread (but FusedPool),
 // non-causal, stride 1, no rpb (but FusedRpb); q, k, v standard normal.
 //
 //   BM_NeighborhoodAttention1d_Dense/L:4096/H:4/P:32                  dense, L 4096 and 16384
@@ -19,6 +19,9 @@
 //        of the Y and Z axes, the X (depth) axis has kernel 3 (kDepthKernel)
 //   BM_NeighborhoodAttention2d_FusedRpb/X:<X>/Y:<X>/K:7/dil:1/H:4/P:32 X in {56, 28}: the fused op with
 //        rpb [H, 13, 13] (NAT's layers)
+//   BM_NeighborhoodAttention{1,2,3}d_FusedPool/<shape>/threads:<n>    the fused op on a ThreadPool of n
+//        = 1, 2, 4, 8, 16 threads (skipped above the machine's hardware threads), by the wall clock,
+//        at 1-D L 65536 K 7, 2-D 56×56 K 7, 3-D 8×28×28 K 3×7×7
 //   BM_NeighborhoodAttention2d_Split/X:56/Y:56/K:7/dil:1/H:4/P:32     neighborhood_qk (allocates the
 //        [B, X, Y, H, K²] logits), simd::softmax_inplace over each row of K² logits (as hybrid::Mass),
 //        neighborhood_av (allocates out)
@@ -33,6 +36,7 @@
 //                           an eighth of the tokens (the K² < L/8 in 2-D)
 //   vs_reference (Fused)  = this time / the Reference case of the same shape (1d L 512, 2d 14×14)
 //   vs_fused (Split, FusedRpb) = this time / the Fused case of the same shape
+//   speedup, efficiency (FusedPool) = wall time at threads 1 / this wall time, and that / threads
 //   per_token_vs_L4096 (1d Fused, L > 4096) = time per token at L / time per token at L 4096 (same K,
 //                           dilation): 1.0 when the time is linear in L (the bound is 1.2).
 //                           Measured by alternation (support/paired.hpp): 9 rounds of calls at L then
