@@ -237,7 +237,8 @@ std::vector<RangeCall> run_parallel_for(const Eigen::ThreadPoolDevice* device, I
 }
 
 TEST(ParallelFor, CoversEveryIndexOnceForAnyThreadCount) {
-  for (int threads : {1, 2, 3}) {
+  // 5, 8 and 16 threads: ranges handed on by workers, several levels deep.
+  for (int threads : {1, 2, 3, 5, 8, 16}) {
     tokenmix::ThreadPool pool(threads);
     ASSERT_EQ(pool.num_threads(), threads);
     for (Index n : {0, 1, 2, 3, 7, 100}) {

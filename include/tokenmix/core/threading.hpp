@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "tokenmix/core/tensor.hpp"
@@ -64,14 +65,25 @@ void parallel_for(const Eigen::ThreadPoolDevice* device, Index n_items, Body&& b
   auto range_begin = [&](Index r) { return n_items * r / threads; };
   std::atomic<Index> pending(threads - 1);
   Eigen::Barrier done(static_cast<unsigned>(threads - 1));
-  for (Index r = 1; r < threads; ++r) {
-    device->enqueueNoNotification([&, r] {
-      body(range_begin(r), range_begin(r + 1));
+  // Ranges lo .. hi-1: hands the upper half to a worker (which splits it the same way) until one
+  // range is left, and runs it. Waking a worker costs its waker ~2.4 µs (a futex call per task, on
+  // a 16-core VM), so waking 15 from the calling thread delayed its own range and the last worker's
+  // by ~35 µs; halving wakes them in log2(threads) rounds. Measured there (parallel_for over 16
+  // ranges of 50-200 µs of work, medians of 1000 calls, two runs): 25-28 µs over the work instead
+  // of 37-41 µs; 8 threads 17-18 instead of 19-21; 2 threads the same (1.5-2.0 µs).
+  std::function<void(Index, Index)> fork = [&](Index lo, Index hi) {
+    while (hi - lo > 1) {
+      const Index mid = (lo + hi + 1) / 2;
+      device->enqueueNoNotification([&fork, mid, hi] { fork(mid, hi); });
+      hi = mid;
+    }
+    body(range_begin(lo), range_begin(lo + 1));
+    if (lo > 0) {
       pending.fetch_sub(1, std::memory_order_release);
       done.Notify();
-    });
-  }
-  body(range_begin(0), range_begin(1));
+    }
+  };
+  fork(0, threads);  // the calling thread runs range 0
   const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinWaitMicroseconds);
   for (int i = 1; pending.load(std::memory_order_acquire) != 0; ++i) {
     spin_pause();
