@@ -1029,12 +1029,11 @@ struct NeighborhoodKernel {
 
   // out (or, with row_sum, out / row_sum) of row i of the block for one tile and query head h:
   // Σ_slots S_i[slot] · v[the slot's key] (see na_av_rows), lane block by lane block, written to the
-  // lanes' token rows in place.
+  // lanes' token rows in place. step: the tile's na_value_step (1, 2 or 4).
   void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
-                       Index hkv, const V* row_sum) const {
+                       Index hkv, int step, const V* row_sum) const {
     const NaPlan<R>& pl = plan;
     const Index Pv = pl.Pv;
-    const int step = na_value_step<Arch>(tile.keys, pl.slot_step);
     const Index LS = step;  // tile lanes between a block's lanes
     const Index LB = step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
     alignas(64) float scale[kNaMaxLanes];
@@ -1145,7 +1144,8 @@ struct NeighborhoodKernel {
           softmax(sc, i, tile, h, row_max[i], row_sum[i]);
         else
           read_weights(sc, i, tile, weights + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
-      const bool in_lanes = na_value_step<Arch>(tile.keys, pl.slot_step) == 0;
+      const int value_step = na_value_step<Arch>(tile.keys, pl.slot_step);
+      const bool in_lanes = value_step == 0;
       if (in_lanes) {  // the queries in the lanes: Ot_i from the value slabs, then transposed out
         for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
         products<false>(sc, tiles, tile, b, hkv);
@@ -1160,7 +1160,7 @@ struct NeighborhoodKernel {
           }
           transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
         } else {
-          weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv,
+          weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv, value_step,
                           mode == NaOutput::attention ? &row_sum[i] : nullptr);
         }
         if (lse) {
