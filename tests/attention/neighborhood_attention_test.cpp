@@ -387,7 +387,9 @@ TEST(NeighborhoodAttention, ImagesLargerThanL2RunEveryKvHeadPerItem) {
   ThreadPool pool(2);
   EXPECT_TRUE(fused_matches_oracle<2>(c, rng, pool.device()));
 
-  const Index many = Index(plan.blocks.size()) / 4 + 1;  // threads: blocks < 4 · threads
+  // Threads enough that the items with every kv head inside (B · tile runs · blocks) are fewer than
+  // 4 per thread: the plan then splits the kv heads instead.
+  const Index many = c.B * Index(plan.runs.size() * plan.blocks.size()) / 4 + 1;
   const auto split = attention::detail::na_make_plan<2, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
                                                                              c.params(), 1.0f, many);
   ASSERT_FALSE(split.heads_inside) << c.name() << ", threads " << many;
