@@ -458,6 +458,33 @@ TEST(NeighborhoodAttention, LongAxesSpanSeveralTileRuns) {
   EXPECT_TRUE(fused_matches_oracle<2>(two, rng));
 }
 
+// 1-D outputs larger than 8 L2s go to memory with non-temporal stores (NaPlan::stream_out; the
+// length is sized from l2_cache_bytes() so that the plan takes that path): against the oracle (and
+// the split ops against the slot rule), with GQA and rpb; an output view off the vector alignment
+// (plain stores for the rows the streaming stores cannot take) and two threads give the same bits.
+TEST(NeighborhoodAttention, LongOutputsAreStreamedPastTheCaches) {
+  Rng rng(31);
+  NaCase<1> c;
+  c.H = 2, c.Hkv = 1, c.P = 16, c.Pv = 16, c.K = {9}, c.d = {1}, c.s = {1}, c.rpb = true;
+  const Index token_bytes = c.H * c.Pv * Index(sizeof(float));
+  c.extent = {8 * Index(l2_cache_bytes()) / token_bytes + 37};
+  const auto plan = attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
+                                                                            c.params(), 1.0f, 1);
+  ASSERT_TRUE(plan.stream_out) << c.name();
+  EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
+
+  const auto q = random_tensor<1>(na_dims<1>(c, c.H, c.P), rng), k = random_tensor<1>(na_dims<1>(c, c.Hkv, c.P), rng),
+             v = random_tensor<1>(na_dims<1>(c, c.Hkv, c.Pv), rng);
+  const Tensor<float, 4> want = attention::neighborhood_attention(q, k, v, c.params());
+  std::vector<float> shifted(std::size_t(want.size() + 1));  // the view starts one float past an aligned one
+  attention::neighborhood_attention<1>(q, k, v, c.params(), std::nullopt, TensorView<float, 4>(shifted.data() + 1, want.dimensions()),
+                                       nullptr);
+  EXPECT_TRUE(std::equal(want.data(), want.data() + want.size(), shifted.data() + 1));
+  ThreadPool pool(2);
+  EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q, k, v, c.params(), std::nullopt, nullptr, pool.device()),
+                                     want));
+}
+
 // Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
 // wrapped; strided tiles permuted on AVX-512, gathered elsewhere).
 template <class Arch>

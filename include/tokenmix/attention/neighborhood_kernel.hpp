@@ -138,6 +138,68 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
     }
 }
 
+// 1-D: the cache lines of a later tile's token rows (q, k, v, and out unless streamed), prefetched a
+// few at a time from inside the qk micro-kernels (na_qk_micro) instead of in one burst. A burst of a
+// few hundred prefetches that miss to DRAM fills the L1 miss buffers and stalls the core until DRAM
+// answers; spread over the FMAs, the same prefetches overlap with them. With the slab filled as the
+// tiles reach it and long outputs streamed (NaPlan::stream_out), on the 2-vCPU Zen 5 VM (in-process
+// alternation with the previous code, which filled each run's slab at once, prefetching 8 chunks
+// ahead, and the q and out rows 2 tiles ahead, in bursts): L 65536 K 7 7.1-7.2 ms against 11.9-12.1,
+// L 4096 0.42 against 0.42-0.43; K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
+//
+// Tiles of consecutive tokens only (their rows are one range of memory per tensor); a micro-kernel
+// call of `depth` iterations takes the next per_step · depth lines of every range.
+struct NaLinePrefetch {
+  struct Range {
+    std::uintptr_t at = 0;  // the next line
+    Index left = 0;         // lines left
+    int per_step = 0;       // lines per micro-kernel iteration
+    bool write = false;
+  };
+  std::array<Range, 4> ranges;
+  int n = 0;
+
+  // The lines holding n_floats floats from first.
+  void add(const float* first, Index n_floats, bool write = false) {
+    if (n_floats <= 0) return;
+    Range& r = ranges[std::size_t(n++)];
+    r.at = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t(63);
+    r.left = Index((reinterpret_cast<std::uintptr_t>(first + n_floats) - r.at + 63) / 64), r.write = write;
+  }
+  // Starts over with no lines, after issuing whatever the last tile's calls left.
+  void restart() {
+    for (int i = 0; i < n; ++i)
+      for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
+    n = 0;
+  }
+  // Spreads every range's lines over `steps` micro-kernel iterations.
+  void spread(Index steps) {
+    for (int i = 0; i < n; ++i) ranges[std::size_t(i)].per_step = int((ranges[std::size_t(i)].left + steps - 1) / steps);
+  }
+  // Iteration p of a micro-kernel call: its lines of every range.
+  TOKENMIX_ALWAYS_INLINE void step(Index p) const {
+    for (int i = 0; i < n; ++i) {
+      const Range& r = ranges[std::size_t(i)];
+      for (int x = 0; x < r.per_step; ++x)
+        if (const Index line = p * r.per_step + x; line < r.left) issue(r.at + std::uintptr_t(line) * 64, r.write);
+    }
+  }
+  // After a call of `steps` iterations.
+  void taken(Index steps) {
+    for (int i = 0; i < n; ++i) {
+      Range& r = ranges[std::size_t(i)];
+      const Index count = std::min(r.left, steps * r.per_step);
+      r.at += std::uintptr_t(count) * 64, r.left -= count;
+    }
+  }
+  static TOKENMIX_ALWAYS_INLINE void issue(std::uintptr_t line, bool write) {
+    if (write)
+      __builtin_prefetch(reinterpret_cast<const void*>(line), 1);
+    else
+      __builtin_prefetch(reinterpret_cast<const void*>(line), 0);
+  }
+};
+
 // One tile of the last axis and its lanes' windows.
 struct NaTile {
   enum class Keys { shifted, permuted, gathered };
@@ -159,6 +221,12 @@ struct NaTileRun {
   Index group = 0, first = 0, tiles = 0;  // tiles at the group's columns first, first + W, ...
   Index tile0 = 0;                        // its first tile in NaPlan::tiles
   Index c_lo = 0, width = 0;             // row slab column c = group column c_lo + c, c < width (multiple of W)
+};
+
+// A tile and the batch it is taken in.
+struct NaTileAt {
+  const NaTile* tile = nullptr;
+  Index b = 0;
 };
 
 // One key row of a block's union of windows, and the block's query rows that see it.
@@ -198,6 +266,8 @@ struct NaPlan {
   // within each block (see na_make_plan); 3-D: never (its rings are too large).
   bool heads_inside = R == 1;
   Index block_runs = 1;  // runs of consecutive blocks per item (sizes differ by at most one block)
+  // 1-D: the weighted sums' output rows go to memory with non-temporal stores (see na_make_plan).
+  bool stream_out = false;
 
   Index group_length(Index g) const { return (L - g + col_step - 1) / col_step; }
   // The first block of block run r (r = block_runs: one past the last block).
@@ -418,6 +488,13 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2 && items_inside >= 4 * threads;
   }
   plan.cache_entries = plan.ring_entries * (plan.heads_inside ? Hkv : 1);
+  // 1-D outputs many times the L2 are written with non-temporal stores: no read for ownership of
+  // each line (a quarter of the traffic of a one-pass kernel over q, k, v and out), and no eviction
+  // of the rows still to be read. Smaller ones stay in the caches for whatever reads them next.
+  // On the 2-vCPU Zen 5 VM (1 MiB L2; in-process alternation, rows prefetched from the micro-kernels
+  // either way): L 65536 K 7 (out 32 MiB) 7.7-8.2 ms against 10.9-11.0 with plain stores.
+  if constexpr (R == 1)
+    plan.stream_out = double(B * plan.tokens * H * Pv) * sizeof(float) > 8.0 * double(l2_cache_bytes());
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
   // split when the other dimensions do not give every thread a few items (4), and their sizes
   // differ by at most one block, so that there are as many as asked (runs of one rounded-up size
@@ -459,6 +536,7 @@ struct NaMicro {
   const std::int32_t* col;      // permuted: the tile's lane offsets
   int misalign;                 // slab's offset in floats from the 64-byte boundary below it
   float* max_out[kNaMaxRows];   // qk, optional: per row, the running lane-wise max of the logits [W]
+  NaLinePrefetch* prefetch;     // qk, optional: lines to prefetch, a few per iteration (1-D)
 };
 
 template <class Arch, bool Permuted, int J, int NP = 0>
@@ -524,8 +602,12 @@ void na_qk_micro(const NaMicro& m) {
   // A do-while (depth = P >= 1, which the ops check): with a zero-trip path to merge from, GCC kept
   // a copy of acc on the stack (some 60 extra stores and loads per call; the call alone 3-5% faster
   // without, on slabs in L1 and in L2).
+  // The prefetches, by value: their state stays in registers (the stores to out cannot alias it).
+  NaLinePrefetch prefetch;
+  if (m.prefetch) prefetch = *m.prefetch;
   Index p = 0;
   do {
+    prefetch.step(p);
     V q[I];
     for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
     // The keys first, then the FMAs: with the FMAs inside the loader's callback GCC kept acc on
@@ -535,6 +617,7 @@ void na_qk_micro(const NaMicro& m) {
     for (int j = 0; j < J; ++j)
       for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
   } while (++p < depth);
+  if (m.prefetch) m.prefetch->taken(depth);
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
   if (m.max_out[0])
@@ -731,6 +814,7 @@ struct NeighborhoodKernel {
     std::vector<NaValueEntry> values[kNaMaxRows];
     int n_first[kNaMaxRows] = {};
     Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
+    NaLinePrefetch ahead_lines;  // 1-D: the lines of a later tile the qk micro-kernels prefetch
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
     std::vector<Index> next;   // per ring: its next entry to claim (its oldest)
@@ -765,6 +849,10 @@ struct NeighborhoodKernel {
     sc.entry.assign(std::size_t(pl.rows * pl.Hkv), -1);
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
+    Index filled = 0;  // 1-D: slab columns filled for the current tile run
+    // 1-D (streaming): 2 tiles past those whose keys the slab fill and the weighted sum reach (half a
+    // window past the tile); 2-D / 3-D: the next tile.
+    const Index ahead_tiles = R == 1 ? 2 + (pl.K / 2 * pl.slot_step + W - 1) / W : 1;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
@@ -776,28 +864,34 @@ struct NeighborhoodKernel {
           if (sc.owner[std::size_t(e)] >= 0) sc.entry[std::size_t(sc.owner[std::size_t(e)])] = -1, sc.owner[std::size_t(e)] = -1;
         cached_column = column;
         if (pl.value_rows) value_columns(sc, tiles);
-        if (R == 1 && slab_floats() > 0) {  // the one key row of every kv head, column chunk by chunk
+        if (R == 1 && slab_floats() > 0)  // the one key row of every kv head, filled as the tiles reach it
           for (Index hkv = 0; hkv < pl.Hkv; ++hkv) claim_slab(sc, 0, hkv);
-          for (Index c0 = 0; c0 < tiles.width; c0 += W)
-            for (Index hkv = 0; hkv < pl.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, c0);
-        }
+        filled = 0;
       }
       for (Index blk = pl.first_block(block_run); blk < pl.first_block(block_run + 1); ++blk) {
         block_union(sc, pl.blocks[std::size_t(blk)]);
         if (pl.value_rows && (mode == NaOutput::attention || mode == NaOutput::weighted_sum))
           value_entries(sc, pl.blocks[std::size_t(blk)]);
         // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
-        // Queries and outputs are prefetched 2 tiles ahead in 1-D (streaming), else 1.
-        const Index ahead = R == 1 ? 2 : 1, n_tiles = tiles.tiles;
+        // Token rows are prefetched ahead_tiles ahead (1-D: past the run's end, in the next item's run).
+        const Index n_tiles = tiles.tiles;
         const NaTile* run_tiles = pl.tiles.data() + tiles.tile0;
         for (Index step = 0; step < n_tiles * heads; ++step) {
           const Index t = R == 1 ? step / heads : step % n_tiles;
           const Index hkv = hkv0 + (R == 1 ? step % heads : step / n_tiles);
-          run_tile(sc, pl.blocks[std::size_t(blk)], tiles, run_tiles[t], t + ahead < n_tiles ? &run_tiles[t + ahead] : nullptr,
-                   b, hkv);
+          if (R == 1 && step % heads == 0 && slab_floats() > 0)  // the key columns the tile's windows reach
+            fill_slab_columns(sc, tiles, b, filled, std::min(tiles.width, pl.end_column(run_tiles[t]) - tiles.c_lo));
+          NaTileAt ahead;
+          if (t + ahead_tiles < n_tiles)
+            ahead = {&run_tiles[t + ahead_tiles], b};
+          else if (R == 1 && item + 1 < last_item)
+            ahead = tile_of_item(item + 1, t + ahead_tiles - n_tiles);
+          if (spreads_prefetch() && step % heads == 0) list_tile_lines(sc, ahead);
+          run_tile(sc, pl.blocks[std::size_t(blk)], tiles, run_tiles[t], ahead, b, hkv);
         }
       }
     }
+    if (pl.stream_out) simd::stream_fence();  // the streamed rows before the caller's join
   }
 
  private:
@@ -901,9 +995,9 @@ struct NeighborhoodKernel {
   // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
   // then, if value_slabs, [Pv, width] values). Columns of keys outside the axis repeat the nearest
   // key: only lanes past the axis end and causal slots at -inf (weight 0) read them, and the values
-  // must be finite. Prefetches keys and values ahead: 1-D, ~8 chunks ahead;
-  // 2-D / 3-D, the same columns of the next row along axis R-2 (the next slab a walk down the rows
-  // fills, and the value rows the weighted sum then reads in place).
+  // must be finite. 2-D / 3-D: prefetches the same columns of the next row along axis R-2 (the next
+  // slab a walk down the rows fills, and the value rows the weighted sum then reads in place); 1-D
+  // rows are prefetched tile by tile (run_tile).
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
     const NaPlan<R>& pl = plan;
     const Index Lg = pl.group_length(tiles.group);
@@ -916,12 +1010,7 @@ struct NeighborhoodKernel {
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
     const Index key0 = tiles.c_lo + c0;
-    if constexpr (R == 1) {
-      if (const Index next = std::max<Index>(key0 + 8 * W, 0); next < Lg) {  // ~8 transposes ahead
-        prefetch_rows(k0 + next * k_stride, k_stride, std::min(W, Lg - next), pl.P);
-        prefetch_rows(v0 + next * v_stride, v_stride, std::min(W, Lg - next), pl.Pv);
-      }
-    } else if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; next_row < pl.rows) {
+    if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; R > 1 && next_row < pl.rows) {
       const Index shift = (next_row - row) * pl.L;  // tokens
       const Index first = std::min(std::max<Index>(key0, 0), Lg - 1), n = std::min(W, Lg - first);
       prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
@@ -940,6 +1029,47 @@ struct NeighborhoodKernel {
     transpose_lanes_in<Arch>(k0 + key0 * k_stride, k_stride, 0, W, pl.P, dst + c0, tiles.width);
     if (pl.value_slabs)
       transpose_lanes_in<Arch>(v0 + key0 * v_stride, v_stride, 0, W, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
+  }
+
+  // 1-D: fills the slab columns [filled, end) of every kv head (end rounded up to whole chunks).
+  void fill_slab_columns(Scratch& sc, const NaTileRun& tiles, Index b, Index& filled, Index end) const {
+    for (; filled < end; filled += W)
+      for (Index hkv = 0; hkv < plan.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, filled);
+  }
+
+  // Whether the qk micro-kernels prefetch the token rows of later tiles (see NaLinePrefetch).
+  bool spreads_prefetch() const { return R == 1 && plan.col_step == 1 && mode != NaOutput::weighted_sum; }
+
+  // 1-D, tiles of consecutive tokens (col_step 1): the lines of the tile's token rows that the qk
+  // micro-kernels prefetch (NaLinePrefetch): q, k, v, and the output rows unless streamed, every head's.
+  void list_tile_lines(Scratch& sc, NaTileAt at) const {
+    const NaPlan<R>& pl = plan;
+    NaLinePrefetch& lines = sc.ahead_lines;
+    lines.restart();
+    if (!at.tile) return;
+    const Index token0 = at.b * pl.tokens + at.tile->group + at.tile->first, rows = at.tile->count;
+    const bool logits_out = mode == NaOutput::logits || mode == NaOutput::probabilities;
+    const Index out_floats = logits_out ? pl.max_slots : pl.Pv;
+    lines.add(q + token0 * pl.H * pl.P, rows * pl.H * pl.P);
+    lines.add(k + token0 * pl.Hkv * pl.P, rows * pl.Hkv * pl.P);
+    if (!logits_out) lines.add(v + token0 * pl.Hkv * pl.Pv, rows * pl.Hkv * pl.Pv);
+    if (logits_out || !pl.stream_out)
+      lines.add((logits_out ? logits : out) + token0 * pl.H * out_floats, rows * pl.H * out_floats, true);
+    // Over the iterations of the tile's first-chunk qk calls (one per head in 1-D): calls with the
+    // prefetches in their loop run slower (their state takes registers), and wider windows (more
+    // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
+    // Zen 5 VM: 1.22 ms with the prefetches in every call, 0.94-0.98 with none in any (bursts per
+    // tile), 0.86-0.92 in the first chunk's (the previous code's 0.85-0.90).
+    lines.spread(pl.H * pl.P);
+  }
+
+  // 1-D: tile t of work item `item`'s tile run (null past its last tile), and its batch.
+  NaTileAt tile_of_item(Index item, Index t) const {
+    const NaPlan<R>& pl = plan;
+    const Index br = item / pl.block_runs, n_runs = Index(pl.runs.size());
+    const NaTileRun& run = pl.runs[std::size_t(br % n_runs)];
+    if (t >= run.tiles) return {};
+    return {pl.tiles.data() + run.tile0 + t, br / n_runs};
   }
 
   // The value-row offset (floats from v, at row 0 and kv head 0) of every slab column of a tile run:
@@ -963,8 +1093,10 @@ struct NeighborhoodKernel {
 
   // One pass of micro-kernels over the block's union rows for one tile: the logits (Qk), or the
   // weighted sum with the queries in the lanes (tiles of na_value_step 0: the values' slabs into Ot).
+  // prefetch: lines the qk micro-kernels prefetch as they go (NaLinePrefetch), or nullptr.
   template <bool Qk>
-  void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
+  void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv,
+                NaLinePrefetch* prefetch = nullptr) const {
     const NaPlan<R>& pl = plan;
     const bool gathered = tile.keys == NaTile::Keys::gathered;
     const Index depth = Qk ? pl.P : pl.Pv;
@@ -995,6 +1127,7 @@ struct NeighborhoodKernel {
           }
         }
         m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
+        m.prefetch = j0 == 0 ? prefetch : nullptr;  // the first chunk's calls only: see list_tile_lines
         m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
         na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
@@ -1041,6 +1174,7 @@ struct NeighborhoodKernel {
     const Index token0 = b * pl.tokens + row * pl.L + tile.group + pl.col_step * tile.first;
     float* const out0 = out + (token0 * pl.H + h) * Pv;
     const Index out_stride = pl.col_step * pl.H * Pv;  // between lanes
+    const bool stream = pl.stream_out;
     const std::vector<NaValueEntry>& entries = sc.values[i];
     const int n = int(entries.size()), n_first = sc.n_first[i];
     const int J_first = pl.chunk.front(), J_other = pl.chunk.back();
@@ -1064,9 +1198,14 @@ struct NeighborhoodKernel {
           }
           for (Index l = 0; l < lanes; ++l) {
             const V f(scale[lane0 + l * LS]);
-            for (int x = 0; x < nv; ++x)
-              simd::store<Arch>(out0 + (lane0 + l * LS) * out_stride + p0 + x * W,
-                                simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f);
+            for (int x = 0; x < nv; ++x) {
+              float* const dst = out0 + (lane0 + l * LS) * out_stride + p0 + x * W;
+              const V value = simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f;
+              if (stream && reinterpret_cast<std::uintptr_t>(dst) % sizeof(V) == 0)
+                simd::store_stream<Arch>(dst, value);
+              else
+                simd::store<Arch>(dst, value);
+            }
           }
           p0 += nv * W;
         }
@@ -1084,13 +1223,13 @@ struct NeighborhoodKernel {
   }
 
   void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
-                const NaTile* ahead, Index b, Index hkv) const {
+                NaTileAt ahead, Index b, Index hkv) const {
     const NaPlan<R>& pl = plan;
     const int n = int(blk[0]);
     const Index group_heads = pl.H / pl.Hkv;
     const Index lane_stride = pl.col_step;  // tokens between lanes
-    const auto token0_of = [&](const NaTile& t, int i) {  // the token of lane 0 in query row i
-      return b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + t.group + pl.col_step * t.first;
+    const auto token0_of = [&](const NaTile& t, int i, Index batch) {  // the token of lane 0 in query row i
+      return batch * pl.tokens + blk[std::size_t(i + 1)] * pl.L + t.group + pl.col_step * t.first;
     };
     // Per (token, head): what a tile reads (q, or the split av's weights) and writes (out or logits).
     const Index S_full = pl.max_slots;
@@ -1099,27 +1238,34 @@ struct NeighborhoodKernel {
     const Index in_floats = qk ? pl.P : S_full;
     float* out_rows = pv ? out : logits;
     const Index out_floats = pv ? pl.Pv : S_full;
-    if (ahead) {  // the inputs and outputs of this kv head's query heads in a later tile
+    // 1-D with logits: the later tile's rows are prefetched from inside the qk micro-kernels (run
+    // lists them, see NaLinePrefetch); else here, in one go.
+    const bool spread_prefetch = spreads_prefetch() && ahead.tile;
+    if (ahead.tile && !spread_prefetch) {  // the inputs and outputs of this kv head's query heads in a later tile
       const Index h0 = hkv * group_heads;
       for (int i = 0; i < n; ++i) {
-        const Index token0 = token0_of(*ahead, i);
-        prefetch_rows(in_rows + (token0 * pl.H + h0) * in_floats, lane_stride * pl.H * in_floats, ahead->count,
+        const Index token0 = token0_of(*ahead.tile, i, ahead.b);
+        prefetch_rows(in_rows + (token0 * pl.H + h0) * in_floats, lane_stride * pl.H * in_floats, ahead.tile->count,
                       group_heads * in_floats);
-        prefetch_rows(out_rows + (token0 * pl.H + h0) * out_floats, lane_stride * pl.H * out_floats, ahead->count,
+        prefetch_rows(out_rows + (token0 * pl.H + h0) * out_floats, lane_stride * pl.H * out_floats, ahead.tile->count,
                       group_heads * out_floats, true);
+        if (R == 1) {  // and the kv head's keys and values (2-D / 3-D: the slab fill prefetches the next row's)
+          prefetch_rows(k + (token0 * pl.Hkv + hkv) * pl.P, lane_stride * pl.Hkv * pl.P, ahead.tile->count, pl.P);
+          prefetch_rows(v + (token0 * pl.Hkv + hkv) * pl.Pv, lane_stride * pl.Hkv * pl.Pv, ahead.tile->count, pl.Pv);
+        }
       }
     }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       if (qk) {
         for (int i = 0; i < n; ++i) {
           float* qt = sc.qt.data() + i * p_pad() * W;
-          transpose_lanes_in<Arch>(q + (token0_of(tile, i) * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count,
+          transpose_lanes_in<Arch>(q + (token0_of(tile, i, b) * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count,
                                    pl.P, qt, W);
           const V scale(pl.q_scale);
           for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
-        products<true>(sc, tiles, tile, b, hkv);
+        products<true>(sc, tiles, tile, b, hkv, spread_prefetch ? &sc.ahead_lines : nullptr);
       }
       if (!pv) {  // the split logits or their softmax, to memory in NATTEN's slot order
         for (int i = 0; i < n; ++i) {
@@ -1134,7 +1280,7 @@ struct NeighborhoodKernel {
           } else {
             bias_and_mask(sc, i, tile, h, V(1.0f));
           }
-          write_logits(sc, i, tile, logits + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full, fill);
+          write_logits(sc, i, tile, logits + (token0_of(tile, i, b) * pl.H + h) * S_full, lane_stride * pl.H * S_full, fill);
         }
         continue;
       }
@@ -1143,7 +1289,7 @@ struct NeighborhoodKernel {
         if (mode == NaOutput::attention)
           softmax(sc, i, tile, h, row_max[i], row_sum[i]);
         else
-          read_weights(sc, i, tile, weights + (token0_of(tile, i) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
+          read_weights(sc, i, tile, weights + (token0_of(tile, i, b) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
       const int value_step = na_value_step<Arch>(tile.keys, pl.slot_step);
       const bool in_lanes = value_step == 0;
       if (in_lanes) {  // the queries in the lanes: Ot_i from the value slabs, then transposed out
@@ -1151,7 +1297,7 @@ struct NeighborhoodKernel {
         products<false>(sc, tiles, tile, b, hkv);
       }
       for (int i = 0; i < n; ++i) {
-        const Index token0 = token0_of(tile, i);
+        const Index token0 = token0_of(tile, i, b);
         if (in_lanes) {
           float* ot = sc.ot.data() + i * pv_pad() * W;
           if (mode == NaOutput::attention) {

@@ -19,8 +19,8 @@
 #error "tokenmix needs xsimd >= 8.0"
 #endif
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>  // _mm512_fmadd_ps / _mm512_scalef_ps / _mm512_roundscale_ps / blend shims below
+#if defined(__SSE__)
+#include <immintrin.h>  // _mm512_fmadd_ps / _mm512_scalef_ps / _mm512_roundscale_ps / blend shims, stream stores below
 #endif
 
 namespace tokenmix::simd {
@@ -50,6 +50,29 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> load(const float* p) noexcept {
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE void store(float* p, vfloat<Arch> v) noexcept {
   v.store_unaligned(p);
+}
+
+// A non-temporal store of v at p (aligned to the vector's size): written to memory without fetching
+// the line into the caches first (no read for ownership), for outputs larger than the caches that
+// nothing reads soon. A plain store where the arch has none. stream_fence() orders such stores
+// before what the thread does next (another thread's reads after a join, say).
+template <class Arch>
+TOKENMIX_ALWAYS_INLINE void store_stream(float* p, vfloat<Arch> v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (is_avx512<Arch>) return _mm512_stream_ps(p, v);
+#endif
+#if defined(__AVX__)
+  if constexpr (!is_avx512<Arch> && lanes<Arch> == 8) return _mm256_stream_ps(p, v);
+#endif
+#if defined(__SSE__)
+  if constexpr (lanes<Arch> == 4) return _mm_stream_ps(p, v);
+#endif
+  v.store_unaligned(p);
+}
+inline void stream_fence() noexcept {
+#if defined(__SSE__)
+  _mm_sfence();
+#endif
 }
 
 // Makes the compiler keep v in a register from here on: a vector used by several FMAs is loaded once
