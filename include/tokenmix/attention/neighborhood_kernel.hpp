@@ -850,9 +850,11 @@ struct NeighborhoodKernel {
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
     Index filled = 0;  // 1-D: slab columns filled for the current tile run
-    // 1-D (streaming): 2 tiles past those whose keys the slab fill and the weighted sum reach (half a
-    // window past the tile); 2-D / 3-D: the next tile.
-    const Index ahead_tiles = R == 1 ? 2 + (pl.K / 2 * pl.slot_step + W - 1) / W : 1;
+    // 1-D (streaming): 4 tiles past those whose keys the slab fill and the weighted sum reach (half a
+    // window past the tile); 2-D / 3-D: the next tile. L 65536 K 7 on the Zen 5 VM (its benchmark's
+    // per_token_vs_L4096, alternating binaries, 4-5 runs each): 1.08-1.29 with 4, 1.17-1.37 with 2,
+    // 1.14-1.31 with 6, 1.18-1.28 with 8.
+    const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : 1;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
