@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -1200,17 +1201,24 @@ struct NeighborhoodKernel {
             m.entries += n_first, m.n = n - n_first, m.accumulate = true;
             na_av<Arch>(m, J_other, step, nv);
           }
-          for (Index l = 0; l < lanes; ++l) {
-            const V f(scale[lane0 + l * LS]);
-            for (int x = 0; x < nv; ++x) {
-              float* const dst = out0 + (lane0 + l * LS) * out_stride + p0 + x * W;
-              const V value = simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f;
-              if (stream && reinterpret_cast<std::uintptr_t>(dst) % sizeof(V) == 0)
-                simd::store_stream<Arch>(dst, value);
-              else
-                simd::store<Arch>(dst, value);
+          // The rows scaled by 1 / row_sum; streamed (where aligned) or stored, one loop for each.
+          const auto write_rows = [&](auto streamed) {
+            for (Index l = 0; l < lanes; ++l) {
+              const V f(scale[lane0 + l * LS]);
+              for (int x = 0; x < nv; ++x) {
+                float* const dst = out0 + (lane0 + l * LS) * out_stride + p0 + x * W;
+                const V value = simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f;
+                if (decltype(streamed)::value && reinterpret_cast<std::uintptr_t>(dst) % sizeof(V) == 0)
+                  simd::store_stream<Arch>(dst, value);
+                else
+                  simd::store<Arch>(dst, value);
+              }
             }
-          }
+          };
+          if (stream)
+            write_rows(std::true_type{});
+          else
+            write_rows(std::false_type{});
           p0 += nv * W;
         }
         for (Index p = Pv / W * W; p < Pv; ++p)
