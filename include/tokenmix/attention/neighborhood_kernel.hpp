@@ -145,8 +145,8 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
 // answers; spread over the FMAs, the same prefetches overlap with them. With the slab filled as the
 // tiles reach it and long outputs streamed (NaPlan::stream_out), on the 2-vCPU Zen 5 VM (in-process
 // alternation with the previous code, which filled each run's slab at once, prefetching 8 chunks
-// ahead, and the q and out rows 2 tiles ahead, in bursts): L 65536 K 7 7.1-7.2 ms against 11.9-12.1,
-// L 4096 0.42 against 0.42-0.43; K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
+// ahead, and the q and out rows 2 tiles ahead, in bursts; 2 MiB-aligned buffers): L 65536 K 7 7.1-7.2 ms
+// against 11.9-12.1, L 4096 0.42 against 0.42-0.43; K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
 //
 // Tiles of consecutive tokens only (their rows are one range of memory per tensor); a micro-kernel
 // call of `depth` iterations takes the next per_step · depth lines of every range.
@@ -490,10 +490,11 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   }
   plan.cache_entries = plan.ring_entries * (plan.heads_inside ? Hkv : 1);
   // 1-D outputs many times the L2 are written with non-temporal stores: no read for ownership of
-  // each line (a quarter of the traffic of a one-pass kernel over q, k, v and out), and no eviction
+  // each line (a fifth of the traffic of a one-pass kernel over q, k, v and out), and no eviction
   // of the rows still to be read. Smaller ones stay in the caches for whatever reads them next.
   // On the 2-vCPU Zen 5 VM (1 MiB L2; in-process alternation, rows prefetched from the micro-kernels
-  // either way): L 65536 K 7 (out 32 MiB) 7.7-8.2 ms against 10.9-11.0 with plain stores.
+  // either way): L 65536 K 7 (out 32 MiB) 7.7-9.6 ms against 11.0-12.9 with plain stores (the out
+  // rows then prefetched for writing).
   if constexpr (R == 1)
     plan.stream_out = double(B * plan.tokens * H * Pv) * sizeof(float) > 8.0 * double(l2_cache_bytes());
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
