@@ -666,6 +666,21 @@ TYPED_TEST(SimdMathTyped, TransposeBlock) {
 
 // softmax_inplace against a double softmax (lengths around the vector width, a -inf slot, large
 // logits that would overflow without the max subtraction); gelu_inplace against x·(1 + erf(x/√2))/2.
+// store_stream (non-temporal where the arch has it) writes exactly what store does, at a
+// vector-aligned address, and nothing past the vector; stream_fence orders it before the reads.
+TYPED_TEST(SimdMathTyped, StreamStoreWritesTheVector) {
+  constexpr std::size_t W = TestFixture::W;
+  alignas(64) float in[W], out[2 * W];
+  for (std::size_t i = 0; i < W; ++i) in[i] = 0.5f * float(i) - 3.0f;
+  std::fill(std::begin(out), std::end(out), 123.0f);
+  simd::store_stream<TypeParam>(out + W, simd::load<TypeParam>(in));
+  simd::stream_fence();
+  for (std::size_t i = 0; i < W; ++i) {
+    EXPECT_EQ(bits_of(out[W + i]), bits_of(in[i])) << "lane " << i;
+    EXPECT_EQ(out[i], 123.0f) << "wrote before the vector, float " << i;
+  }
+}
+
 TYPED_TEST(SimdMathTyped, SoftmaxAndGeluRows) {
   constexpr std::ptrdiff_t W = static_cast<std::ptrdiff_t>(TestFixture::W);
   std::mt19937 rng(5);
