@@ -1016,11 +1016,13 @@ struct NeighborhoodKernel {
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
     const Index key0 = tiles.c_lo + c0;
-    if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; R > 1 && next_row < pl.rows) {
-      const Index shift = (next_row - row) * pl.L;  // tokens
-      const Index first = std::min(std::max<Index>(key0, 0), Lg - 1), n = std::min(W, Lg - first);
-      prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
-      prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
+    if constexpr (R > 1) {
+      if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; next_row < pl.rows) {
+        const Index shift = (next_row - row) * pl.L;  // tokens
+        const Index first = std::min(std::max<Index>(key0, 0), Lg - 1), n = std::min(W, Lg - first);
+        prefetch_rows(k0 + shift * pl.Hkv * pl.P + first * k_stride, k_stride, n, pl.P);
+        prefetch_rows(v0 + shift * pl.Hkv * pl.Pv + first * v_stride, v_stride, n, pl.Pv);
+      }
     }
     if (key0 < 0 || key0 + W > Lg) {  // a border chunk: each column's key by NaPlan::slab_key
       const float *k_rows[kNaMaxLanes], *v_rows[kNaMaxLanes];
