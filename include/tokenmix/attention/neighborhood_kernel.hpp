@@ -53,6 +53,7 @@
 #include <limits>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -528,6 +529,12 @@ Index na_items(const NaPlan<R>& plan) {
 // the two aligned vectors around them instead (the permute takes an FMA port slot, not a load
 // slot). Measured against all split loads (in-process alternation): 1-D L 4096 K 7 0.86-0.89 of
 // the time, K 33 0.78-0.82; 2-D 56x56 K 7 0.96-0.97 (its I = 3 rows gain nothing from it).
+// Where the chunk starts on the 64-byte boundary (misalign 0: every chunk of K <= 8 in 1-D and in
+// 2-D / 3-D at dilation 1, their tiles being W columns apart) slot j is VALIGND(hi, lo, j), whose
+// shift is an immediate: on Zen 5 it costs less than the permute. In isolation (slab in L1, Zen 5
+// VM, J 7): I = 1 with every slot from the pair 5.4-5.7 vector FMAs per ns against 3.7-4.0 with
+// the permutes (3.3 with split loads), I = 2 with the first 4 slots 7.5-7.6 against 6.8; I = 3
+// 7.5 either way (the FMA peak is 7.9).
 constexpr int kNaHybridSlots = 4;
 
 struct NaMicro {
@@ -541,7 +548,9 @@ struct NaMicro {
   NaLinePrefetch* prefetch;     // qk, optional: lines to prefetch, a few per iteration (1-D)
 };
 
-template <class Arch, bool Permuted, int J, int NP = 0>
+// Aligned: slab rows start on the 64-byte boundary (misalign 0) and the first NP slots come from
+// VALIGND of the pair there instead of permutes.
+template <class Arch, bool Permuted, int J, int NP = 0, bool Aligned = false>
 struct NaKeyLoader {
   using V = simd::vfloat<Arch>;
 #if defined(__AVX512F__)
@@ -553,7 +562,7 @@ struct NaKeyLoader {
     if constexpr (Permuted) {
       const __m512i col = _mm512_load_si512(m.col);
       for (int j = 0; j < J; ++j) idx[j] = _mm512_add_epi32(col, _mm512_set1_epi32(int(j * m.ldj)));
-    } else if constexpr (NP > 0) {
+    } else if constexpr (NP > 0 && !Aligned) {
       const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       for (int j = 0; j < NP; ++j) idx[j] = _mm512_add_epi32(lane, _mm512_set1_epi32(m.misalign + j));
     }
@@ -567,6 +576,15 @@ struct NaKeyLoader {
     if constexpr (Permuted) {
       const __m512 lo = _mm512_loadu_ps(p), hi = _mm512_loadu_ps(p + 16);
       for (int j = 0; j < J; ++j) use(j, V(_mm512_permutex2var_ps(lo, idx[j], hi)));
+      return;
+    } else if constexpr (NP > 0 && Aligned) {  // slots j < NP from the pair at p (misalign 0)
+      const __m512i lo = _mm512_castps_si512(_mm512_load_ps(p)), hi = _mm512_castps_si512(_mm512_load_ps(p + 16));
+      aligned_slots(lo, hi, use, std::make_integer_sequence<int, NP>{});
+      for (int j = NP; j < J; ++j) {
+        V k = simd::load<Arch>(p + j);
+        simd::in_register<Arch>(k);
+        use(j, k);
+      }
       return;
     } else if constexpr (NP > 0) {  // slots j < NP from the aligned pair at p - misalign
       const float* pb = p - misalign;
@@ -586,13 +604,22 @@ struct NaKeyLoader {
       use(j, k);
     }
   }
+
+ private:
+#if defined(__AVX512F__)
+  // use(j, slot j) for the slots js: VALIGND's shift must be an immediate.
+  template <class F, int... js>
+  static TOKENMIX_ALWAYS_INLINE void aligned_slots(__m512i lo, __m512i hi, F& use, std::integer_sequence<int, js...>) {
+    (use(js, V(_mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, js)))), ...);
+  }
+#endif
 };
 
-template <class Arch, bool Permuted, int I, int J, int NP = 0>
+template <class Arch, bool Permuted, int I, int J, int NP = 0, bool Aligned = false>
 void na_qk_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const NaKeyLoader<Arch, Permuted, J, NP> keys(m);
+  const NaKeyLoader<Arch, Permuted, J, NP, Aligned> keys(m);
   V acc[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
@@ -632,11 +659,11 @@ void na_qk_micro(const NaMicro& m) {
     }
 }
 
-template <class Arch, bool Permuted, int I, int J, int NP = 0>
+template <class Arch, bool Permuted, int I, int J, int NP = 0, bool Aligned = false>
 void na_av_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
-  const NaKeyLoader<Arch, Permuted, J, NP> values(m);
+  const NaKeyLoader<Arch, Permuted, J, NP, Aligned> values(m);
   V w[I][J];
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) w[i][j] = simd::load<Arch>(m.in[i] + j * W);
@@ -654,12 +681,12 @@ void na_av_micro(const NaMicro& m) {
   }
 }
 
-template <class Arch, bool Qk, bool Permuted, int I, int NP = 0>
+template <class Arch, bool Qk, bool Permuted, int I, int NP = 0, bool Aligned = false>
 void na_micro_j(const NaMicro& m, int J) {
 #define TOKENMIX_NA_CASE(JJ)                                                                              \
   case JJ:                                                                                                \
-    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m)                                \
-              : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ)>(m);
+    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ), Aligned>(m)                       \
+              : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ), Aligned>(m);
   switch (J) {
     TOKENMIX_NA_CASE(1)
     TOKENMIX_NA_CASE(2)
@@ -669,7 +696,7 @@ void na_micro_j(const NaMicro& m, int J) {
     TOKENMIX_NA_CASE(6)
     TOKENMIX_NA_CASE(7)
     default:
-      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP>(m) : na_av_micro<Arch, Permuted, I, 8, NP>(m);
+      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP, Aligned>(m) : na_av_micro<Arch, Permuted, I, 8, NP, Aligned>(m);
   }
 #undef TOKENMIX_NA_CASE
 }
@@ -689,9 +716,17 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
       if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
       return na_micro_j<Arch, Qk, true, 3>(m, J);
     }
-    if (na_hybrid_keys(m, I, J))
-      return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
-                    : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
+    // Logits only: the weighted sums over value slabs (na_av_micro) take tiles whose slots are not
+    // unit-stride shifts (na_value_step 0), which never qualify.
+    if constexpr (Qk) {
+      if (na_hybrid_keys(m, I, J)) {
+        if (m.misalign == 0)  // one row: every slot from the pair; two: the first kNaHybridSlots
+          return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaMaxSlots, true>(m, J)
+                        : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots, true>(m, J);
+        return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
+                      : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
+      }
+    }
   }
   if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
   if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
