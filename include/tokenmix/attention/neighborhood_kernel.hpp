@@ -160,6 +160,7 @@ struct NaLinePrefetch {
   };
   std::array<Range, 4> ranges;
   int n = 0;
+  bool one_per_step = false;  // every range at most one line per iteration (see step)
 
   // The lines holding n_floats floats from first.
   void add(const float* first, Index n_floats, bool write = false) {
@@ -174,12 +175,27 @@ struct NaLinePrefetch {
       for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
     n = 0;
   }
-  // Spreads every range's lines over `steps` micro-kernel iterations.
-  void spread(Index steps) {
-    for (int i = 0; i < n; ++i) ranges[std::size_t(i)].per_step = int((ranges[std::size_t(i)].left + steps - 1) / steps);
+  // Spreads every range's lines over `steps` micro-kernel iterations; compact: the one-compare
+  // schedule of step where every range allows it.
+  void spread(Index steps, bool compact) {
+    one_per_step = compact;
+    for (int i = 0; i < n; ++i) {
+      Range& r = ranges[std::size_t(i)];
+      r.per_step = int((r.left + steps - 1) / steps);
+      one_per_step = one_per_step && r.per_step <= 1;
+    }
   }
-  // Iteration p of a micro-kernel call: its lines of every range.
+  // Iteration p of a micro-kernel call: its lines of every range. Where every range has no more
+  // lines than iterations (one_per_step: a full tile's q, k, v and out rows, H·P floats a token,
+  // over the H·P iterations of its first-chunk calls) each takes line p: one compare per range
+  // instead of the loop, whose bookkeeping made the qk calls of 1-D L 4096 spend more on it than
+  // on their FMAs (see list_tile_lines for where the loop stays).
   TOKENMIX_ALWAYS_INLINE void step(Index p) const {
+    if (one_per_step) {
+      for (int i = 0; i < n; ++i)
+        if (const Range& r = ranges[std::size_t(i)]; p < r.left) issue(r.at + std::uintptr_t(p) * 64, r.write);
+      return;
+    }
     for (int i = 0; i < n; ++i) {
       const Range& r = ranges[std::size_t(i)];
       for (int x = 0; x < r.per_step; ++x)
@@ -1103,7 +1119,11 @@ struct NeighborhoodKernel {
     // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
     // Zen 5 VM: 1.22 ms with the prefetches in every call, 0.94-0.98 with none in any (bursts per
     // tile), 0.86-0.92 in the first chunk's (the previous code's 0.85-0.90).
-    lines.spread(pl.H * pl.P);
+    // The one-compare schedule (step) only where the rows do not stream from DRAM: L 4096 K 7 took
+    // 0.86 of the time with it (in-process alternation on the Zen 5 VM, minima of 30 rounds 0.41 ms
+    // against 0.47), but L 65536 (outputs streamed) 1.06-1.34 (the same prefetches, issued closer
+    // together in time); L 16384 (not streamed) 0.96 of the time.
+    lines.spread(pl.H * pl.P, !pl.stream_out);
   }
 
   // 1-D: tile t of work item `item`'s tile run (null past its last tile), and its batch.
