@@ -41,6 +41,10 @@
 //                           dilation): 1.0 when the time is linear in L (the bound is 1.2).
 //                           Measured by alternation (support/paired.hpp): 9 rounds of calls at L then
 //                           at L 4096, the median of the rounds' ratios, robust to the VM's drift
+//   per_token_vs_L4096_huge_pages (same cases) = per_token_vs_L4096 with the tensors of both sizes in
+//                           memory advised for transparent huge pages (support/huge_pages.hpp; the
+//                           others are Eigen-like 64-byte-aligned allocations: 4 KiB pages under THP
+//                           "madvise"): the part of per_token_vs_L4096 that is the TLB's
 //   stream_limit_vs_L4096 (same cases) = the same ratio for limits.hpp's streaming-with-compute probe
 //                           (stream_compute_kernel: the same q, k, v and out rows, in-register work
 //                           per token sized to the op's time at L 4096): what this machine's memory
@@ -69,6 +73,7 @@
 #include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID): the thread CPU clock Google Benchmark uses
 
 #include "support/counters.hpp"
+#include "support/huge_pages.hpp"
 #include "support/limits.hpp"
 #include "support/main.hpp"
 #include "support/paired.hpp"
@@ -87,15 +92,28 @@ using namespace tokenmix;
 constexpr Index kDepthKernel = 3;  // kernel of the first (depth) axis of the 3-D case: 3×K×K
 constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 
-// Standard normal q, k, v [1, X.., H, P] and an output of the same shape.
+// Standard normal q, k, v [1, X.., H, P] and an output of the same shape; Pages::huge puts each in
+// memory advised for transparent huge pages (support/huge_pages.hpp), Pages::standard in the
+// 64-byte-aligned allocations Eigen tensors get (4 KiB pages where THP is "madvise", as here).
+enum class Pages { standard, huge };
+
 template <int N>
 struct Inputs {
-  Tensor<float, N> q, k, v, out;
-  explicit Inputs(const std::array<Index, N>& dims) : q(dims), k(dims), v(dims), out(dims) {
+  std::array<bench::FloatBuffer, 4> storage;
+  TensorView<float, N> q, k, v, out;
+  explicit Inputs(const std::array<Index, N>& dims, Pages pages = Pages::standard)
+      : storage{buffer(dims, pages), buffer(dims, pages), buffer(dims, pages), buffer(dims, pages)},
+        q(storage[0].get(), dims), k(storage[1].get(), dims), v(storage[2].get(), dims), out(storage[3].get(), dims) {
     std::mt19937 rng(7);
     std::normal_distribution<float> normal(0.f, 1.f);
     for (auto* t : {&q, &k, &v})
       for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
+    std::fill_n(out.data(), out.size(), 0.0f);
+  }
+  static bench::FloatBuffer buffer(const std::array<Index, N>& dims, Pages pages) {
+    std::size_t n = 1;
+    for (const Index d : dims) n *= std::size_t(d);
+    return pages == Pages::huge ? bench::huge_page_floats(n) : bench::aligned_floats(n);
   }
   ConstTensorView<float, N> cq() const { return ConstTensorView<float, N>(q.data(), q.dimensions()); }
   ConstTensorView<float, N> ck() const { return ConstTensorView<float, N>(k.data(), k.dimensions()); }
@@ -265,6 +283,12 @@ void BM_Fused(benchmark::State& state) {
     state.counters["per_token_vs_L4096"] = r.ratio * double(kScalingBase) / double(c.tokens);
     state.counters["stream_limit_vs_L4096"] =
         stream_limit_per_token_ratio(in, base_in, r.denominator_seconds) * double(kScalingBase) / double(c.tokens);
+    // The same ratio with both sizes' tensors on transparent huge pages: what the 4 KiB pages' TLB
+    // misses cost at L (its tensors span 32768 pages of 4 KiB; L 4096's stay within the TLB's reach).
+    Inputs<R + 3> huge_in(c.dims(), Pages::huge), huge_base_in(base.dims(), Pages::huge);
+    const bench::PairedRatio huge =
+        bench::paired_ratio(9, [&] { run_fused(c, huge_in); }, [&] { run_fused(base, huge_base_in); });
+    state.counters["per_token_vs_L4096_huge_pages"] = huge.ratio * double(kScalingBase) / double(c.tokens);
   }
   fused_seconds()[c.key()] = seconds;
   set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));

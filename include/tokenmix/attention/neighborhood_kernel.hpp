@@ -175,10 +175,9 @@ struct NaLinePrefetch {
       for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
     n = 0;
   }
-  // Spreads every range's lines over `steps` micro-kernel iterations; compact: the one-compare
-  // schedule of step where every range allows it.
-  void spread(Index steps, bool compact) {
-    one_per_step = compact;
+  // Spreads every range's lines over `steps` micro-kernel iterations.
+  void spread(Index steps) {
+    one_per_step = true;
     for (int i = 0; i < n; ++i) {
       Range& r = ranges[std::size_t(i)];
       r.per_step = int((r.left + steps - 1) / steps);
@@ -189,7 +188,9 @@ struct NaLinePrefetch {
   // lines than iterations (one_per_step: a full tile's q, k, v and out rows, H·P floats a token,
   // over the H·P iterations of its first-chunk calls) each takes line p: one compare per range
   // instead of the loop, whose bookkeeping made the qk calls of 1-D L 4096 spend more on it than
-  // on their FMAs (see list_tile_lines for where the loop stays).
+  // on their FMAs. In-process alternation on the Zen 5 VM, minima of 30 rounds, order rotated:
+  // L 4096 K 7 0.39-0.40 ms against 0.45-0.47; L 65536 (outputs streamed) on transparent huge pages
+  // 6.1-6.4 ms against 7.3-7.7, on 4 KiB pages 8.9-10.4 against 8.8-9.3.
   TOKENMIX_ALWAYS_INLINE void step(Index p) const {
     if (one_per_step) {
       for (int i = 0; i < n; ++i)
@@ -1119,11 +1120,7 @@ struct NeighborhoodKernel {
     // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
     // Zen 5 VM: 1.22 ms with the prefetches in every call, 0.94-0.98 with none in any (bursts per
     // tile), 0.86-0.92 in the first chunk's (the previous code's 0.85-0.90).
-    // The one-compare schedule (step) only where the rows do not stream from DRAM: L 4096 K 7 took
-    // 0.86 of the time with it (in-process alternation on the Zen 5 VM, minima of 30 rounds 0.41 ms
-    // against 0.47), but L 65536 (outputs streamed) 1.06-1.34 (the same prefetches, issued closer
-    // together in time); L 16384 (not streamed) 0.96 of the time.
-    lines.spread(pl.H * pl.P, !pl.stream_out);
+    lines.spread(pl.H * pl.P);
   }
 
   // 1-D: tile t of work item `item`'s tile run (null past its last tile), and its batch.
