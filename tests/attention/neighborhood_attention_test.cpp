@@ -459,16 +459,22 @@ TEST(NeighborhoodAttention, LongAxesSpanSeveralTileRuns) {
   EXPECT_TRUE(fused_matches_oracle<2>(two, rng));
 }
 
-// 1-D outputs larger than 8 L2s go to memory with non-temporal stores (NaPlan::stream_out; the
-// length is sized from l2_cache_bytes() so that the plan takes that path): against the oracle (and
-// the split ops against the slot rule), with GQA and rpb; an output view off the vector alignment
-// (plain stores for the rows the streaming stores cannot take) and two threads give the same bits.
+// The outputs of 1-D calls whose tensors outgrow half the L3 go to memory with non-temporal stores
+// (NaPlan::stream_out; the length is sized from l3_cache_bytes() so that the plan takes that path,
+// and one of half that length keeps plain stores): against the oracle (and the split ops against the
+// slot rule), with GQA and rpb; an output view off the vector alignment (plain stores for the rows
+// the streaming stores cannot take) and two threads give the same bits.
 TEST(NeighborhoodAttention, LongOutputsAreStreamedPastTheCaches) {
   Rng rng(31);
   NaCase<1> c;
   c.H = 2, c.Hkv = 1, c.P = 16, c.Pv = 16, c.K = {9}, c.d = {1}, c.s = {1}, c.rpb = true;
-  const Index token_bytes = c.H * c.Pv * Index(sizeof(float));
-  c.extent = {8 * Index(l2_cache_bytes()) / token_bytes + 37};
+  const Index token_bytes = (c.H + c.Hkv) * (c.P + c.Pv) * Index(sizeof(float));  // q, k, v and out
+  c.extent = {Index(l3_cache_bytes()) / 2 / token_bytes + 37};
+  {
+    const std::array<Index, 1> half{c.extent[0] / 2};
+    EXPECT_FALSE((attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, half, c.params(),
+                                                                          1.0f, 1).stream_out));
+  }
   const auto plan = attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
                                                                             c.params(), 1.0f, 1);
   ASSERT_TRUE(plan.stream_out) << c.name();

@@ -335,6 +335,17 @@ TEST(CacheSize, L2IsPlausibleAndStable) {
   EXPECT_EQ(tokenmix::l2_cache_bytes(), bytes);
 }
 
+// The L3 the core shares (sysfs, not glibc's sum over the package): plausible (1 MiB .. 1 GiB) and
+// read once.
+TEST(CacheSize, L3IsPlausibleAndStable) {
+  const std::size_t bytes = tokenmix::l3_cache_bytes();
+  EXPECT_GE(bytes, std::size_t(1) << 20);
+  EXPECT_LE(bytes, std::size_t(1) << 30);
+  std::size_t other = 0;
+  std::thread([&] { other = tokenmix::l3_cache_bytes(); }).join();
+  EXPECT_EQ(other, bytes);
+}
+
 TEST(SplitMix64, IsDeterministicAndInRange) {
   tokenmix::SplitMix64 a(7), b(7), c(8);
   EXPECT_EQ(a.next(), b.next());

@@ -507,14 +507,20 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     plan.heads_inside = Hkv > 1 && image_bytes > l2 && double(Hkv) * ring_bytes <= 0.375 * l2 && items_inside >= 4 * threads;
   }
   plan.cache_entries = plan.ring_entries * (plan.heads_inside ? Hkv : 1);
-  // 1-D outputs many times the L2 are written with non-temporal stores: no read for ownership of
-  // each line (a fifth of the traffic of a one-pass kernel over q, k, v and out), and no eviction
-  // of the rows still to be read. Smaller ones stay in the caches for whatever reads them next.
-  // On the 2-vCPU Zen 5 VM (1 MiB L2; in-process alternation, rows prefetched from the micro-kernels
-  // either way): L 65536 K 7 (out 32 MiB) 7.7-9.6 ms against 11.0-12.9 with plain stores (the out
-  // rows then prefetched for writing).
-  if constexpr (R == 1)
-    plan.stream_out = double(B * plan.tokens * H * Pv) * sizeof(float) > 8.0 * double(l2_cache_bytes());
+  // 1-D outputs of calls whose tensors outgrow half the L3 the core shares are written with
+  // non-temporal stores: no read for ownership of each line (a fifth of the traffic of a one-pass
+  // kernel over q, k, v and out), and no eviction of the rows still to be read; the outputs would
+  // not stay cached for whatever reads them next anyway. Smaller calls keep plain stores. On the
+  // 2-vCPU Zen 5 VM (32 MiB L3; in-process alternation, rows prefetched from the micro-kernels
+  // either way): L 65536 K 7 (128 MiB of tensors) 7.7-9.6 ms against 11.0-12.9 with plain stores
+  // (the out rows then prefetched for writing); L 16384 (32 MiB) 2.21-2.33 ms against 2.95-2.99
+  // (medians of 24 rounds, order rotated; the previous rule, outputs over 8 L2s, left it plain). L 8192 (16 MiB) and L 4096
+  // stay plain: streamed, they measured 0.8 and 0.87 of the time in a loop of calls, but their
+  // outputs fit the L3 where the next op would read them (not measured).
+  if constexpr (R == 1) {
+    const double tensor_bytes = double(B * plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
+    plan.stream_out = tensor_bytes > 0.5 * double(l3_cache_bytes());
+  }
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
   // split when the other dimensions do not give every thread a few items (4), and their sizes
   // differ by at most one block, so that there are as many as asked (runs of one rounded-up size
