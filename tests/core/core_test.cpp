@@ -321,30 +321,31 @@ TEST(ParallelFor, WaitsForSlowRangesPastTheSpin) {
   EXPECT_EQ(done.load(), 2);
 }
 
-// ---- seeded random weights ----------------------------------------------------------------------
+// ---- cache sizes ---------------------------------------------------------------------------------
 
-// The L2 size kernels size their working sets to: a plausible per-core size (64 KiB .. 64 MiB),
-// read once (the same value on every call and thread).
+// A cache size kernels size their working sets to: within [lo, hi] and read once (the same value on
+// every call and thread).
+void expect_plausible_and_stable(std::size_t (*cache_bytes)(), std::size_t lo, std::size_t hi) {
+  const std::size_t bytes = cache_bytes();
+  EXPECT_GE(bytes, lo);
+  EXPECT_LE(bytes, hi);
+  std::size_t other = 0;
+  std::thread([&] { other = cache_bytes(); }).join();
+  EXPECT_EQ(other, bytes);
+  EXPECT_EQ(cache_bytes(), bytes);
+}
+
+// The per-core L2: 64 KiB .. 64 MiB.
 TEST(CacheSize, L2IsPlausibleAndStable) {
-  const std::size_t bytes = tokenmix::l2_cache_bytes();
-  EXPECT_GE(bytes, std::size_t(64) << 10);
-  EXPECT_LE(bytes, std::size_t(64) << 20);
-  std::size_t other = 0;
-  std::thread([&] { other = tokenmix::l2_cache_bytes(); }).join();
-  EXPECT_EQ(other, bytes);
-  EXPECT_EQ(tokenmix::l2_cache_bytes(), bytes);
+  expect_plausible_and_stable(tokenmix::l2_cache_bytes, std::size_t(64) << 10, std::size_t(64) << 20);
 }
 
-// The L3 the core shares (sysfs, not glibc's sum over the package): plausible (1 MiB .. 1 GiB) and
-// read once.
+// The L3 the core shares (sysfs, not glibc's sum over the package): 1 MiB .. 1 GiB.
 TEST(CacheSize, L3IsPlausibleAndStable) {
-  const std::size_t bytes = tokenmix::l3_cache_bytes();
-  EXPECT_GE(bytes, std::size_t(1) << 20);
-  EXPECT_LE(bytes, std::size_t(1) << 30);
-  std::size_t other = 0;
-  std::thread([&] { other = tokenmix::l3_cache_bytes(); }).join();
-  EXPECT_EQ(other, bytes);
+  expect_plausible_and_stable(tokenmix::l3_cache_bytes, std::size_t(1) << 20, std::size_t(1) << 30);
 }
+
+// ---- seeded random weights ----------------------------------------------------------------------
 
 TEST(SplitMix64, IsDeterministicAndInRange) {
   tokenmix::SplitMix64 a(7), b(7), c(8);
