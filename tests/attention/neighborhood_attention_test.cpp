@@ -355,9 +355,9 @@ TEST(NeighborhoodAttention, OneDimensionalSweep) {
 // calls come from the aligned pair below a when a's offset in its cache line allows
 // (kNaHybridSlots): a VALIGND at offset 0 (one row: every slot), a permute elsewhere; the others
 // from plain loads. Kernel sizes 2 .. 18, causal or not, put a at every offset 0 .. 15 and chunks
-// of 2 .. 8 slots; every case against the oracle. The non-causal
-// ones with rpb: up to K 16 (kNaRpbPermuteMaxK) each slot's biases are a permute of the table row
-// (one vector up to K 8, two beyond), from K 17 a gather.
+// of 2 .. 8 slots; every case against the oracle. The non-causal ones with rpb: up to K 16
+// (kNaRpbPermuteMaxK) each slot's biases are a permute of the table row (one vector up to K 8, two
+// beyond), from K 17 a gather.
 TEST(NeighborhoodAttention, KeySlotsAtEveryCacheLineOffset) {
   Rng rng(28);
   for (Index K = 2; K <= 18; ++K)

@@ -514,9 +514,11 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   // 2-vCPU Zen 5 VM (32 MiB L3; in-process alternation, rows prefetched from the micro-kernels
   // either way): L 65536 K 7 (128 MiB of tensors) 7.7-9.6 ms against 11.0-12.9 with plain stores
   // (the out rows then prefetched for writing); L 16384 (32 MiB) 2.21-2.33 ms against 2.95-2.99
-  // (medians of 24 rounds, order rotated; the previous rule, outputs over 8 L2s, left it plain). L 8192 (16 MiB) and L 4096
-  // stay plain: streamed, they measured 0.8 and 0.87 of the time in a loop of calls, but their
-  // outputs fit the L3 where the next op would read them (not measured).
+  // (medians of 24 rounds, order rotated; the previous rule, outputs over 8 L2s, left it plain).
+  // L 8192 (16 MiB) and L 4096 stay plain: streamed, they measured 0.8 and 0.87 of the time in a
+  // loop of calls, but their outputs fit the L3 where the next op would read them (not measured).
+  // On the 16-core Xeon VM (300 MiB L3 in sysfs) even L 65536 stays plain: there 1 thread measured
+  // 13.8-14.7 ms against 12.3-16.0 streamed, 16 threads 1.66-2.07 against 3.60-3.97.
   if constexpr (R == 1) {
     const double tensor_bytes = double(B * plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
     plan.stream_out = tensor_bytes > 0.5 * double(l3_cache_bytes());
