@@ -141,13 +141,14 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
 }
 
 // 1-D: the cache lines of a later tile's token rows (q, k, v, and out unless streamed), prefetched a
-// few at a time from inside the qk micro-kernels (na_qk_micro) instead of in one burst. A burst of a
-// few hundred prefetches that miss to DRAM fills the L1 miss buffers and stalls the core until DRAM
-// answers; spread over the FMAs, the same prefetches overlap with them. With the slab filled as the
-// tiles reach it and long outputs streamed (NaPlan::stream_out), on the 2-vCPU Zen 5 VM (in-process
-// alternation with the previous code, which filled each run's slab at once, prefetching 8 chunks
-// ahead, and the q and out rows 2 tiles ahead, in bursts; 2 MiB-aligned buffers): L 65536 K 7 7.1-7.2 ms
-// against 11.9-12.1, L 4096 0.42 against 0.42-0.43; K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
+// line per range and iteration from inside the qk micro-kernels (na_qk_micro) instead of in one
+// burst. A burst of a few hundred prefetches that miss to DRAM fills the L1 miss buffers and stalls
+// the core until DRAM answers; spread over the FMAs, the same prefetches overlap with them. With the
+// slab filled as the tiles reach it and long outputs streamed (NaPlan::stream_out), on the 2-vCPU
+// Zen 5 VM (in-process alternation with the previous code, which filled each run's slab at once,
+// prefetching 8 chunks ahead, and the q and out rows 2 tiles ahead, in bursts; 2 MiB-aligned buffers
+// advised for huge pages): L 65536 K 7 7.1-7.2 ms against 11.9-12.1, L 4096 0.42 against 0.42-0.43;
+// K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
 //
 // Tiles of consecutive tokens only (their rows are one range of memory per tensor); a micro-kernel
 // call of `depth` iterations takes the next per_step · depth lines of every range.
@@ -570,7 +571,7 @@ struct NaMicro {
   const std::int32_t* col;      // permuted: the tile's lane offsets
   int misalign;                 // slab's offset in floats from the 64-byte boundary below it
   float* max_out[kNaMaxRows];   // qk, optional: per row, the running lane-wise max of the logits [W]
-  NaLinePrefetch* prefetch;     // qk, optional: lines to prefetch, a few per iteration (1-D)
+  NaLinePrefetch* prefetch;     // qk, optional: lines to prefetch as it iterates (1-D)
 };
 
 // Aligned: slab rows start on the 64-byte boundary (misalign 0) and the first NP slots come from
