@@ -241,6 +241,7 @@ struct NaTileRun {
   Index group = 0, first = 0, tiles = 0;  // tiles at the group's columns first, first + W, ...
   Index tile0 = 0;                        // its first tile in NaPlan::tiles
   Index c_lo = 0, width = 0;             // row slab column c = group column c_lo + c, c < width (multiple of W)
+  Index read_end = 0;                     // slab columns >= read_end are read only by lanes past the axis end
 };
 
 // A tile and the batch it is taken in.
@@ -374,6 +375,13 @@ struct NaPlan {
     return true;
   }
 
+  // One past the last key column the lanes inside the axis of tile t read (their slots' a + j·d).
+  Index read_end_column(const NaTile& t) const {
+    Index end = std::numeric_limits<Index>::min();
+    for (Index i = 0; i < t.count; ++i) end = std::max(end, t.a[i] + (K - 1) * slot_step + 1);
+    return end;
+  }
+
   // One past the last key column the micro-kernels read for tile t: a + j·d for every lane and
   // slot; permuted tiles load two vectors from each chunk start.
   Index end_column(const NaTile& t) const {
@@ -446,18 +454,20 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   for (Index g = 0; g < plan.groups; ++g) {
     const Index Lg = plan.group_length(g);
     for (Index first = 0; first < Lg; first += run_tiles * W) {
-      NaTileRun run{g, first, 0, Index(plan.tiles.size()), 0, 0};
-      Index end = 0;
+      NaTileRun run{g, first, 0, Index(plan.tiles.size()), 0, 0, 0};
+      Index end = 0, read_end = 0;
       for (Index f = first; f < Lg && run.tiles < run_tiles; f += W, ++run.tiles) {
         const NaTile& t = plan.tiles.emplace_back(plan.tile(g, f));
         if (f == first) run.c_lo = t.a_min;
         run.c_lo = std::min(run.c_lo, t.a_min), end = std::max(end, plan.end_column(t));
+        read_end = std::max(read_end, plan.read_end_column(t));
         plan.any_gathered = plan.any_gathered || t.keys == NaTile::Keys::gathered;
         const bool in_lanes = na_value_step<Arch>(t.keys, plan.slot_step) == 0;
         plan.value_slabs = plan.value_slabs || (Pv > 0 && in_lanes);
         plan.value_rows = plan.value_rows || (Pv > 0 && !in_lanes);
       }
       run.width = (end - run.c_lo + W - 1) / W * W;
+      run.read_end = read_end - run.c_lo;
       plan.max_width = std::max(plan.max_width, run.width);
       plan.runs.push_back(run);
     }
@@ -915,11 +925,12 @@ struct NeighborhoodKernel {
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
     Index filled = 0;  // 1-D: slab columns filled for the current tile run
-    // 1-D (streaming): 4 tiles past those whose keys the slab fill and the weighted sum reach (half a
-    // window past the tile); 2-D / 3-D: the next tile. L 65536 K 7 on the Zen 5 VM (its benchmark's
-    // per_token_vs_L4096, alternating binaries, 4-5 runs each): 1.08-1.29 with 4, 1.17-1.37 with 2,
-    // 1.14-1.31 with 6, 1.18-1.28 with 8.
-    const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : 1;
+    // Token rows are prefetched ahead_tiles ahead. 1-D: 4 tiles past those whose keys the slab fill
+    // and the weighted sum reach (half a window past the tile); L 65536 K 7 on the Zen 5 VM (its
+    // benchmark's per_token_vs_L4096, alternating binaries, 4-5 runs each): 1.08-1.29 with 4,
+    // 1.17-1.37 with 2, 1.14-1.31 with 6, 1.18-1.28 with 8. 3-D: the next tile; 2-D: none (see
+    // run_tile).
+    const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : R == 2 ? 0 : 1;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
@@ -939,8 +950,8 @@ struct NeighborhoodKernel {
         block_union(sc, pl.blocks[std::size_t(blk)]);
         if (pl.value_rows && (mode == NaOutput::attention || mode == NaOutput::weighted_sum))
           value_entries(sc, pl.blocks[std::size_t(blk)]);
-        // 1-D: tile by tile, every kv head of each; 2-D / 3-D: head by head, every tile of each.
-        // Token rows are prefetched ahead_tiles ahead (1-D: past the run's end, in the next item's run).
+        // 1-D: tile by tile, every kv head of each (token rows prefetched past the run's end: in the
+        // next item's run); 2-D / 3-D: head by head, every tile of each.
         const Index n_tiles = tiles.tiles;
         const NaTile* run_tiles = pl.tiles.data() + tiles.tile0;
         for (Index step = 0; step < n_tiles * heads; ++step) {
@@ -949,7 +960,7 @@ struct NeighborhoodKernel {
           if (R == 1 && step % heads == 0 && slab_floats() > 0)  // the key columns the tile's windows reach
             fill_slab_columns(sc, tiles, b, filled, std::min(tiles.width, pl.end_column(run_tiles[t]) - tiles.c_lo));
           NaTileAt ahead;
-          if (t + ahead_tiles < n_tiles)
+          if (ahead_tiles > 0 && t + ahead_tiles < n_tiles)
             ahead = {&run_tiles[t + ahead_tiles], b};
           else if (R == 1 && item + 1 < last_item)
             ahead = tile_of_item(item + 1, t + ahead_tiles - n_tiles);
@@ -1062,22 +1073,23 @@ struct NeighborhoodKernel {
   // Transposes the key columns c0 .. c0 + W - 1 of (row, hkv) into its slab dst ([P, width] keys,
   // then, if value_slabs, [Pv, width] values). Columns of keys outside the axis repeat the nearest
   // key: only lanes past the axis end and causal slots at -inf (weight 0) read them, and the values
-  // must be finite. 2-D / 3-D: prefetches the same columns of the next row along axis R-2 (the next
-  // slab a walk down the rows fills, and the value rows the weighted sum then reads in place); 1-D
-  // rows are prefetched tile by tile (run_tile).
+  // must be finite. 3-D: prefetches the same columns of the next row along axis R-2 (the next slab a
+  // walk down the rows fills, and the value rows the weighted sum then reads in place; see run_tile).
   void fill_slab_chunk(float* dst, Index row, const NaTileRun& tiles, Index b, Index hkv, Index c0) const {
     const NaPlan<R>& pl = plan;
     const Index Lg = pl.group_length(tiles.group);
-    // A chunk wholly outside the axis (and its wrapped columns) is only read by lanes past its end
-    // and masked slots: whatever finite values the slab holds (zeros, or an earlier row's keys) will do.
+    // A chunk that no lane inside the axis reads (wholly before the axis and its wrapped columns, or
+    // past NaTileRun::read_end) is only read by lanes past its end and masked slots: whatever finite
+    // values the slab holds (zeros, or an earlier row's keys) will do. (56x56 K 7: 4 chunks a row,
+    // not 5.)
     const Index band = pl.wrap_borders() ? pl.K * pl.slot_step : 0;
-    if (tiles.c_lo + c0 >= Lg + band || tiles.c_lo + c0 + W <= -band) return;
+    if (c0 >= tiles.read_end || tiles.c_lo + c0 + W <= -band) return;
     const Index token0 = b * pl.tokens + row * pl.L + tiles.group;  // the group's column 0 in this row
     const Index k_stride = pl.col_step * pl.Hkv * pl.P, v_stride = pl.col_step * pl.Hkv * pl.Pv;
     const float* k0 = k + (token0 * pl.Hkv + hkv) * pl.P;
     const float* v0 = v + (token0 * pl.Hkv + hkv) * pl.Pv;
     const Index key0 = tiles.c_lo + c0;
-    if constexpr (R > 1) {
+    if constexpr (R == 3) {
       if (const Index next_row = row + pl.params.dilation[std::size_t(R - 2)]; next_row < pl.rows) {
         const Index shift = (next_row - row) * pl.L;  // tokens
         const Index first = std::min(std::max<Index>(key0, 0), Lg - 1), n = std::min(W, Lg - first);
@@ -1314,8 +1326,14 @@ struct NeighborhoodKernel {
     const Index in_floats = qk ? pl.P : S_full;
     float* out_rows = pv ? out : logits;
     const Index out_floats = pv ? pl.Pv : S_full;
-    // 1-D with logits: the later tile's rows are prefetched from inside the qk micro-kernels (run
-    // lists them, see NaLinePrefetch); else here, in one go.
+    // 1-D: a later tile's rows are prefetched from inside the qk micro-kernels (run lists them, see
+    // NaLinePrefetch), or, where they are not (dilation groups, the split av), here in one go; 3-D:
+    // the next tile's, here (and the slab fill the next key row's). 2-D prefetches nothing (ahead is
+    // null): with the same bursts as 3-D, 56x56 K 7 measured 0.70-0.72 ms against 0.67-0.69 without
+    // on the Zen 5 VM (in-process alternation, order rotated; 28x28 0.187 against 0.181, K 13 the
+    // same); a slice of the lines after each qk call, the next block's queries after each qk call or
+    // the tile's value rows over the softmax 0.66-0.86. 3-D 8x28x28 K 3x7x7 without them: 1.04-1.08x
+    // the time (medians), its tensors (13 MB) far past the L2.
     const bool spread_prefetch = spreads_prefetch() && ahead.tile;
     if (ahead.tile && !spread_prefetch) {  // the inputs and outputs of this kv head's query heads in a later tile
       const Index h0 = hkv * group_heads;
@@ -1325,7 +1343,7 @@ struct NeighborhoodKernel {
                       group_heads * in_floats);
         prefetch_rows(out_rows + (token0 * pl.H + h0) * out_floats, lane_stride * pl.H * out_floats, ahead.tile->count,
                       group_heads * out_floats, true);
-        if (R == 1) {  // and the kv head's keys and values (2-D / 3-D: the slab fill prefetches the next row's)
+        if (R == 1) {  // and the kv head's keys and values (3-D: the slab fill prefetches the next row's)
           prefetch_rows(k + (token0 * pl.Hkv + hkv) * pl.P, lane_stride * pl.Hkv * pl.P, ahead.tile->count, pl.P);
           prefetch_rows(v + (token0 * pl.Hkv + hkv) * pl.Pv, lane_stride * pl.Hkv * pl.Pv, ahead.tile->count, pl.Pv);
         }
