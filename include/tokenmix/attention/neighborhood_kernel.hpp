@@ -1617,7 +1617,7 @@ struct NeighborhoodKernel {
     else
       for (Index x = 0; x < n_slots; ++x) max = xsimd::max(max, simd::load<Arch>(S + x * W));
     for (Index x = 0; x < n_slots; ++x) {
-      const V e = simd::exp2<Arch>(simd::load<Arch>(S + x * W) - max);
+      const V e = simd::exp2_nonpositive<Arch>(simd::load<Arch>(S + x * W) - max);  // S <= max
       simd::store<Arch>(S + x * W, e);
       sum += e;
     }
