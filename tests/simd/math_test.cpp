@@ -506,13 +506,15 @@ TYPED_TEST(SimdMathTyped, Exp2SpecialValuesAndExactPowers) {
     EXPECT_EQ(T::template at<Fn::exp2>(static_cast<float>(k)), std::ldexp(1.0f, k)) << "k = " << k;
 }
 
-// exp2_nonpositive (the softmaxes' exp2 without the upper clamp) is exp2, bit for bit, at every x <= 0:
-// every 61st float bit pattern of [-200, -0] (results 0 below -150, subnormal from -126), -inf and NaN.
+// exp2_nonpositive (the softmaxes' exp2 without the upper clamp) is exp2, bit for bit, at every x <= 129:
+// every 127th float bit pattern of [-200, -0] (results 0 below -150, subnormal from -126) and of
+// [0, 129] (+inf from 128), -inf and NaN.
 TYPED_TEST(SimdMathTyped, Exp2NonpositiveIsExp2) {
   using V = typename TestFixture::V;
   constexpr std::size_t W = TestFixture::W;
-  std::vector<float> xs = {-kInf, kNaN, -0.0f, 0.0f, -std::numeric_limits<float>::max()};
-  for (std::uint32_t u = bits_of(-0.0f); u <= bits_of(-200.0f); u += 61) xs.push_back(float_of(u));
+  std::vector<float> xs = {-kInf, kNaN, -0.0f, 0.0f, 129.0f, -std::numeric_limits<float>::max()};
+  for (std::uint32_t u = bits_of(-0.0f); u <= bits_of(-200.0f); u += 127) xs.push_back(float_of(u));
+  for (std::uint32_t u = bits_of(0.0f); u <= bits_of(129.0f); u += 127) xs.push_back(float_of(u));
   alignas(64) float in[W], got[W], want[W];
   for (std::size_t i = 0; i < xs.size(); i += W) {
     for (std::size_t l = 0; l < W; ++l) in[l] = xs[std::min(i + l, xs.size() - 1)];

@@ -30,9 +30,10 @@
 // values (Ot, then transposed out); see na_value_step.
 //
 // Buffers, per tile, query row i of the block and head:
-//   Qt [P, W]        the queries, transposed, times scale·log2(e)
-//   S  [slots, W]    logits in log2 units (slot = index of the key row in the row's window · K_last + j),
-//                    then exp2(S - m) in place
+//   Qt [P, W]        the queries, transposed
+//   S  [slots, W]    q·k (slot = index of the key row in the row's window · K_last + j), then the
+//                    logits in log2 units (times scale·log2(e), plus rpb), then exp2(S - m) in place;
+//                    where no rpb or mask changes them, the softmax scales them on the way instead
 //   out rows         Σ_slots exp2(S - m) · v, divided by l = Σ_slots exp2(S - m), lane block by lane block
 //                    (or through Ot [Pv, W])
 // Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
@@ -263,7 +264,7 @@ struct NaPlan {
   Index B = 0, H = 0, Hkv = 0, P = 0, Pv = 0, tokens = 0;
   std::array<Index, R> extent{};
   NeighborhoodParams<R> params;
-  float q_scale = 0;  // scale·log2(e)
+  float q_scale = 0;  // scale·log2(e): from q·k to the log2 units of S (the split logits: scale)
   // The last axis.
   Index L = 0, K = 0, dil = 1, stride = 1, W = 1;
   // Columns: groups (d, or 1 in position order), positions between columns (d or 1) and columns
@@ -1356,8 +1357,6 @@ struct NeighborhoodKernel {
           float* qt = sc.qt.data() + i * p_pad() * W;
           transpose_lanes_in<Arch>(q + (token0_of(tile, i, b) * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count,
                                    pl.P, qt, W);
-          const V scale(pl.q_scale);
-          for (Index p = 0; p < pl.P; ++p) simd::store<Arch>(qt + p * W, simd::load<Arch>(qt + p * W) * scale);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
         products<true>(sc, tiles, tile, b, hkv, spread_prefetch ? &sc.ahead_lines : nullptr);
@@ -1394,7 +1393,7 @@ struct NeighborhoodKernel {
         // Lane blocks (lanes lane0 + l·step, lane0 = residue + a multiple of value_lanes·step), the
         // block's rows in turn within each: rows i and i + 1 share all but one of their key rows, whose
         // value rows the second then reads from L1. Against row by row (in-process alternation, Zen 5
-        // VM): 56x56 K 7 0.99 of the time.
+        // VM): 56x56 K 7 0.98-0.99 of the time, 28x28 0.98, K 13 0.98.
         const Index LS = value_step, LB = value_lanes(value_step);
         for (Index residue = 0; residue < LS; ++residue)
           for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS)
@@ -1422,12 +1421,15 @@ struct NeighborhoodKernel {
     }
   }
 
-  // Row i's logits + rpb·bias_scale (log2(e) for the softmax's exp2, 1 for the split logits), and
-  // -inf at the slots outside causal windows.
+  // Row i's q·k -> logits: times q_scale, plus rpb·bias_scale (log2(e) for the softmax's exp2, 1 for
+  // the split logits), and -inf at the slots outside causal windows.
   void bias_and_mask(Scratch& sc, int i, const NaTile& tile, Index h, V bias_scale) const {
     const NaPlan<R>& pl = plan;
     float* S = sc.s.data() + i * pl.max_slots * W;  // [n_slots, W]
     const Index n_slots = sc.n_slots[i];
+    const V c(pl.q_scale);
+    if (!rpb && !tile.masked)
+      for (Index x = 0; x < n_slots; ++x) simd::store<Arch>(S + x * W, simd::load<Arch>(S + x * W) * c);
     if (rpb) {
       // Slot j of lane takes the table entry rpb_first + window_slot(j) of its row (wrapped tiles:
       // (rot + j) mod K; rpb comes without causal axes, so no slot is masked here).
@@ -1457,11 +1459,12 @@ struct NeighborhoodKernel {
           for (Index j = 0; j < pl.K; ++j) at[j] = entries(j);
           for (Index r = 0; r < n_slots / pl.K; ++r) {
             const float* row = table + sc.rpb_base[i][std::size_t(r)];
-            const __m512 lo = _mm512_maskz_loadu_ps(lo_mask, row), hi = _mm512_maskz_loadu_ps(hi_mask, row + 16);
+            const __m512 lo = V(_mm512_maskz_loadu_ps(lo_mask, row)) * bias_scale;
+            const __m512 hi = V(_mm512_maskz_loadu_ps(hi_mask, row + 16)) * bias_scale;
             float* s = S + r * pl.K * W;
             for (Index j = 0; j < pl.K; ++j)
-              simd::store<Arch>(s + j * W, simd::fmadd<Arch>(V(_mm512_permutex2var_ps(lo, at[j], hi)), bias_scale,
-                                                          simd::load<Arch>(s + j * W)));
+              simd::store<Arch>(s + j * W, simd::fmadd<Arch>(simd::load<Arch>(s + j * W), c,
+                                                          V(_mm512_permutex2var_ps(lo, at[j], hi))));
           }
         } else {
           for (Index j = 0; j < pl.K; ++j) {
@@ -1469,7 +1472,7 @@ struct NeighborhoodKernel {
             for (Index r = 0; r < n_slots / pl.K; ++r) {
               float* s = S + (r * pl.K + j) * W;
               const V bias = _mm512_i32gather_ps(at, table + sc.rpb_base[i][std::size_t(r)], sizeof(float));
-              simd::store<Arch>(s, simd::fmadd<Arch>(bias, bias_scale, simd::load<Arch>(s)));
+              simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(s), c, bias * bias_scale));
             }
           }
         }
@@ -1500,17 +1503,17 @@ struct NeighborhoodKernel {
               b = simd::load<Arch>(bias);
             }
             float* s = S + (r * pl.K + j) * W;
-            simd::store<Arch>(s, simd::fmadd<Arch>(b, bias_scale, simd::load<Arch>(s)));
+            simd::store<Arch>(s, simd::fmadd<Arch>(simd::load<Arch>(s), c, b * bias_scale));
           }
         }
       }
     }
-    if (tile.masked) {
+    if (tile.masked) {  // (rpb comes without causal axes: masked tiles are scaled here)
       const V skip = simd::load<Arch>(tile.skip), minus_inf(-std::numeric_limits<float>::infinity());
       for (Index r = 0; r < n_slots / pl.K; ++r)
         for (Index j = 0; j < pl.K; ++j) {
           float* s = S + (r * pl.K + j) * W;
-          simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s)));
+          simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s) * c));
         }
     }
   }
@@ -1617,25 +1620,35 @@ struct NeighborhoodKernel {
     const NaPlan<R>& pl = plan;
     float* S = sc.s.data() + i * pl.max_slots * W;  // [n_slots, W]
     const Index n_slots = sc.n_slots[i];
-    bias_and_mask(sc, i, tile, h, V(simd::kLog2e));
     // Locals, not m and l: through the references GCC kept them in memory (the V type may alias the
     // floats of S), a store-to-load chain per slot that cost fused NA with rpb 5-9% of its time.
     V max(-std::numeric_limits<float>::infinity()), sum(0.0f);
-    if (fused_row_max(tile))
-      max = simd::load<Arch>(sc.row_max.data() + i * W);
-    else
+    // S times q_scale minus the max: one FMA where the qk micro-kernels kept the max of q·k (the
+    // queries unscaled; against a pass scaling each tile's queries, in-process alternation on the
+    // Zen 5 VM in a noisy hour, minima: 56x56 K 7 0.95-1.00 of the time, 28x28 0.97); else after
+    // the logits are formed (bias_and_mask) and their max taken. S·c - max·c rounds to within an
+    // ulp of 0 above it at the max, where exp2_nonpositive is still exp2.
+    V c(1.0f);
+    if (fused_row_max(tile)) {
+      c = V(pl.q_scale);
+      max = simd::load<Arch>(sc.row_max.data() + i * W) * c;
+    } else {
+      bias_and_mask(sc, i, tile, h, V(simd::kLog2e));
       for (Index x = 0; x < n_slots; ++x) max = xsimd::max(max, simd::load<Arch>(S + x * W));
+    }
+    const V neg_max = -max;
     for (Index x = 0; x < n_slots; ++x) {
-      const V e = simd::exp2_nonpositive<Arch>(simd::load<Arch>(S + x * W) - max);  // S <= max
+      const V e = simd::exp2_nonpositive<Arch>(simd::fmadd<Arch>(simd::load<Arch>(S + x * W), c, neg_max));
       simd::store<Arch>(S + x * W, e);
       sum += e;
     }
     m = max, l = sum;
   }
 
-  // The qk micro-kernels keep the rows' max unless rpb or causal masks change the logits afterwards.
+  // The qk micro-kernels keep the rows' max of q·k unless rpb or causal masks change the logits
+  // afterwards (and q_scale > 0, so that the max of q·k is that of the logits).
   bool fused_row_max(const NaTile& tile) const {
-    return (mode == NaOutput::attention || mode == NaOutput::probabilities) && !rpb && !tile.masked;
+    return (mode == NaOutput::attention || mode == NaOutput::probabilities) && !rpb && !tile.masked && plan.q_scale > 0;
   }
 
   Index rpb_table_size() const {

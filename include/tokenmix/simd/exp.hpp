@@ -108,10 +108,11 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2(vfloat<Arch> x) noexcept {
   return detail::exp2_in_range<Arch>(detail::clamp_keep_nan<Arch>(x, -152.0f, 129.0f));
 }
 
-// 2^x for x <= 0 (a softmax's logits minus their maximum): exp2 without its upper clamp, bitwise the
-// same for every such x, -inf (0) and NaN included; for x > 0 the result is unspecified. One vector
-// operation less: a softmax loop (load, subtract the max, exp2, store, sum) in L1 took 0.86 of the
-// time on the Zen 5 VM (AVX-512), the two clamps being two of its fifteen operations.
+// 2^x for x <= 129, meant for a softmax's logits minus their maximum (<= 0, or a rounding above it):
+// exp2 without its upper clamp, bitwise the same for every such x, -inf (0) and NaN included; above
+// 129 the result is unspecified. One vector operation less: a softmax loop (load, subtract the max,
+// exp2, store, sum) in L1 took 0.86 of the time on the Zen 5 VM (AVX-512), the two clamps being two
+// of its fifteen operations.
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2_nonpositive(vfloat<Arch> x) noexcept {
   return detail::exp2_in_range<Arch>(xsimd::max(vfloat<Arch>(-152.0f), x));  // NaN stays NaN (see clamp_keep_nan)
