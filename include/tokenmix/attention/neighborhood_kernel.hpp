@@ -1508,12 +1508,13 @@ struct NeighborhoodKernel {
         }
       }
     }
-    if (tile.masked) {  // (rpb comes without causal axes: masked tiles are scaled here)
+    if (tile.masked) {  // scaled here unless the rpb's FMA did (rpb comes without causal axes anyway)
       const V skip = simd::load<Arch>(tile.skip), minus_inf(-std::numeric_limits<float>::infinity());
+      const V f = rpb ? V(1.0f) : c;
       for (Index r = 0; r < n_slots / pl.K; ++r)
         for (Index j = 0; j < pl.K; ++j) {
           float* s = S + (r * pl.K + j) * W;
-          simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s) * c));
+          simd::store<Arch>(s, xsimd::select(V(float(j)) < skip, minus_inf, simd::load<Arch>(s) * f));
         }
     }
   }
