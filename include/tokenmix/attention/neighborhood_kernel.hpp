@@ -1335,7 +1335,9 @@ struct NeighborhoodKernel {
     // on the Zen 5 VM (in-process alternation, order rotated; 28x28 0.187 against 0.181, K 13 the
     // same); a slice of the lines after each qk call, the next block's queries after each qk call or
     // the tile's value rows over the softmax 0.66-0.86. 3-D 8x28x28 K 3x7x7 without them: 1.04-1.08x
-    // the time (medians), its tensors (13 MB) far past the L2.
+    // the time (medians), its tensors (13 MB) far past the L2. The trade: while the VM's host slowed
+    // its memory, 2-D with the bursts held up better (medians of 150 alternated rounds: 1.12 ms
+    // against 1.46 without; in five quiet runs 0.73-0.94 against 0.68-0.90).
     const bool spread_prefetch = spreads_prefetch() && ahead.tile;
     if (ahead.tile && !spread_prefetch) {  // the inputs and outputs of this kv head's query heads in a later tile
       const Index h0 = hkv * group_heads;
