@@ -1247,17 +1247,17 @@ struct NeighborhoodKernel {
     return step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
   }
 
-  // out (or, with row_sum, out / row_sum) of row i of the block for one tile, query head h and the
+  // out (or, with inv_sum, out · inv_sum) of row i of the block for one tile, query head h and the
   // lane block lane0 + l·step, l < value_lanes(step): Σ_slots S_i[slot] · v[the slot's key] (see
   // na_av_rows), written to the lanes' token rows in place. step: the tile's na_value_step (1, 2, 4).
   void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
-                       Index hkv, int step, const V* row_sum, Index lane0) const {
+                       Index hkv, int step, const V* inv_sum, Index lane0) const {
     const NaPlan<R>& pl = plan;
     const Index Pv = pl.Pv;
     const Index LS = step;  // tile lanes between a block's lanes
     const Index LB = value_lanes(step);
     alignas(64) float scale[kNaMaxLanes];
-    simd::store<Arch>(scale, row_sum ? V(1.0f) / *row_sum : V(1.0f));
+    simd::store<Arch>(scale, inv_sum ? *inv_sum : V(1.0f));
     const Index token0 = b * pl.tokens + row * pl.L + tile.group + pl.col_step * tile.first;
     float* const out0 = out + (token0 * pl.H + h) * Pv;
     const Index out_stride = pl.col_step * pl.H * Pv;  // between lanes
@@ -1280,7 +1280,7 @@ struct NeighborhoodKernel {
         m.entries += n_first, m.n = n - n_first, m.accumulate = true;
         na_av<Arch>(m, J_other, step, nv);
       }
-      // The rows scaled by 1 / row_sum; streamed (where aligned) or stored, one loop for each.
+      // The rows scaled by inv_sum; streamed (where aligned) or stored, one loop for each.
       const auto write_rows = [&](auto streamed) {
         for (Index l = 0; l < lanes; ++l) {
           const V f(scale[lane0 + l * LS]);
@@ -1397,11 +1397,14 @@ struct NeighborhoodKernel {
         // value rows the second then reads from L1. Against row by row (in-process alternation, Zen 5
         // VM): 56x56 K 7 0.98-0.99 of the time, 28x28 0.98, K 13 0.98.
         const Index LS = value_step, LB = value_lanes(value_step);
+        V inv_sum[kNaMaxRows];  // once per row, not per lane block
+        if (mode == NaOutput::attention)
+          for (int i = 0; i < n; ++i) inv_sum[i] = V(1.0f) / row_sum[i];
         for (Index residue = 0; residue < LS; ++residue)
           for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS)
             for (int i = 0; i < n; ++i)
               weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv, value_step,
-                              mode == NaOutput::attention ? &row_sum[i] : nullptr, lane0);
+                              mode == NaOutput::attention ? &inv_sum[i] : nullptr, lane0);
       }
       for (int i = 0; i < n; ++i) {
         const Index token0 = token0_of(tile, i, b);
