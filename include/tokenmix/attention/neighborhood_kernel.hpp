@@ -795,25 +795,33 @@ struct NaValueEntry {
   Index j0;        // the chunk's first slot along the last axis
 };
 
+// One lane block of a tile for every query row of a block: per row its entries (those of the first
+// chunk size first), and where its lanes' weighted sums go, times what.
 struct NaValueRows {
-  const NaValueEntry* entries = nullptr;
-  int n = 0;
+  struct Row {
+    const NaValueEntry* entries = nullptr;
+    int n = 0, n_first = 0;
+    float* out = nullptr;          // lane l's first channel at out + l·LS·out_stride
+    const float* scale = nullptr;  // lane l's factor at scale[l·LS]
+  };
+  Row rows[kNaMaxRows];
+  int n_rows = 0;
   const float* v_row0 = nullptr;  // v + batch, kv head and first channel
   const Index* cols = nullptr;    // column c of the block's lanes at cols[c·LS]
   Index lane0 = 0;
-  float* acc = nullptr;           // [LB, NV·W]
-  bool accumulate = false;        // add to acc (a second chunk size) instead of starting from 0
+  Index out_stride = 0;           // floats between the output rows of consecutive tile lanes
+  int lanes = 0;                  // the block's lanes inside the tile (<= LB)
+  bool stream = false;            // non-temporal stores (where 64-byte aligned)
 };
 
+// acc += the entries' products (see above), J slots each.
 template <class Arch, int LS, int LB, int J, int NV>
-void na_av_rows(const NaValueRows& m) {
+TOKENMIX_ALWAYS_INLINE void na_av_entries(const NaValueRows& m, const NaValueEntry* entries, int n,
+                                          simd::vfloat<Arch> (&acc)[LB][NV]) {
   using V = simd::vfloat<Arch>;
   constexpr int W = static_cast<int>(simd::lanes<Arch>);
-  V acc[LB][NV];
-  for (int l = 0; l < LB; ++l)
-    for (int x = 0; x < NV; ++x) acc[l][x] = m.accumulate ? simd::load<Arch>(m.acc + (l * NV + x) * W) : V(0.0f);
-  for (int e = 0; e < m.n; ++e) {
-    const NaValueEntry& entry = m.entries[e];
+  for (int e = 0; e < n; ++e) {
+    const NaValueEntry& entry = entries[e];
     const float* w = entry.w + m.lane0;
     // Opaque to the optimiser: else GCC hoists the LB·J offsets lane0 + (c - l)·W + l out of the
     // entry loop and spills them (and acc) for want of registers, instead of using displacements.
@@ -832,35 +840,73 @@ void na_av_rows(const NaValueRows& m) {
       }
     }
   }
-  for (int l = 0; l < LB; ++l)
-    for (int x = 0; x < NV; ++x) simd::store<Arch>(m.acc + (l * NV + x) * W, acc[l][x]);
+}
+
+// Every row of the block in one call, its sums scaled and written to out from the registers, both
+// chunk sizes (J1 slots, then J2 = J1 + 1 where K splits into two sizes) in the one call. Against a
+// call per row and chunk size through a buffer, whose setup, dispatch and round trip cost ~100
+// cycles a call (in-process alternation on the Zen 5 VM, minima, order rotated; bitwise the same
+// outputs): 2-D 56x56 K 7 0.96-0.97 of the time, K 11 / 13 0.96 / 0.98, dilation 2 / 4 0.96,
+// 28x28 0.93; 3-D 8x28x28 0.98; 1-D L 4096 0.91, L 65536 0.95.
+template <class Arch, int LS, int LB, int J1, int J2, int NV>
+void na_av_rows(const NaValueRows& m) {
+  using V = simd::vfloat<Arch>;
+  constexpr int W = static_cast<int>(simd::lanes<Arch>);
+  for (int i = 0; i < m.n_rows; ++i) {
+    const NaValueRows::Row& row = m.rows[i];
+    V acc[LB][NV];
+    for (int l = 0; l < LB; ++l)
+      for (int x = 0; x < NV; ++x) acc[l][x] = V(0.0f);
+    na_av_entries<Arch, LS, LB, J1, NV>(m, row.entries, row.n_first, acc);
+    if constexpr (J2 != J1) na_av_entries<Arch, LS, LB, J2, NV>(m, row.entries + row.n_first, row.n - row.n_first, acc);
+    for (int l = 0; l < LB; ++l) {
+      if (l >= m.lanes) break;
+      const V f(row.scale[l * LS]);
+      float* const dst = row.out + l * LS * m.out_stride;
+      for (int x = 0; x < NV; ++x) {
+        if (m.stream && reinterpret_cast<std::uintptr_t>(dst + x * W) % sizeof(V) == 0)
+          simd::store_stream<Arch>(dst + x * W, acc[l][x] * f);
+        else
+          simd::store<Arch>(dst + x * W, acc[l][x] * f);
+      }
+    }
+  }
+}
+
+template <class Arch, int LS, int NV, int J1>
+void na_av_rows_j2(const NaValueRows& m, int J2) {
+  constexpr int LB = kNaValueLanes<Arch, LS>;
+  if constexpr (J1 < kNaMaxSlots)
+    if (J2 != J1) return na_av_rows<Arch, LS, LB, J1, J1 + 1, NV>(m);
+  return na_av_rows<Arch, LS, LB, J1, J1, NV>(m);
 }
 
 template <class Arch, int LS, int NV>
-void na_av_rows_j(const NaValueRows& m, int J) {
-  constexpr int LB = kNaValueLanes<Arch, LS>;
-  switch (J) {
-    case 1: return na_av_rows<Arch, LS, LB, 1, NV>(m);
-    case 2: return na_av_rows<Arch, LS, LB, 2, NV>(m);
-    case 3: return na_av_rows<Arch, LS, LB, 3, NV>(m);
-    case 4: return na_av_rows<Arch, LS, LB, 4, NV>(m);
-    case 5: return na_av_rows<Arch, LS, LB, 5, NV>(m);
-    case 6: return na_av_rows<Arch, LS, LB, 6, NV>(m);
-    case 7: return na_av_rows<Arch, LS, LB, 7, NV>(m);
-    default: return na_av_rows<Arch, LS, LB, 8, NV>(m);
+void na_av_rows_j(const NaValueRows& m, int J1, int J2) {
+  switch (J1) {
+    case 1: return na_av_rows_j2<Arch, LS, NV, 1>(m, J2);
+    case 2: return na_av_rows_j2<Arch, LS, NV, 2>(m, J2);
+    case 3: return na_av_rows_j2<Arch, LS, NV, 3>(m, J2);
+    case 4: return na_av_rows_j2<Arch, LS, NV, 4>(m, J2);
+    case 5: return na_av_rows_j2<Arch, LS, NV, 5>(m, J2);
+    case 6: return na_av_rows_j2<Arch, LS, NV, 6>(m, J2);
+    case 7: return na_av_rows_j2<Arch, LS, NV, 7>(m, J2);
+    default: return na_av_rows_j2<Arch, LS, NV, 8>(m, J2);
   }
 }
 
 template <class Arch, int LS>
-void na_av_nv(const NaValueRows& m, int J, int nv) {
-  return nv == 2 ? na_av_rows_j<Arch, LS, 2>(m, J) : na_av_rows_j<Arch, LS, 1>(m, J);
+void na_av_nv(const NaValueRows& m, int J1, int J2, int nv) {
+  return nv == 2 ? na_av_rows_j<Arch, LS, 2>(m, J1, J2) : na_av_rows_j<Arch, LS, 1>(m, J1, J2);
 }
 
+// The weighted sums of one lane block; J1, J2: the chunk sizes (pl.chunk's first and last: equal, or
+// J2 = J1 + 1).
 template <class Arch>
-void na_av(const NaValueRows& m, int J, int step, int nv) {
-  if (step == 4) return na_av_nv<Arch, 4>(m, J, nv);
-  if (step == 2) return na_av_nv<Arch, 2>(m, J, nv);
-  return na_av_nv<Arch, 1>(m, J, nv);
+void na_av(const NaValueRows& m, int J1, int J2, int step, int nv) {
+  if (step == 4) return na_av_nv<Arch, 4>(m, J1, J2, nv);
+  if (step == 2) return na_av_nv<Arch, 2>(m, J1, J2, nv);
+  return na_av_nv<Arch, 1>(m, J1, J2, nv);
 }
 
 // The pointers of one call and the kernel over a range of work items.
@@ -883,7 +929,6 @@ struct NeighborhoodKernel {
                                // entries [r·ring_entries, (r+1)·ring_entries)
     Buffer qt, s, ot;          // Qt_i [P_pad, W], S_i [max_slots, W], Ot_i [Pv_pad, W] (value_slabs), i < 3
     Buffer gathered;           // gathered tiles: [max(P, Pv), K, W]
-    Buffer acc;                // na_av_rows: the weighted sum of one lane block [LB, 2·W]
     std::vector<Index> value_cols;  // per slab column of the tile run: its value row's offset in v (floats)
     // Per query row of the block: its weighted sum's entries (NaValueRows), those of the first chunk
     // size first (n_first of them).
@@ -916,7 +961,6 @@ struct NeighborhoodKernel {
     sc.row_max.assign(std::size_t(kNaMaxRows * W), 0.0f);
     if (pl.any_gathered) sc.gathered.assign(std::size_t(std::max(pl.P, pl.Pv) * pl.K * W), 0.0f);
     if (pl.value_slabs) sc.ot.assign(std::size_t(kNaMaxRows * pv_pad() * W), 0.0f);
-    sc.acc.assign(std::size_t(kNaValueLanes<Arch> * 2 * W), 0.0f);
     sc.value_cols.assign(std::size_t(pl.max_width), 0);
     sc.owner.assign(std::size_t(pl.cache_entries), -1);
     sc.next.assign(std::size_t(pl.cache_entries / pl.ring_entries), 0);
@@ -1021,7 +1065,9 @@ struct NeighborhoodKernel {
       }
       std::array<Index, O> nn{};
       for (bool more = true; more;) {
-        NaUnionRow u;
+        // Built in place: a local pushed back was copied with wide loads over its narrower stores
+        // (a store-forwarding stall per row).
+        NaUnionRow& u = sc.uni.emplace_back();
         Index key_row = 0;
         for (int a = 0; a < O; ++a)
           key_row = key_row * pl.extent[std::size_t(a)] + lo[std::size_t(a)] + nn[std::size_t(a)] * step[std::size_t(a)];
@@ -1044,7 +1090,7 @@ struct NeighborhoodKernel {
           sc.rpb_base[i][std::size_t(idx)] = rpb * (2 * pl.K - 1);
           sc.out_base[i][std::size_t(idx)] = natten * pl.K;
         }
-        if (u.n_active > 0) sc.uni.push_back(u);
+        if (u.n_active == 0) sc.uni.pop_back();
         more = false;
         for (int a = O - 1; a >= 0; --a) {
           if (++nn[std::size_t(a)] < count[std::size_t(a)]) {
@@ -1231,9 +1277,11 @@ struct NeighborhoodKernel {
             if (u.active[x] != i) continue;
             Index j0 = 0;
             for (const int J : pl.chunk) {
-              if ((J == J_first) == first_size)
-                entries.push_back({sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W,
-                                   u.key_row * pl.L * pl.Hkv * pl.Pv, j0});
+              if ((J == J_first) == first_size) {
+                NaValueEntry& entry = entries.emplace_back();  // in place: see block_union
+                entry.w = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
+                entry.row = u.key_row * pl.L * pl.Hkv * pl.Pv, entry.j0 = j0;
+              }
               j0 += J;
             }
           }
@@ -1247,69 +1295,55 @@ struct NeighborhoodKernel {
     return step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
   }
 
-  // out (or, with inv_sum, out · inv_sum) of row i of the block for one tile, query head h and the
-  // lane block lane0 + l·step, l < value_lanes(step): Σ_slots S_i[slot] · v[the slot's key] (see
+  // out (or, with inv_sum, out · inv_sum) of the block's rows for one tile, query head h and the lane
+  // block lane0 + l·step, l < value_lanes(step): Σ_slots S_i[slot] · v[the slot's key] (see
   // na_av_rows), written to the lanes' token rows in place. step: the tile's na_value_step (1, 2, 4).
-  void weighted_values(Scratch& sc, int i, Index row, const NaTile& tile, const NaTileRun& tiles, Index b, Index h,
-                       Index hkv, int step, const V* inv_sum, Index lane0) const {
+  void weighted_values(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTile& tile,
+                       const NaTileRun& tiles, Index b, Index h, Index hkv, int step, const V* inv_sum,
+                       Index lane0) const {
     const NaPlan<R>& pl = plan;
+    const int n_rows = int(blk[0]);
     const Index Pv = pl.Pv;
     const Index LS = step;  // tile lanes between a block's lanes
     const Index LB = value_lanes(step);
-    alignas(64) float scale[kNaMaxLanes];
-    simd::store<Arch>(scale, inv_sum ? *inv_sum : V(1.0f));
-    const Index token0 = b * pl.tokens + row * pl.L + tile.group + pl.col_step * tile.first;
-    float* const out0 = out + (token0 * pl.H + h) * Pv;
-    const Index out_stride = pl.col_step * pl.H * Pv;  // between lanes
-    const bool stream = pl.stream_out;
-    const std::vector<NaValueEntry>& entries = sc.values[i];
-    const int n = int(entries.size()), n_first = sc.n_first[i];
-    const int J_first = pl.chunk.front(), J_other = pl.chunk.back();
-    const float* const v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv;
-    const Index lanes = std::min(LB, (tile.count - lane0 + LS - 1) / LS);
+    alignas(64) float scale[kNaMaxRows][kNaMaxLanes];
+    const int J1 = pl.chunk.front(), J2 = pl.chunk.back();
     NaValueRows m;
+    m.n_rows = n_rows;
+    for (int i = 0; i < n_rows; ++i) {
+      simd::store<Arch>(scale[i], inv_sum ? inv_sum[i] : V(1.0f));
+      const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
+      NaValueRows::Row& row = m.rows[i];
+      row.entries = sc.values[i].data(), row.n = int(sc.values[i].size()), row.n_first = sc.n_first[i];
+      row.out = out + ((token0 + pl.col_step * lane0) * pl.H + h) * Pv, row.scale = scale[i] + lane0;
+    }
+    const float* const v_row0 = v + b * pl.tokens * pl.Hkv * Pv + hkv * Pv;
     m.cols = sc.value_cols.data() + (tile.a_min - tiles.c_lo) + lane0;
-    m.lane0 = lane0, m.acc = sc.acc.data();
+    m.lane0 = lane0, m.out_stride = pl.col_step * pl.H * Pv, m.stream = pl.stream_out;
+    m.lanes = int(std::min(LB, (tile.count - lane0 + LS - 1) / LS));
     // Channels 2W at a time, then W; the last Pv mod W one by one.
     for (Index p0 = 0; p0 + W <= Pv;) {
       const int nv = p0 + 2 * W <= Pv ? 2 : 1;
       m.v_row0 = v_row0 + p0;
-      m.entries = entries.data(), m.n = n_first, m.accumulate = false;
-      na_av<Arch>(m, J_first, step, nv);
-      if (n > n_first) {
-        m.entries += n_first, m.n = n - n_first, m.accumulate = true;
-        na_av<Arch>(m, J_other, step, nv);
-      }
-      // The rows scaled by inv_sum; streamed (where aligned) or stored, one loop for each.
-      const auto write_rows = [&](auto streamed) {
-        for (Index l = 0; l < lanes; ++l) {
-          const V f(scale[lane0 + l * LS]);
-          for (int x = 0; x < nv; ++x) {
-            float* const dst = out0 + (lane0 + l * LS) * out_stride + p0 + x * W;
-            const V value = simd::load<Arch>(sc.acc.data() + (l * nv + x) * W) * f;
-            if (decltype(streamed)::value && reinterpret_cast<std::uintptr_t>(dst) % sizeof(V) == 0)
-              simd::store_stream<Arch>(dst, value);
-            else
-              simd::store<Arch>(dst, value);
-          }
-        }
-      };
-      if (stream)
-        write_rows(std::true_type{});
-      else
-        write_rows(std::false_type{});
+      na_av<Arch>(m, J1, J2, step, nv);
+      for (int i = 0; i < n_rows; ++i) m.rows[i].out += nv * W;
       p0 += nv * W;
     }
-    for (Index p = Pv / W * W; p < Pv; ++p)
-      for (Index l = 0; l < lanes; ++l) {
-        float sum = 0.0f;
-        for (int e = 0; e < n; ++e) {
-          const NaValueEntry& entry = entries[std::size_t(e)];
-          for (int j = 0; j < (e < n_first ? J_first : J_other); ++j)
-            sum += entry.w[j * W + lane0 + l * LS] * v_row0[entry.row + m.cols[(entry.j0 + l + j) * LS] + p];
+    for (int i = 0; i < n_rows; ++i) {
+      const std::vector<NaValueEntry>& entries = sc.values[i];
+      const int n = int(entries.size()), n_first = sc.n_first[i];
+      float* const out0 = m.rows[i].out - Pv / W * W;  // lane0's first channel
+      for (Index p = Pv / W * W; p < Pv; ++p)
+        for (Index l = 0; l < m.lanes; ++l) {
+          float sum = 0.0f;
+          for (int e = 0; e < n; ++e) {
+            const NaValueEntry& entry = entries[std::size_t(e)];
+            for (int j = 0; j < (e < n_first ? J1 : J2); ++j)
+              sum += entry.w[j * W + lane0 + l * LS] * v_row0[entry.row + m.cols[(entry.j0 + l + j) * LS] + p];
+          }
+          out0[l * LS * m.out_stride + p] = sum * scale[i][lane0 + l * LS];
         }
-        out0[(lane0 + l * LS) * out_stride + p] = sum * scale[lane0 + l * LS];
-      }
+    }
   }
 
   void run_tile(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTileRun& tiles, const NaTile& tile,
@@ -1402,9 +1436,8 @@ struct NeighborhoodKernel {
           for (int i = 0; i < n; ++i) inv_sum[i] = V(1.0f) / row_sum[i];
         for (Index residue = 0; residue < LS; ++residue)
           for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS)
-            for (int i = 0; i < n; ++i)
-              weighted_values(sc, i, blk[std::size_t(i + 1)], tile, tiles, b, h, hkv, value_step,
-                              mode == NaOutput::attention ? &inv_sum[i] : nullptr, lane0);
+            weighted_values(sc, blk, tile, tiles, b, h, hkv, value_step, mode == NaOutput::attention ? inv_sum : nullptr,
+                            lane0);
       }
       for (int i = 0; i < n; ++i) {
         const Index token0 = token0_of(tile, i, b);
