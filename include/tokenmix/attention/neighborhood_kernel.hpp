@@ -105,6 +105,13 @@ template <class Arch>
 void transpose_lanes_in(const float* src, Index src_stride, Index lane_lo, Index lane_hi, Index n_cols, float* dst,
                         Index ld) {
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+  // Every lane its own row and whole column blocks (the tiles inside the axis, P a multiple of W):
+  // strided loads, no row pointers through memory (2-D 56x56 K 7 0.98-0.99 of the time, in-process
+  // alternation on the Zen 5 VM).
+  if (lane_lo == 0 && lane_hi == W && n_cols % W == 0) {
+    for (Index c0 = 0; c0 < n_cols; c0 += W) simd::transpose_square<Arch>(src + c0, src_stride, dst + c0 * ld, ld, W);
+    return;
+  }
   const float* rows[kNaMaxLanes];
   for (Index lane = 0; lane < W; ++lane)
     rows[lane] = src + (std::min(std::max(lane, lane_lo), lane_hi - 1) - lane_lo) * src_stride;
