@@ -594,6 +594,33 @@ TYPED_TEST(SimdMathTyped, FmaddRounding) {
   }
 }
 
+// fmadd_to (acc += a·b in acc's register) is fmadd, lane by lane and bitwise, the sum also landing in
+// acc when acc aliases an operand.
+TYPED_TEST(SimdMathTyped, FmaddToIsFmadd) {
+  using V = typename TestFixture::V;
+  constexpr std::size_t W = TestFixture::W;
+  std::uint32_t state = 777;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) * 0x1p-24f * 8.0f - 4.0f;
+  };
+  alignas(64) float a[W], b[W], c[W], got[W], want[W];
+  for (int it = 0; it < 200; ++it) {
+    for (std::size_t i = 0; i < W; ++i) a[i] = next(), b[i] = next(), c[i] = next();
+    const V va = simd::load<TypeParam>(a), vb = simd::load<TypeParam>(b);
+    V acc = simd::load<TypeParam>(c);
+    simd::fmadd_to<TypeParam>(acc, va, vb);
+    simd::store<TypeParam>(got, acc);
+    simd::store<TypeParam>(want, simd::fmadd<TypeParam>(va, vb, simd::load<TypeParam>(c)));
+    for (std::size_t i = 0; i < W; ++i) ASSERT_EQ(got[i], want[i]) << a[i] << " * " << b[i] << " + " << c[i];
+    V self = va;  // acc as a multiplicand too
+    simd::fmadd_to<TypeParam>(self, self, vb);
+    simd::store<TypeParam>(got, self);
+    simd::store<TypeParam>(want, simd::fmadd<TypeParam>(va, vb, va));
+    for (std::size_t i = 0; i < W; ++i) ASSERT_EQ(got[i], want[i]);
+  }
+}
+
 TYPED_TEST(SimdMathTyped, ReduceAdd) {
   using T = TestFixture;
   constexpr std::size_t W = T::W;

@@ -654,7 +654,8 @@ struct NaKeyLoader {
   // use(j, slot j) for the slots js: VALIGND's shift must be an immediate.
   template <class F, int... js>
   static TOKENMIX_ALWAYS_INLINE void aligned_slots(__m512i lo, __m512i hi, F& use, std::integer_sequence<int, js...>) {
-    (use(js, V(_mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, js)))), ...);
+    // Slot 0 is lo itself (GCC keeps a VALIGND by 0, an FMA-port slot, unless told).
+    (use(js, V(_mm512_castsi512_ps(js == 0 ? lo : _mm512_alignr_epi32(hi, lo, js)))), ...);
   }
 #endif
 };
@@ -843,7 +844,7 @@ TOKENMIX_ALWAYS_INLINE void na_av_entries(const NaValueRows& m, const NaValueEnt
       for (int l = 0; l < LB; ++l) {
         if (c - l < 0 || c - l >= J) continue;
         const V wl(w[(c - l) * W + l * LS]);
-        for (int x = 0; x < NV; ++x) acc[l][x] = simd::fmadd<Arch>(wl, v[x], acc[l][x]);
+        for (int x = 0; x < NV; ++x) simd::fmadd_to<Arch>(acc[l][x], wl, v[x]);
       }
     }
   }
