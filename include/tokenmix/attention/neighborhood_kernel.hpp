@@ -1275,26 +1275,27 @@ struct NeighborhoodKernel {
   // slots, grouped by chunk size (K splits into chunks of at most two sizes).
   void value_entries(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk) const {
     const NaPlan<R>& pl = plan;
-    const int J_first = pl.chunk.front();
-    for (int i = 0; i < int(blk[0]); ++i) {
-      std::vector<NaValueEntry>& entries = sc.values[i];
-      entries.clear();
-      for (const bool first_size : {true, false}) {
-        for (const NaUnionRow& u : sc.uni)
-          for (int x = 0; x < u.n_active; ++x) {
-            if (u.active[x] != i) continue;
-            Index j0 = 0;
-            for (const int J : pl.chunk) {
-              if ((J == J_first) == first_size) {
-                NaValueEntry& entry = entries.emplace_back();  // in place: see block_union
-                entry.w = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
-                entry.row = u.key_row * pl.L * pl.Hkv * pl.Pv, entry.j0 = j0;
-              }
-              j0 += J;
+    const int n = int(blk[0]), J_first = pl.chunk.front();
+    const bool two_sizes = pl.chunk.back() != J_first;
+    for (int i = 0; i < n; ++i) sc.values[i].clear();
+    // One pass over the union per chunk size (the rows' entries in union order within each).
+    for (const bool first_size : {true, false}) {
+      if (!first_size && !two_sizes) break;
+      for (const NaUnionRow& u : sc.uni)
+        for (int x = 0; x < u.n_active; ++x) {
+          const int i = u.active[x];
+          Index j0 = 0;
+          for (const int J : pl.chunk) {
+            if ((J == J_first) == first_size) {
+              NaValueEntry& entry = sc.values[i].emplace_back();  // in place: see block_union
+              entry.w = sc.s.data() + (i * pl.max_slots + u.slot_base[x] + j0) * W;
+              entry.row = u.key_row * pl.L * pl.Hkv * pl.Pv, entry.j0 = j0;
             }
+            j0 += J;
           }
-        if (first_size) sc.n_first[i] = int(entries.size());
-      }
+        }
+      if (first_size)
+        for (int i = 0; i < n; ++i) sc.n_first[i] = int(sc.values[i].size());
     }
   }
 
