@@ -839,7 +839,11 @@ TOKENMIX_ALWAYS_INLINE void na_av_entries(const NaValueRows& m, const NaValueEnt
 #pragma GCC unroll 16
     for (int c = 0; c < LB + J - 1; ++c) {
       V v[NV];
-      for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(rows + cols[c * LS] + x * W);
+      // The column's value row as an opaque pointer: its second vector then takes a displacement
+      // instead of GCC's second index computation (16 fewer instructions an entry of 112 FMAs).
+      const float* value_row = rows + cols[c * LS];
+      asm("" : "+r"(value_row));
+      for (int x = 0; x < NV; ++x) v[x] = simd::load<Arch>(value_row + x * W);
 #pragma GCC unroll 8
       for (int l = 0; l < LB; ++l) {
         if (c - l < 0 || c - l >= J) continue;
@@ -1153,13 +1157,14 @@ struct NeighborhoodKernel {
       }
     }
     if (key0 < 0 || key0 + W > Lg) {  // a border chunk: each column's key by NaPlan::slab_key
-      const float *k_rows[kNaMaxLanes], *v_rows[kNaMaxLanes];
-      for (Index lane = 0; lane < W; ++lane) {
-        const Index key = pl.slab_key(Lg, key0 + lane);
-        k_rows[lane] = k0 + key * k_stride, v_rows[lane] = v0 + key * v_stride;
+      Index keys[kNaMaxLanes];
+      const float* rows[kNaMaxLanes];
+      for (Index lane = 0; lane < W; ++lane) keys[lane] = pl.slab_key(Lg, key0 + lane), rows[lane] = k0 + keys[lane] * k_stride;
+      transpose_rows_in<Arch>(rows, pl.P, dst + c0, tiles.width);
+      if (pl.value_slabs) {
+        for (Index lane = 0; lane < W; ++lane) rows[lane] = v0 + keys[lane] * v_stride;
+        transpose_rows_in<Arch>(rows, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
       }
-      transpose_rows_in<Arch>(k_rows, pl.P, dst + c0, tiles.width);
-      if (pl.value_slabs) transpose_rows_in<Arch>(v_rows, pl.Pv, dst + pl.P * tiles.width + c0, tiles.width);
       return;
     }
     transpose_lanes_in<Arch>(k0 + key0 * k_stride, k_stride, 0, W, pl.P, dst + c0, tiles.width);
