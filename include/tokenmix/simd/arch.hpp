@@ -151,8 +151,8 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> fmadd(vfloat<Arch> a, vfloat<Arch> b, vfloat
 // acc += a * b, as fmadd, with the sum kept in acc's register: on AVX-512 one vfmadd231ps. Where
 // a multiplicand dies at the FMA GCC may otherwise pick the 132 form, leave the sum in the
 // multiplicand's register and move it back later: in the neighbourhood weighted sum (112 FMAs a
-// loop iteration) that was 41 register moves an iteration, and the op 0.97 of the time without them
-// (Zen 5 VM, in-process alternation).
+// loop iteration) that was 41 register moves an iteration, and the op took 0.97-1.00 of the time without
+// them (Zen 5 VM, in-process alternation, five runs).
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE void fmadd_to(vfloat<Arch>& acc, vfloat<Arch> a, vfloat<Arch> b) noexcept {
 #if defined(__AVX512F__)
