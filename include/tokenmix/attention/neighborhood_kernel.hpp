@@ -1309,23 +1309,21 @@ struct NeighborhoodKernel {
     return step == 2 ? kNaValueLanes<Arch, 2> : step == 4 ? kNaValueLanes<Arch, 4> : kNaValueLanes<Arch>;
   }
 
-  // out (or, with inv_sum, out · inv_sum) of the block's rows for one tile, query head h and the lane
-  // block lane0 + l·step, l < value_lanes(step): Σ_slots S_i[slot] · v[the slot's key] (see
-  // na_av_rows), written to the lanes' token rows in place. step: the tile's na_value_step (1, 2, 4).
+  // out · scale of the block's rows for one tile, query head h and the lane block lane0 + l·step,
+  // l < value_lanes(step): Σ_slots S_i[slot] · v[the slot's key] (see na_av_rows), times lane's
+  // scale[i][lane], written to the lanes' token rows in place. step: the tile's na_value_step (1, 2, 4).
   void weighted_values(Scratch& sc, const std::array<Index, kNaMaxRows + 1>& blk, const NaTile& tile,
-                       const NaTileRun& tiles, Index b, Index h, Index hkv, int step, const V* inv_sum,
-                       Index lane0) const {
+                       const NaTileRun& tiles, Index b, Index h, Index hkv, int step,
+                       const float (*scale)[kNaMaxLanes], Index lane0) const {
     const NaPlan<R>& pl = plan;
     const int n_rows = int(blk[0]);
     const Index Pv = pl.Pv;
     const Index LS = step;  // tile lanes between a block's lanes
     const Index LB = value_lanes(step);
-    alignas(64) float scale[kNaMaxRows][kNaMaxLanes];
     const int J1 = pl.chunk.front(), J2 = pl.chunk.back();
     NaValueRows m;
     m.n_rows = n_rows;
     for (int i = 0; i < n_rows; ++i) {
-      simd::store<Arch>(scale[i], inv_sum ? inv_sum[i] : V(1.0f));
       const Index token0 = b * pl.tokens + blk[std::size_t(i + 1)] * pl.L + tile.group + pl.col_step * tile.first;
       NaValueRows::Row& row = m.rows[i];
       row.entries = sc.values[i].data(), row.n = int(sc.values[i].size()), row.n_first = sc.n_first[i];
@@ -1436,6 +1434,11 @@ struct NeighborhoodKernel {
           read_weights(sc, i, tile, weights + (token0_of(tile, i, b) * pl.H + h) * S_full, lane_stride * pl.H * S_full);
       const int value_step = na_value_step<Arch>(tile.keys, pl.slot_step);
       const bool in_lanes = value_step == 0;
+      // Per row, what its lanes' weighted sums are scaled by: 1 / row_sum (attention), 1 (the split
+      // av's given weights). Once per row and tile, not per lane block.
+      alignas(64) float inv_sum[kNaMaxRows][kNaMaxLanes];
+      for (int i = 0; i < n; ++i)
+        simd::store<Arch>(inv_sum[i], mode == NaOutput::attention ? V(1.0f) / row_sum[i] : V(1.0f));
       if (in_lanes) {  // the queries in the lanes: Ot_i from the value slabs, then transposed out
         for (int i = 0; i < n; ++i) std::fill_n(sc.ot.data() + i * pv_pad() * W, pl.Pv * W, 0.0f);
         products<false>(sc, tiles, tile, b, hkv);
@@ -1445,20 +1448,16 @@ struct NeighborhoodKernel {
         // value rows the second then reads from L1. Against row by row (in-process alternation, Zen 5
         // VM): 56x56 K 7 0.98-0.99 of the time, 28x28 0.98, K 13 0.98.
         const Index LS = value_step, LB = value_lanes(value_step);
-        V inv_sum[kNaMaxRows];  // once per row, not per lane block
-        if (mode == NaOutput::attention)
-          for (int i = 0; i < n; ++i) inv_sum[i] = V(1.0f) / row_sum[i];
         for (Index residue = 0; residue < LS; ++residue)
           for (Index lane0 = residue; lane0 < tile.count; lane0 += LB * LS)
-            weighted_values(sc, blk, tile, tiles, b, h, hkv, value_step, mode == NaOutput::attention ? inv_sum : nullptr,
-                            lane0);
+            weighted_values(sc, blk, tile, tiles, b, h, hkv, value_step, inv_sum, lane0);
       }
       for (int i = 0; i < n; ++i) {
         const Index token0 = token0_of(tile, i, b);
         if (in_lanes) {
           float* ot = sc.ot.data() + i * pv_pad() * W;
           if (mode == NaOutput::attention) {
-            const V inv = V(1.0f) / row_sum[i];
+            const V inv = simd::load<Arch>(inv_sum[i]);
             for (Index p = 0; p < pl.Pv; ++p) simd::store<Arch>(ot + p * W, simd::load<Arch>(ot + p * W) * inv);
           }
           transpose_lanes_out<Arch>(ot, pl.Pv, tile.count, out + (token0 * pl.H + h) * pl.Pv, lane_stride * pl.H * pl.Pv);
