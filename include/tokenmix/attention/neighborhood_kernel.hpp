@@ -778,6 +778,78 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
   return na_micro_j<Arch, Qk, false, 3>(m, J);
 }
 
+// The logits of half tiles (at most W/2 queries, AVX-512; NeighborhoodKernel::pairs_tile): two query
+// rows of the block share a vector, the first's queries in the lower half and the second's in the
+// upper. Both see a key row at the same columns, so slot j's keys are one 256-bit broadcast load
+// (no shuffle), and a key row seen by three rows takes two packed rows instead of three.
+//   s[x][h][j·W ..] = both halves set to half h of Σ_p qt[x][p·W ..] ⊙ key(p, j), key(p, j) =
+//   slab[p·ldp + j ..][0 .. W/2) in both halves
+struct NaPairMicro {
+  const float* in[2] = {};           // packed Qt [depth, W]
+  float* out[2][2] = {};             // [packed row][half]: that half's row's logits of the chunk [J, W], or null
+  float* max_out[2][2] = {};         // the same rows' running lane-wise max of the logits [W], or null
+  const float* slab = nullptr;       // the chunk's first key column (lane 0's slot 0)
+  Index ldp = 0, depth = 0;
+};
+
+template <class Arch, int I, int J>
+void na_qk_pairs(const NaPairMicro& m) {
+#if defined(__AVX512F__)
+  if constexpr (simd::is_avx512<Arch>) {
+    using V = simd::vfloat<Arch>;
+    constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
+    V acc[I][J];
+    for (int i = 0; i < I; ++i)
+      for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
+    const float* in[I];
+    for (int i = 0; i < I; ++i) in[i] = m.in[i];
+    const float* const slab = m.slab;
+    const Index ldp = m.ldp, depth = m.depth;
+    Index p = 0;
+    do {  // depth = P >= 1 (see na_qk_micro)
+      V q[I], k[J];
+      for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
+      for (int j = 0; j < J; ++j) k[j] = V(_mm512_broadcast_f32x8(_mm256_loadu_ps(slab + p * ldp + j)));
+      for (int j = 0; j < J; ++j)
+        for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
+    } while (++p < depth);
+    for (int i = 0; i < I; ++i)
+      for (int h = 0; h < 2; ++h) {
+        float* const out = m.out[i][h];
+        if (!out) continue;
+        // Half h in both halves: the lanes past the tile's queries hold finite copies, as elsewhere.
+        V half[J];
+        for (int j = 0; j < J; ++j) {
+          const __m512 a = acc[i][j];
+          half[j] = V(h == 0 ? _mm512_shuffle_f32x4(a, a, 0x44) : _mm512_shuffle_f32x4(a, a, 0xEE));
+        }
+        for (int j = 0; j < J; ++j) simd::store<Arch>(out + j * W, half[j]);
+        if (float* const max_out = m.max_out[i][h]) {
+          V mx = simd::load<Arch>(max_out);
+          for (int j = 0; j < J; ++j) mx = xsimd::max(mx, half[j]);
+          simd::store<Arch>(max_out, mx);
+        }
+      }
+    return;
+  }
+#endif
+  (void)m;  // other archs never take pairs (pairs_tile)
+}
+
+template <class Arch, int I>
+void na_qk_pairs_j(const NaPairMicro& m, int J) {
+  switch (J) {
+    case 1: return na_qk_pairs<Arch, I, 1>(m);
+    case 2: return na_qk_pairs<Arch, I, 2>(m);
+    case 3: return na_qk_pairs<Arch, I, 3>(m);
+    case 4: return na_qk_pairs<Arch, I, 4>(m);
+    case 5: return na_qk_pairs<Arch, I, 5>(m);
+    case 6: return na_qk_pairs<Arch, I, 6>(m);
+    case 7: return na_qk_pairs<Arch, I, 7>(m);
+    default: return na_qk_pairs<Arch, I, 8>(m);
+  }
+}
+
 // The weighted sum of the values, with the values' channels in the lanes: for the LB query lanes
 // of a lane block (tile lanes lane0 + l·LS, l < LB) and NV vectors of channels,
 //   acc[l][..] += Σ_entries Σ_j<J  w[j·W + l·LS] · rows[cols[(l + j)·LS] ..]
@@ -1239,6 +1311,7 @@ struct NeighborhoodKernel {
   void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv,
                 NaLinePrefetch* prefetch = nullptr) const {
     const NaPlan<R>& pl = plan;
+    if (Qk && pairs_tile(tile)) return pair_products(sc, tiles, tile, b, hkv);
     const bool gathered = tile.keys == NaTile::Keys::gathered;
     const Index depth = Qk ? pl.P : pl.Pv;
     const bool fused_max = fused_row_max(tile);
@@ -1271,6 +1344,49 @@ struct NeighborhoodKernel {
         m.prefetch = j0 == 0 ? prefetch : nullptr;  // the first chunk's calls only: see list_tile_lines
         m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
         na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
+        j0 += J;
+      }
+    }
+  }
+
+  // The logits of a pairs_tile: per key row of the union, its rows' queries in packed rows (Qt row 0
+  // = block rows 0 | 1, Qt row 1 = rows 1 | 2; see run_tile): rows 0 and 1 from the first, row 2
+  // from the upper half of the second; rows 1 and 2 both from the second where row 0 does not see
+  // the key row.
+  void pair_products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv) const {
+    const NaPlan<R>& pl = plan;
+    const bool fused_max = fused_row_max(tile);
+    for (const NaUnionRow& u : sc.uni) {
+      const float* keys = slab(sc, u.key_row, tiles, b, hkv) + (tile.a_min - tiles.c_lo);  // [P, width]
+      Index base[kNaMaxRows] = {-1, -1, -1};  // per block row: its first slot of this key row, or -1
+      for (int x = 0; x < u.n_active; ++x) base[u.active[x]] = u.slot_base[x];
+      // (packed row, half) -> block row, or -1
+      int rows[2][2] = {{-1, -1}, {-1, -1}}, n_packed = 0;
+      if (base[0] >= 0 || base[2] < 0) {
+        rows[n_packed][0] = base[0] >= 0 ? 0 : -1, rows[n_packed][1] = base[1] >= 0 ? 1 : -1, ++n_packed;
+        if (base[2] >= 0) rows[n_packed][1] = 2, ++n_packed;
+      } else {
+        rows[n_packed][0] = base[1] >= 0 ? 1 : -1, rows[n_packed][1] = 2, ++n_packed;
+      }
+      // The second packed row is Qt row 1 (rows 1 | 2) whenever row 2 is in it.
+      const int qt_row[2] = {rows[0][1] == 2 ? 1 : 0, 1};
+      Index j0 = 0;
+      for (const int J : pl.chunk) {
+        NaPairMicro m;
+        for (int x = 0; x < n_packed; ++x) {
+          m.in[x] = sc.qt.data() + qt_row[x] * p_pad() * W;
+          for (int h = 0; h < 2; ++h) {
+            const int i = rows[x][h];
+            if (i < 0) continue;
+            m.out[x][h] = sc.s.data() + (i * pl.max_slots + base[i] + j0) * W;
+            m.max_out[x][h] = fused_max ? sc.row_max.data() + i * W : nullptr;
+          }
+        }
+        m.slab = keys + j0, m.ldp = tiles.width, m.depth = pl.P;
+        if (n_packed == 1)
+          na_qk_pairs_j<Arch, 1>(m, J);
+        else
+          na_qk_pairs_j<Arch, 2>(m, J);
         j0 += J;
       }
     }
@@ -1401,10 +1517,20 @@ struct NeighborhoodKernel {
     }
     for (Index h = hkv * group_heads; h < (hkv + 1) * group_heads; ++h) {
       if (qk) {
-        for (int i = 0; i < n; ++i) {
-          float* qt = sc.qt.data() + i * p_pad() * W;
-          transpose_lanes_in<Arch>(q + (token0_of(tile, i, b) * pl.H + h) * pl.P, lane_stride * pl.H * pl.P, 0, tile.count,
-                                   pl.P, qt, W);
+        const Index q_stride = lane_stride * pl.H * pl.P;
+        const auto q_row = [&](int i) { return q + (token0_of(tile, i, b) * pl.H + h) * pl.P; };
+        if (pairs_tile(tile)) {  // Qt row 0 = block rows 0 | 1, row 1 = rows 1 | 2 (see pair_products)
+          for (int x = 0; x < std::max(1, n - 1); ++x) {
+            const float* rows[kNaMaxLanes];
+            for (Index lane = 0; lane < W / 2; ++lane) {
+              const Index at = std::min(lane, tile.count - 1) * q_stride;
+              rows[lane] = q_row(x) + at, rows[W / 2 + lane] = q_row(std::min(x + 1, n - 1)) + at;
+            }
+            transpose_rows_in<Arch>(rows, pl.P, sc.qt.data() + x * p_pad() * W, W);
+          }
+        } else {
+          for (int i = 0; i < n; ++i)
+            transpose_lanes_in<Arch>(q_row(i), q_stride, 0, tile.count, pl.P, sc.qt.data() + i * p_pad() * W, W);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
         products<true>(sc, tiles, tile, b, hkv, spread_prefetch ? &sc.ahead_lines : nullptr);
@@ -1695,6 +1821,13 @@ struct NeighborhoodKernel {
       sum += e;
     }
     m = max, l = sum;
+  }
+
+  // Whether tile t's logits take pair_products: a tile of at most W/2 queries (the last of a row
+  // whose length is not a multiple of W: 56 = 3·16 + 8) would leave half of every vector empty.
+  bool pairs_tile(const NaTile& t) const {
+    return simd::is_avx512<Arch> && W == 16 && t.count <= W / 2 && t.keys == NaTile::Keys::shifted &&
+           plan.slot_step == 1 && mode != NaOutput::weighted_sum;
   }
 
   // The qk micro-kernels keep the rows' max of q·k unless rpb or causal masks change the logits
