@@ -524,6 +524,22 @@ TYPED_TEST(SimdMathTyped, Exp2NonpositiveIsExp2) {
   }
 }
 
+// exp2_finite_nonpositive is exp2_nonpositive, bit for bit, at every finite x <= 129, down to the
+// most negative float (where AVX-512 has no clamp).
+TYPED_TEST(SimdMathTyped, Exp2FiniteNonpositiveIsExp2Nonpositive) {
+  constexpr std::size_t W = TestFixture::W;
+  std::vector<float> xs = {-0.0f, 0.0f, 129.0f, -152.0f, -786432.0f, -std::numeric_limits<float>::max()};
+  for (std::uint32_t u = bits_of(-0.0f); u <= bits_of(-std::numeric_limits<float>::max()); u += 4099) xs.push_back(float_of(u));
+  for (std::uint32_t u = bits_of(0.0f); u <= bits_of(129.0f); u += 127) xs.push_back(float_of(u));
+  alignas(64) float in[W], got[W], want[W];
+  for (std::size_t i = 0; i < xs.size(); i += W) {
+    for (std::size_t l = 0; l < W; ++l) in[l] = xs[std::min(i + l, xs.size() - 1)];
+    simd::store<TypeParam>(got, simd::exp2_finite_nonpositive<TypeParam>(simd::load<TypeParam>(in)));
+    simd::store<TypeParam>(want, simd::exp2_nonpositive<TypeParam>(simd::load<TypeParam>(in)));
+    for (std::size_t l = 0; l < W; ++l) ASSERT_EQ(bits_of(got[l]), bits_of(want[l])) << "x = " << in[l];
+  }
+}
+
 TYPED_TEST(SimdMathTyped, MixedSpecialValuesInOneBatch) {
   using T = TestFixture;
   constexpr std::size_t W = T::W;

@@ -1815,11 +1815,18 @@ struct NeighborhoodKernel {
       for (Index x = 0; x < n_slots; ++x) max = xsimd::max(max, simd::load<Arch>(S + x * W));
     }
     const V neg_max = -max;
-    for (Index x = 0; x < n_slots; ++x) {
-      const V e = simd::exp2_nonpositive<Arch>(simd::fmadd<Arch>(simd::load<Arch>(S + x * W), c, neg_max));
-      simd::store<Arch>(S + x * W, e);
-      sum += e;
-    }
+    const auto exps = [&](auto exp2) {
+      for (Index x = 0; x < n_slots; ++x) {
+        const V e = exp2(simd::fmadd<Arch>(simd::load<Arch>(S + x * W), c, neg_max));
+        simd::store<Arch>(S + x * W, e);
+        sum += e;
+      }
+    };
+    // Without masks or rpb no logit is -inf: the exp2 without the lower clamp.
+    if (fused_row_max(tile))
+      exps([](V x) { return simd::exp2_finite_nonpositive<Arch>(x); });
+    else
+      exps([](V x) { return simd::exp2_nonpositive<Arch>(x); });
     m = max, l = sum;
   }
 
