@@ -118,12 +118,13 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2_nonpositive(vfloat<Arch> x) noexcept {
   return detail::exp2_in_range<Arch>(xsimd::max(vfloat<Arch>(-152.0f), x));  // NaN stays NaN (see clamp_keep_nan)
 }
 
-// exp2_nonpositive for finite x, bitwise the same; -inf and NaN are not allowed (unspecified
-// results). AVX-512 drops the lower clamp as well: below -152 the table path's VSCALEFPS already
-// gives 0 for any finite x (k + j/16 then keeps its range, the index bits are garbage and the
-// scale 2^k takes the product to 0). For the softmax of logits that cannot be -inf (no masks, no
-// rpb): one vector operation of about thirteen less per logit (2-D neighbourhood attention 56x56
-// K 7 0.985-0.99 of the time on the Zen 5 VM).
+// exp2_nonpositive for finite x <= 129, bitwise the same; -inf and NaN are not allowed (unspecified
+// results). AVX-512 drops the lower clamp as well: for finite x below -152 the table path's
+// k + j/16 is x rounded (its table index then meaningless: an entry in [1, 2) all the same), the
+// remainder stays below 1/16, and VSCALEFPS by 2^k, k < -151, gives 0, as the clamp's 2^-152
+// does; the test checks every 4099th float down to -FLT_MAX. For the softmax of logits that cannot
+// be -inf (no masks, no rpb): one vector operation of about thirteen less per logit (2-D
+// neighbourhood attention 56x56 K 7 0.98-0.99 of the time on the Zen 5 VM).
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2_finite_nonpositive(vfloat<Arch> x) noexcept {
   if constexpr (is_avx512<Arch>) return detail::exp2_in_range<Arch>(x);
