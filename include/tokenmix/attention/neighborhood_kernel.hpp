@@ -663,14 +663,20 @@ struct NaKeyLoader {
 #endif
 };
 
+// A micro-kernel's register block of accumulators, zeroed.
+template <class V, int I, int J>
+TOKENMIX_ALWAYS_INLINE void na_zero(V (&acc)[I][J]) {
+  for (int i = 0; i < I; ++i)
+    for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
+}
+
 template <class Arch, bool Permuted, int I, int J, int NP = 0, bool Aligned = false>
 void na_qk_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
   const NaKeyLoader<Arch, Permuted, J, NP, Aligned> keys(m);
   V acc[I][J];
-  for (int i = 0; i < I; ++i)
-    for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
+  na_zero(acc);
   // Locals: stores through the float pointers would otherwise make GCC reload m's fields.
   const float* in[I];
   for (int i = 0; i < I; ++i) in[i] = m.in[i];
@@ -802,9 +808,8 @@ void na_qk_pairs(const NaPairMicro& m) {
     using V = simd::vfloat<Arch>;
     constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
     V acc[I][J];
-    for (int i = 0; i < I; ++i)
-      for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
-    const float* in[I];
+    na_zero(acc);
+    const float* in[I];  // locals: see na_qk_micro
     for (int i = 0; i < I; ++i) in[i] = m.in[i];
     const float* const slab = m.slab;
     const Index ldp = m.ldp, depth = m.depth;
@@ -942,8 +947,7 @@ void na_av_rows(const NaValueRows& m) {
   for (int i = 0; i < m.n_rows; ++i) {
     const NaValueRows::Row& row = m.rows[i];
     V acc[LB][NV];
-    for (int l = 0; l < LB; ++l)
-      for (int x = 0; x < NV; ++x) acc[l][x] = V(0.0f);
+    na_zero(acc);
     na_av_entries<Arch, LS, LB, J1, NV>(m, row.entries, row.n_first, acc);
     if constexpr (J2 != J1) na_av_entries<Arch, LS, LB, J2, NV>(m, row.entries + row.n_first, row.n - row.n_first, acc);
     for (int l = 0; l < LB; ++l) {
