@@ -817,7 +817,9 @@ void na_qk_pairs(const NaPairMicro& m) {
     do {  // depth = P >= 1 (see na_qk_micro)
       V q[I], k[J];
       for (int i = 0; i < I; ++i) q[i] = simd::load<Arch>(in[i] + p * W);
-      for (int j = 0; j < J; ++j) k[j] = V(_mm512_broadcast_f32x8(_mm256_loadu_ps(slab + p * ldp + j)));
+      // vbroadcastf64x4 (AVX-512F; f32x8 would need DQ): the same 256 bits in both halves.
+      for (int j = 0; j < J; ++j)
+        k[j] = V(_mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(slab + p * ldp + j)))));
       for (int j = 0; j < J; ++j)
         for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
     } while (++p < depth);
