@@ -45,6 +45,9 @@
 //                           memory advised for transparent huge pages (support/huge_pages.hpp; the
 //                           others are Eigen-like 64-byte-aligned allocations: 4 KiB pages under THP
 //                           "madvise"): the part of per_token_vs_L4096 that is the TLB's
+//   per_token_vs_L4096_spaced (same cases) = per_token_vs_L4096 with each size's q, k, v and out in
+//                           one allocation, 64 KiB apart past their sizes (4 KiB pages): without the
+//                           L1 evictions that separately allocated 32 MiB tensors suffer (see Pages)
 //   stream_limit_vs_L4096 (same cases) = the same ratio for limits.hpp's streaming-with-compute probe
 //                           (stream_compute_kernel: the same q, k, v and out rows, in-register work
 //                           per token sized to the op's time at L 4096): what this machine's memory
@@ -94,26 +97,44 @@ constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 
 // Standard normal q, k, v [1, X.., H, P] and an output of the same shape; Pages::huge puts each in
 // memory advised for transparent huge pages (support/huge_pages.hpp), Pages::standard in the
-// 64-byte-aligned allocations Eigen tensors get (4 KiB pages where THP is "madvise", as here).
-enum class Pages { standard, huge };
+// 64-byte-aligned allocations Eigen tensors get (4 KiB pages where THP is "madvise", as here), and
+// Pages::spaced all four in one such allocation, kSpacedGap floats apart past their sizes.
+// Separately allocated 32 MiB tensors (1-D L 65536) land 32 MiB + 4 KiB apart (the allocator's
+// mappings and their headers), and at that spacing the same tokens' lines of q, k and v evict each
+// other from the Zen 5 VM's L1 (an alternating driver: L 65536 1.50x per token of L 4096 at 32 MiB
+// + 4 KiB, 1.12-1.22 at + 8 KiB, 1.04-1.08 at + 12 KiB, 1.29-1.41 at + 16 KiB, 1.04-1.09 at
+// + 64 KiB, all on 4 KiB pages); spaced shows the op's scaling without that coincidence.
+enum class Pages { standard, huge, spaced };
+constexpr Index kSpacedGap = 16384;  // 64 KiB
 
 template <int N>
 struct Inputs {
-  std::array<bench::FloatBuffer, 4> storage;
+  std::array<bench::FloatBuffer, 4> storage;  // spaced: the one allocation in storage[0]
   TensorView<float, N> q, k, v, out;
   explicit Inputs(const std::array<Index, N>& dims, Pages pages = Pages::standard)
-      : storage{buffer(dims, pages), buffer(dims, pages), buffer(dims, pages), buffer(dims, pages)},
-        q(storage[0].get(), dims), k(storage[1].get(), dims), v(storage[2].get(), dims), out(storage[3].get(), dims) {
+      : storage(buffers(dims, pages)),
+        q(tensor_at(0, dims, pages), dims), k(tensor_at(1, dims, pages), dims), v(tensor_at(2, dims, pages), dims),
+        out(tensor_at(3, dims, pages), dims) {
     std::mt19937 rng(7);
     std::normal_distribution<float> normal(0.f, 1.f);
     for (auto* t : {&q, &k, &v})
       for (Index i = 0; i < t->size(); ++i) t->data()[i] = normal(rng);
     std::fill_n(out.data(), out.size(), 0.0f);
   }
-  static bench::FloatBuffer buffer(const std::array<Index, N>& dims, Pages pages) {
+  static std::size_t floats(const std::array<Index, N>& dims) {
     std::size_t n = 1;
     for (const Index d : dims) n *= std::size_t(d);
-    return pages == Pages::huge ? bench::huge_page_floats(n) : bench::aligned_floats(n);
+    return n;
+  }
+  static std::array<bench::FloatBuffer, 4> buffers(const std::array<Index, N>& dims, Pages pages) {
+    const std::size_t n = floats(dims);
+    if (pages == Pages::spaced) return {bench::aligned_floats(4 * (n + std::size_t(kSpacedGap))), nullptr, nullptr, nullptr};
+    const auto one = [&] { return pages == Pages::huge ? bench::huge_page_floats(n) : bench::aligned_floats(n); };
+    return {one(), one(), one(), one()};
+  }
+  float* tensor_at(int i, const std::array<Index, N>& dims, Pages pages) const {
+    if (pages != Pages::spaced) return storage[std::size_t(i)].get();
+    return storage[0].get() + std::size_t(i) * (floats(dims) + std::size_t(kSpacedGap));
   }
   ConstTensorView<float, N> cq() const { return ConstTensorView<float, N>(q.data(), q.dimensions()); }
   ConstTensorView<float, N> ck() const { return ConstTensorView<float, N>(k.data(), k.dimensions()); }
@@ -289,6 +310,11 @@ void BM_Fused(benchmark::State& state) {
     const bench::PairedRatio huge =
         bench::paired_ratio(9, [&] { run_fused(c, huge_in); }, [&] { run_fused(base, huge_base_in); });
     state.counters["per_token_vs_L4096_huge_pages"] = huge.ratio * double(kScalingBase) / double(c.tokens);
+    // And with each size's four tensors in one allocation, 64 KiB apart past their sizes (see Pages).
+    Inputs<R + 3> spaced_in(c.dims(), Pages::spaced), spaced_base_in(base.dims(), Pages::spaced);
+    const bench::PairedRatio spaced =
+        bench::paired_ratio(9, [&] { run_fused(c, spaced_in); }, [&] { run_fused(base, spaced_base_in); });
+    state.counters["per_token_vs_L4096_spaced"] = spaced.ratio * double(kScalingBase) / double(c.tokens);
   }
   fused_seconds()[c.key()] = seconds;
   set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));
