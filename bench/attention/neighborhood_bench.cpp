@@ -44,10 +44,10 @@
 //   per_token_vs_L4096_huge_pages (same cases) = per_token_vs_L4096 with the tensors of both sizes in
 //                           memory advised for transparent huge pages (support/huge_pages.hpp; the
 //                           others are Eigen-like 64-byte-aligned allocations: 4 KiB pages under THP
-//                           "madvise"): the part of per_token_vs_L4096 that is the TLB's
+//                           "madvise"; these are 2 MiB aligned, so also spaced otherwise)
 //   per_token_vs_L4096_spaced (same cases) = per_token_vs_L4096 with each size's q, k, v and out in
 //                           one allocation, 64 KiB apart past their sizes (4 KiB pages): without the
-//                           L1 evictions that separately allocated 32 MiB tensors suffer (see Pages)
+//                           collisions that separately allocated 32 MiB tensors suffer (see Pages)
 //   stream_limit_vs_L4096 (same cases) = the same ratio for limits.hpp's streaming-with-compute probe
 //                           (stream_compute_kernel: the same q, k, v and out rows, in-register work
 //                           per token sized to the op's time at L 4096): what this machine's memory
@@ -100,8 +100,9 @@ constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 // 64-byte-aligned allocations Eigen tensors get (4 KiB pages where THP is "madvise", as here), and
 // Pages::spaced all four in one such allocation, kSpacedGap floats apart past their sizes.
 // Separately allocated 32 MiB tensors (1-D L 65536) land 32 MiB + 4 KiB apart (the allocator's
-// mappings and their headers), and at that spacing the same tokens' lines of q, k and v evict each
-// other from the Zen 5 VM's L1 (an alternating driver: L 65536 1.50x per token of L 4096 at 32 MiB
+// mappings and their headers), and at that spacing the same tokens' lines of q, k and v collide in
+// the Zen 5 VM's core (a structure indexed above the page offset: the L1's way tags or the TLB's
+// sets; an alternating driver: L 65536 1.50x per token of L 4096 at 32 MiB
 // + 4 KiB, 1.12-1.22 at + 8 KiB, 1.04-1.08 at + 12 KiB, 1.29-1.41 at + 16 KiB, 1.04-1.09 at
 // + 64 KiB, all on 4 KiB pages); spaced shows the op's scaling without that coincidence.
 enum class Pages { standard, huge, spaced };
@@ -304,8 +305,8 @@ void BM_Fused(benchmark::State& state) {
     state.counters["per_token_vs_L4096"] = r.ratio * double(kScalingBase) / double(c.tokens);
     state.counters["stream_limit_vs_L4096"] =
         stream_limit_per_token_ratio(in, base_in, r.denominator_seconds) * double(kScalingBase) / double(c.tokens);
-    // The same ratio with both sizes' tensors on transparent huge pages: what the 4 KiB pages' TLB
-    // misses cost at L (its tensors span 32768 pages of 4 KiB; L 4096's stay within the TLB's reach).
+    // The same ratio with both sizes' tensors on transparent huge pages (L's tensors span 32768
+    // pages of 4 KiB; L 4096's stay within the TLB's reach).
     Inputs<R + 3> huge_in(c.dims(), Pages::huge), huge_base_in(base.dims(), Pages::huge);
     const bench::PairedRatio huge =
         bench::paired_ratio(9, [&] { run_fused(c, huge_in); }, [&] { run_fused(base, huge_base_in); });
