@@ -119,12 +119,12 @@ TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2_nonpositive(vfloat<Arch> x) noexcept {
 }
 
 // exp2_nonpositive for finite x <= 129, bitwise the same; -inf and NaN are not allowed (unspecified
-// results). AVX-512 drops the lower clamp as well: for finite x below -152 the table path's
-// k + j/16 is x rounded (its table index then meaningless: an entry in [1, 2) all the same) and
-// VSCALEFPS by 2^k, k < -151, gives +0, as the clamp's 2^-152 does. Checked for every negative
-// float once (a standalone loop on the Zen 5 VM: no bit differs); the test samples every 4099th. For the softmax of logits that cannot
-// be -inf (no masks, no rpb): one vector operation of about thirteen less per logit (2-D
-// neighbourhood attention 56x56 K 7 0.98-0.99 of the time on the Zen 5 VM).
+// results). AVX-512 drops the lower clamp as well: for finite x below -152 the table path's k + j/16
+// is x rounded (its table index then meaningless: an entry in [1, 2) all the same), and VSCALEFPS by
+// 2^k with k below -151 gives +0, as the clamp's 2^-152 does. Checked for every negative float once (a
+// standalone loop on the Zen 5 VM: no bit differs); the test samples every 4099th. For the softmax of
+// logits that cannot be -inf (no masks, no rpb): one vector operation of about thirteen less per logit
+// (2-D neighbourhood attention 56x56 K 7 0.98-0.99 of the time on the Zen 5 VM).
 template <class Arch>
 TOKENMIX_ALWAYS_INLINE vfloat<Arch> exp2_finite_nonpositive(vfloat<Arch> x) noexcept {
   if constexpr (is_avx512<Arch>) return detail::exp2_in_range<Arch>(x);
