@@ -29,8 +29,11 @@
 // Counters: GFLOP/s of the useful products only: 2·(P + Pv) flops per (query, head, valid window
 // key) (QKᵀ and PV; the window keys are ∏ K_a per query for non-causal NA, counted per axis for causal
 // axes); dense: the same per (query, head, key), L² pairs. fma_bound = those flops at bench/limits'
-// FMA peak / time. tokens_per_s = B·∏ X_a tokens per second, ns_per_token = ns per token (plain
-// numbers: the console shows "ns_per_token=1.79k" for 1790 ns).
+// FMA peak / time; fma_bound_paired (Fused) the same with the FMA peak probe run alternately with the
+// op (bench::paired_fma_fraction, 9 rounds, the median ratio), not once at start-up: robust to the
+// VM's drift (the probe alone reads 200-276 GFLOP/s over a minute on the Zen 5 VM). tokens_per_s =
+// B·∏ X_a tokens per second, ns_per_token = ns per token (plain numbers: the console shows
+// "ns_per_token=1.79k" for 1790 ns).
 //   vs_dense (Fused)      = this time / BM_NeighborhoodAttention{1,2}d_Dense's at the same tokens, H, P
 //                           (1d L 4096, 16384; 2d 56×56): NA should win (< 1) once the window is under
 //                           an eighth of the tokens (the K² < L/8 in 2-D)
@@ -208,10 +211,13 @@ std::map<CaseKey, double>& one_thread_wall_seconds() {  // BM_FusedPool at threa
   return seconds;
 }
 
+// The useful flops of `pairs` (query, key) pairs per head: QKᵀ and PV, an FMA counting 2.
+double na_flops(double pairs, Index H, Index P, Index Pv) { return 2.0 * double(P + Pv) * pairs * double(H); }
+
 // GFLOP/s and fma_bound for `pairs` (query, key) pairs per head; tokens_per_s and ns_per_token from
 // `seconds`, the CPU seconds per iteration.
 void set_na_counters(benchmark::State& state, double seconds, double tokens, double pairs, Index H, Index P, Index Pv) {
-  const double flops = 2.0 * double(P + Pv) * pairs * double(H);
+  const double flops = na_flops(pairs, H, P, Pv);
   bench::set_rates(state, 0, flops, 0);
   bench::set_bound_fraction(state, "fma_bound", flops / (bench::machine_limits().fma_gflops * 1e9));
   state.counters["tokens_per_s"] = tokens / seconds;
@@ -322,6 +328,8 @@ void BM_Fused(benchmark::State& state) {
   set_ratio(state, "vs_dense", seconds, dense_seconds(), std::make_tuple(c.tokens, c.H, c.P));
   set_ratio(state, "vs_reference", seconds, reference_seconds(), c.key());
   set_na_counters(state, seconds, double(c.tokens), c.pairs(), c.H, c.P, c.P);
+  state.counters["fma_bound_paired"] =
+      bench::paired_fma_fraction([&] { run_fused(c, in); }, na_flops(c.pairs(), c.H, c.P, c.P));
 }
 
 // The fused operator with NATTEN's relative positional bias (NAT / DiNAT layers): rpb [H, 2K-1, ..]
