@@ -92,6 +92,35 @@ TEST(Attention, ScaleSoftcapAndKeyBias) {
   }
 }
 
+// A key_bias of -inf masks its keys (a padding mask, as callers pass one): where it masks every key a
+// query may see (here every key of kv head 1, and in batch 1 all keys but the first 3 of head 0), the
+// empty-row rule holds, out = 0 and lse = -inf, in the tiled path and in decode (Lq = 1), whose
+// online softmax once gave NaN for a group of keys all at -inf before any finite one.
+TEST(Attention, KeyBiasOfMinusInfinityMasksKeys) {
+  const Index B = 2, Lk = 37, H = 4, Hkv = 2, P = 16;
+  const float inf = std::numeric_limits<float>::infinity();
+  Rng rng(41);
+  Tensor<float, 3> bias = testing::random_normal<3>({B, Hkv, Lk}, 0.f, 1.f, rng);
+  for (Index b = 0; b < B; ++b)
+    for (Index j = 0; j < Lk; ++j) bias(b, 1, j) = -inf;
+  for (Index j = 3; j < Lk; ++j) bias(1, 0, j) = -inf;
+  for (const Index Lq : {Index(1), Index(5), Index(37)})
+    for (const bool causal : {false, true}) {
+      const Qkv in(B, Lq, Lk, H, Hkv, P, P, 42);
+      AttentionOptions o;
+      o.causal = causal, o.key_bias = ConstTensorView<float, 3>(bias);
+      const AttentionResult got = attention::attention(in.q, in.k, in.v, o);
+      const std::string what = "Lq=" + std::to_string(Lq) + (causal ? " causal" : "");
+      EXPECT_TRUE(matches(got, ref::attention(in.q, in.k, in.v, o), what));
+      for (Index b = 0; b < B; ++b)
+        for (Index r = 0; r < Lq; ++r)
+          for (const Index h : {Index(2), Index(3)}) {  // kv head 1's query heads: every key masked
+            EXPECT_TRUE(std::isinf(got.lse(b, h, r)) && got.lse(b, h, r) < 0) << what;
+            for (Index d = 0; d < P; ++d) EXPECT_EQ(got.out(b, r, h, d), 0.0f) << what;
+          }
+    }
+}
+
 // Chunked prefill: the rows of a chunk at q_offset are the same rows of the whole prefill, and the
 // decode step (Lq = 1 against the cache) is the last row.
 TEST(Attention, CausalOffsetsChunksAndDecodeEqualPrefillRows) {

@@ -461,7 +461,11 @@ struct AttentionKernel {
                         V(kLog2e);
           x = simd::select_by_bits<Arch>(allowed, x, V(kNegInf), pad);
           // Online softmax over the group: m ← max(m, max x), α = 2^(m_old - m), w = 2^(x - m).
-          const float mx = std::max(m, simd::reduce_max<Arch>(x));  // finite: some key is allowed
+          // A group whose allowed keys a key_bias of -inf masks adds nothing (and while m is still
+          // -inf, m - max x would be NaN): skipped, as the tiles keep their 0s.
+          const float group_max = simd::reduce_max<Arch>(x);
+          if (group_max == kNegInf) continue;
+          const float mx = std::max(m, group_max);
           const float alpha = std::exp2(m - mx);
           m = mx;
           const V w = simd::exp2<Arch>(x - V(mx));  // -inf lanes give 0
