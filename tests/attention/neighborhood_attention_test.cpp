@@ -606,6 +606,42 @@ TEST(NeighborhoodAttention, BitwiseIdenticalForAnyThreadCount) {
   EXPECT_TRUE(testing::bitwise_equal(attention::neighborhood_attention(q1, k1, k1, p1, std::nullopt, nullptr, pool.device()), serial));
 }
 
+// rpb entries of -inf mask their slots (the table is the caller's): the fused op and the split ops
+// match the oracle where some of a query's slots are masked, and a head whose table is -inf
+// everywhere gets NaN out and lse, as a softmax over no finite logit does in NATTEN and PyTorch.
+TEST(NeighborhoodAttention, RpbOfMinusInfinityMasksSlots) {
+  Rng rng(31);
+  NaCase<2> c;
+  c.extent = {9, 21}, c.K = {3, 5}, c.d = {1, 2}, c.s = {1, 1}, c.H = 3, c.Hkv = 1, c.P = 16, c.Pv = 16;
+  const auto q = random_tensor<2>(na_dims<2>(c, c.H, c.P), rng), k = random_tensor<2>(na_dims<2>(c, c.Hkv, c.P), rng),
+             v = random_tensor<2>(na_dims<2>(c, c.Hkv, c.Pv), rng);
+  Tensor<float, 3> table = testing::random_normal<3>({c.H, 5, 9}, 0.f, 1.f, rng);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (Index i = 0; i < 5; ++i)
+    for (Index j = 0; j < 9; ++j) {
+      if ((i + 2 * j) % 3 == 0) table(0, i, j) = -inf;  // head 0: a third of the entries
+      table(2, i, j) = -inf;                            // head 2: every entry
+    }
+  const std::optional<ConstTensorView<float, 3>> rpb(ConstTensorView<float, 3>(table.data(), table.dimensions()));
+  Tensor<float, 4> lse, want_lse;
+  const Tensor<float, 5> out = attention::neighborhood_attention<2>(q, k, v, c.params(), rpb, &lse);
+  const Tensor<float, 5> want = ref::neighborhood_attention<2>(q, k, v, c.params(), rpb, &want_lse);
+  const Tensor<float, 5> split =
+      attention::neighborhood_av<2>(attention::neighborhood_attention_weights<2>(q, k, c.params(), rpb), v, c.params());
+  for (Index x = 0; x < c.extent[0]; ++x)
+    for (Index y = 0; y < c.extent[1]; ++y) {
+      for (Index h = 0; h < 2; ++h) {
+        EXPECT_NEAR(lse(0, x, y, h), want_lse(0, x, y, h), 1e-4) << x << " " << y << " " << h;
+        for (Index p = 0; p < c.Pv; ++p) {
+          EXPECT_NEAR(out(0, x, y, h, p), want(0, x, y, h, p), 1e-4) << x << " " << y << " " << h;
+          EXPECT_NEAR(split(0, x, y, h, p), want(0, x, y, h, p), 1e-4) << x << " " << y << " " << h;
+        }
+      }
+      EXPECT_TRUE(std::isnan(lse(0, x, y, 2)) && std::isnan(want_lse(0, x, y, 2)));
+      for (Index p = 0; p < c.Pv; ++p) EXPECT_TRUE(std::isnan(out(0, x, y, 2, p)) && std::isnan(want(0, x, y, 2, p)));
+    }
+}
+
 // A kernel covering every axis is dense attention: the fused op equals the dense engine.
 TEST(NeighborhoodAttention, WholeExtentKernelEqualsTheDenseEngine) {
   Rng rng(26);

@@ -10,7 +10,9 @@
 //     params: NeighborhoodParams<R> (kernel_size, dilation, stride, causal per axis; scale,
 //       default 1/sqrt(P)); kernel_size·dilation must fit each axis
 //     rpb [H, 2K_0 - 1, .., 2K_{R-1} - 1] (optional; not with causal axes): added to the logits,
-//       indexed as NATTEN's legacy na*d_qk ops (off-centre entries at the borders)
+//       indexed as NATTEN's legacy na*d_qk ops (off-centre entries at the borders); entries of -inf
+//       mask their slots, and a query whose every slot is masked gets NaN out and lse (a softmax
+//       over no finite logit, as in NATTEN and PyTorch; the oracle agrees)
 //     out [B, X.., H, Pv], lse [B, X.., H] (natural log of the softmax denominator, optional)
 //
 // NATTEN correspondence: natten.na1d / na2d / na3d(q, k, v, kernel_size, stride, dilation, is_causal,
