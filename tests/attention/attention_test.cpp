@@ -238,9 +238,17 @@ TEST(BlockSparseAttention, EmptyRowsGiveZerosAndMinusInfinity) {
 // KeyBiasOfMinusInfinityMasksKeys pins, and nothing else.
 struct RandomAttentionCase {
   Index B, Lq, Lk, H, Hkv, P, Pv;
-  AttentionOptions o;
-  Tensor<float, 3> key_bias, row_scale;
+  AttentionOptions o;               // without key_bias and row_scale: options() adds views of these
+  Tensor<float, 3> key_bias;        // [B, Hb, Lk], or empty
+  Tensor<float, 3> row_scale;       // [B, H, Lq], or empty
   std::string name;
+
+  AttentionOptions options() const {
+    AttentionOptions with = o;
+    if (key_bias.size() > 0) with.key_bias = ConstTensorView<float, 3>(key_bias);
+    if (row_scale.size() > 0) with.row_scale = ConstTensorView<float, 3>(row_scale);
+    return with;
+  }
 };
 
 RandomAttentionCase random_attention_case(Rng& rng, const Eigen::ThreadPoolDevice* device) {
@@ -261,16 +269,15 @@ RandomAttentionCase random_attention_case(Rng& rng, const Eigen::ThreadPoolDevic
     if (chance(0.3))
       for (Index i = 0; i < c.key_bias.size(); ++i)
         if (chance(0.3)) c.key_bias.data()[i] = -std::numeric_limits<float>::infinity();
-    c.o.key_bias = ConstTensorView<float, 3>(c.key_bias);
   }
   if (chance(0.2)) {
     c.row_scale = testing::random_uniform<3>({c.B, c.H, c.Lq}, 0.1f, 2.f, rng);
-    c.o.row_scale = ConstTensorView<float, 3>(c.row_scale);
   }
   c.o.device = device;
   c.name = describe(c.B, c.Lq, c.Lk, c.H, c.Hkv, c.P, c.Pv, c.o.causal) +
            (c.o.q_offset ? " q_offset=" + std::to_string(*c.o.q_offset) : "") + (c.o.softcap > 0 ? " softcap" : "") +
-           (c.o.key_bias ? " key_bias" : "") + (c.o.row_scale ? " row_scale" : "") + (device ? " threads" : "");
+           (c.key_bias.size() > 0 ? " key_bias" : "") + (c.row_scale.size() > 0 ? " row_scale" : "") +
+           (device ? " threads" : "");
   return c;
 }
 
@@ -280,7 +287,8 @@ TEST(Attention, RandomCasesMatchTheOracle) {
   for (int i = 0; i < 60; ++i) {
     const RandomAttentionCase c = random_attention_case(rng, i % 3 == 2 ? pool.device() : nullptr);
     const Qkv in(c.B, c.Lq, c.Lk, c.H, c.Hkv, c.P, c.Pv, 100 + std::uint64_t(i));
-    EXPECT_TRUE(matches(attention::attention(in.q, in.k, in.v, c.o), ref::attention(in.q, in.k, in.v, c.o), c.name));
+    const AttentionOptions o = c.options();
+    EXPECT_TRUE(matches(attention::attention(in.q, in.k, in.v, o), ref::attention(in.q, in.k, in.v, o), c.name));
   }
 }
 
@@ -309,8 +317,9 @@ TEST(BlockSparseAttention, RandomLayoutsMatchTheOracle) {
         [&](Index h, Index q, Index k) { return tokens[std::size_t((h * q_length + q) * c.Lk + k)] != 0; });
     const Qkv in(c.B, c.Lq, c.Lk, c.H, c.Hkv, c.P, c.Pv, 200 + std::uint64_t(i));
     const auto rule = [&](Index h, Index q, Index k) { return layout.allowed(h, q, k); };
-    EXPECT_TRUE(matches(attention::block_sparse_attention(in.q, in.k, in.v, layout, c.o),
-                        ref::masked_attention(in.q, in.k, in.v, c.o, rule),
+    const AttentionOptions o = c.options();
+    EXPECT_TRUE(matches(attention::block_sparse_attention(in.q, in.k, in.v, layout, o),
+                        ref::masked_attention(in.q, in.k, in.v, o, rule),
                         c.name + " blocks " + std::to_string(q_block) + "x" + std::to_string(k_block)));
   }
 }
