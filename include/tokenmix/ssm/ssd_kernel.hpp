@@ -437,7 +437,7 @@ struct SsdChunkedKernel {
 
   // One R x NV·W output tile, accumulators in registers from init to store:
   //   c  = init ? init_scale·init[r][v] : 0                        (init rows ldd apart; may be dst)
-  //   c += A1·B1;  then row r times row_scale[r] (exactly 0 where row_scale[r] == 0), if row_scale
+  //   c += A1·B1;  then row r times row_scale[r] (exactly 0 where row_scale[r] < 0), if row_scale
   //   c += A2·B2
   //   c += the lower triangle of the R x R block A3·B3 (row r sums k <= r: a row never reads the
   //        operands of later tokens, so a NaN or inf there cannot reach it through a 0 weight), if Lower
@@ -461,7 +461,7 @@ struct SsdChunkedKernel {
     if (row_scale)
       for (int r = 0; r < R; ++r) {
         const float scale = row_scale[r];
-        for (int v = 0; v < NV; ++v) c[r][v] = scale == 0.0f ? V(0.0f) : c[r][v] * V(scale);
+        for (int v = 0; v < NV; ++v) c[r][v] = scale < 0.0f ? V(0.0f) : c[r][v] * V(scale);
       }
     accumulate<R, NV>(c, p2);
     if constexpr (Lower)
@@ -618,13 +618,17 @@ struct SsdChunkedKernel {
     const Index L = p.length, H = p.heads, P = p.head_dim, N = p.state, G = p.groups, QP = d.QP, PP = d.PP;
     const Index Qc = ci.Qc, t0 = ci.t0;
     Common::head_dt(p, b, h, t0, Qc, s.dt, nullptr);
+    // Acum[l] = Σ of the decays from the start of l's packed sequence in the chunk (or the chunk's
+    // start) to l. Only differences within a sequence are read, and exp(Acum) of the tokens before the
+    // chunk's first new sequence, so the sum restarts at each sequence start: a NaN / inf decay then
+    // stays in its own sequence (a sum over the whole chunk carried it into every later token).
     double run = 0.0;
     if (p.log_decay) {
       const float* g = p.log_decay + (b * L + t0) * H + h;
-      for (Index l = 0; l < Qc; ++l) s.acum[l] = run += double(g[l * H]);
+      for (Index l = 0; l < Qc; ++l) s.acum[l] = run = (s.seg[l] == l ? 0.0 : run) + double(g[l * H]);
     } else {
       const double a = p.A[h];
-      for (Index l = 0; l < Qc; ++l) s.acum[l] = run += double(s.dt[l]) * a;
+      for (Index l = 0; l < Qc; ++l) s.acum[l] = run = (s.seg[l] == l ? 0.0 : run) + double(s.dt[l]) * a;
     }
 
     // e[l] = exp(Acum[l]) for tokens of the entering state's sequence (0 beyond).
@@ -715,7 +719,10 @@ struct SsdChunkedKernel {
           // before the tile in full, then its lower-triangular diagonal block.
           const bool carried = l0 < ci.first_new;
           float row_scale[MR];
-          for (int r = 0; r < R; ++r) row_scale[r] = l0 + r < ci.first_new ? s.e[l0 + r] : 0.0f;
+          // -1: a row of a new sequence, which the carried state must not reach even where it holds
+          // NaN (tile zeroes it); an exp(Acum) that underflowed to 0 multiplies instead, so a NaN
+          // carried into a row of its own sequence stays NaN, as in the recurrent form.
+          for (int r = 0; r < R; ++r) row_scale[r] = l0 + r < ci.first_new ? s.e[l0 + r] : -1.0f;
           const Operands cs = carried ? Operands{Cc + l0 * G * N, G * N, S + c0 * W, PP, N} : kNone;
           const Operands mx{s.M + l0 * QP + k_lo, QP, X + k_lo * ldx + c0 * W, ldx, l0 - k_lo};
           const Operands diag{s.M + l0 * QP + l0, QP, X + l0 * ldx + c0 * W, ldx, R};
