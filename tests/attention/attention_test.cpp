@@ -252,25 +252,25 @@ struct RandomAttentionCase {
 };
 
 RandomAttentionCase random_attention_case(Rng& rng, const Eigen::ThreadPoolDevice* device) {
-  const auto pick = [&](Index lo, Index hi) { return std::uniform_int_distribution<Index>(lo, hi)(rng); };
-  const auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  testing::RandomDraws draw{rng};
   RandomAttentionCase c;
-  c.B = pick(1, 2), c.Hkv = pick(1, 3), c.H = c.Hkv * pick(1, 3);
-  c.Lk = chance(0.1) ? 1 : pick(1, chance(0.3) ? 200 : 70);
-  c.Lq = chance(0.25) ? 1 : pick(1, chance(0.5) ? c.Lk : 120);
-  c.P = chance(0.5) ? (chance(0.5) ? 64 : 32) : pick(1, 80), c.Pv = chance(0.6) ? c.P : pick(1, 80);
-  c.o.causal = chance(0.4);
-  if (chance(0.3) || c.Lq > c.Lk) c.o.q_offset = pick(0, c.Lk + 5);
-  if (chance(0.2)) c.o.scale = 0.3f;
-  if (chance(0.2)) c.o.softcap = 20.0f;
-  if (chance(0.3)) {
-    const Index Hb = chance(0.33) ? 1 : chance(0.5) ? c.Hkv : c.H;
+  c.B = draw.pick(1, 2), c.Hkv = draw.pick(1, 3), c.H = c.Hkv * draw.pick(1, 3);
+  c.Lk = draw.chance(0.1) ? 1 : draw.pick(1, draw.chance(0.3) ? 200 : 70);
+  c.Lq = draw.chance(0.25) ? 1 : draw.pick(1, draw.chance(0.5) ? c.Lk : 120);
+  c.P = draw.chance(0.5) ? (draw.chance(0.5) ? 64 : 32) : draw.pick(1, 80);
+  c.Pv = draw.chance(0.6) ? c.P : draw.pick(1, 80);
+  c.o.causal = draw.chance(0.4);
+  if (draw.chance(0.3) || c.Lq > c.Lk) c.o.q_offset = draw.pick(0, c.Lk + 5);
+  if (draw.chance(0.2)) c.o.scale = 0.3f;
+  if (draw.chance(0.2)) c.o.softcap = 20.0f;
+  if (draw.chance(0.3)) {
+    const Index Hb = draw.chance(0.33) ? 1 : draw.chance(0.5) ? c.Hkv : c.H;
     c.key_bias = testing::random_normal<3>({c.B, Hb, c.Lk}, 0.f, 2.f, rng);
-    if (chance(0.3))
+    if (draw.chance(0.3))
       for (Index i = 0; i < c.key_bias.size(); ++i)
-        if (chance(0.3)) c.key_bias.data()[i] = -std::numeric_limits<float>::infinity();
+        if (draw.chance(0.3)) c.key_bias.data()[i] = -std::numeric_limits<float>::infinity();
   }
-  if (chance(0.2)) {
+  if (draw.chance(0.2)) {
     c.row_scale = testing::random_uniform<3>({c.B, c.H, c.Lq}, 0.1f, 2.f, rng);
   }
   c.o.device = device;
@@ -294,23 +294,22 @@ TEST(Attention, RandomCasesMatchTheOracle) {
 
 TEST(BlockSparseAttention, RandomLayoutsMatchTheOracle) {
   Rng rng(72);
+  testing::RandomDraws draw{rng};
   ThreadPool pool(2);
-  const auto pick = [&](Index lo, Index hi) { return std::uniform_int_distribution<Index>(lo, hi)(rng); };
-  const auto uniform = [&] { return std::uniform_real_distribution<double>(0, 1)(rng); };
   for (int i = 0; i < 60; ++i) {
     const RandomAttentionCase c = random_attention_case(rng, i % 3 == 2 ? pool.device() : nullptr);
-    const Index q_block = uniform() < 0.5 ? 64 : pick(1, 70), k_block = uniform() < 0.5 ? q_block : pick(1, 70);
-    const Index q_length = c.o.q_offset.value_or(c.Lk - c.Lq) + c.Lq, heads = uniform() < 0.5 ? 1 : c.H;
+    const Index q_block = draw.chance(0.5) ? 64 : draw.pick(1, 70);
+    const Index k_block = draw.chance(0.5) ? q_block : draw.pick(1, 70);
+    const Index q_length = c.o.q_offset.value_or(c.Lk - c.Lq) + c.Lq, heads = draw.chance(0.5) ? 1 : c.H;
     const Index q_blocks = (q_length + q_block - 1) / q_block, k_blocks = (c.Lk + k_block - 1) / k_block;
     std::vector<attention::BlockKind> kinds(std::size_t(heads * q_blocks * k_blocks));
-    const double p_none = 0.8 * uniform(), p_masked = uniform(), p_token = uniform();
-    for (auto& kind : kinds) {
-      const double x = uniform();
-      kind = x < p_none ? attention::BlockKind::none
-                        : uniform() < p_masked ? attention::BlockKind::masked : attention::BlockKind::full;
-    }
+    const double p_none = 0.8 * draw.uniform(), p_masked = draw.uniform(), p_token = draw.uniform();
+    for (auto& kind : kinds)
+      kind = draw.chance(p_none)     ? attention::BlockKind::none
+             : draw.chance(p_masked) ? attention::BlockKind::masked
+                                     : attention::BlockKind::full;
     std::vector<char> tokens(std::size_t(heads * q_length * c.Lk));
-    for (auto& t : tokens) t = uniform() < p_token;
+    for (auto& t : tokens) t = draw.chance(p_token);
     const BlockLayout layout = BlockLayout::from_rules(
         "test", q_length, c.Lk, q_block, k_block, heads,
         [&](Index h, Index qb, Index kb) { return kinds[std::size_t((h * q_blocks + qb) * k_blocks + kb)]; },

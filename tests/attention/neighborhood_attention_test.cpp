@@ -452,22 +452,22 @@ TEST(NeighborhoodAttention, ThreeDimensionalAndStrides) {
 // no axis is causal; GQA; head dims around and off the SIMD widths.
 template <int R>
 NaCase<R> random_na_case(Rng& rng) {
-  const auto pick = [&](Index lo, Index hi) { return std::uniform_int_distribution<Index>(lo, hi)(rng); };
-  const auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  testing::RandomDraws draw{rng};
   constexpr Index kMaxExtent = R == 1 ? 300 : R == 2 ? 40 : 10;  // [B, X.., H, P] stays small for the oracle
   NaCase<R> c;
   bool any_causal = false;
   for (std::size_t a = 0; a < std::size_t(R); ++a) {
-    const Index L = pick(1, chance(0.2) ? 6 : kMaxExtent);
-    const Index d = chance(0.5) ? 1 : pick(1, std::min<Index>(L, 6));
-    const Index K = pick(1, std::max<Index>(1, L / d));
-    c.extent[a] = L, c.d[a] = d, c.K[a] = K, c.s[a] = chance(0.7) ? 1 : pick(1, K), c.causal[a] = chance(0.25);
+    const Index L = draw.pick(1, draw.chance(0.2) ? 6 : kMaxExtent);
+    const Index d = draw.chance(0.5) ? 1 : draw.pick(1, std::min<Index>(L, 6));
+    const Index K = draw.pick(1, std::max<Index>(1, L / d));
+    c.extent[a] = L, c.d[a] = d, c.K[a] = K, c.s[a] = draw.chance(0.7) ? 1 : draw.pick(1, K);
+    c.causal[a] = draw.chance(0.25);
     any_causal = any_causal || c.causal[a];
   }
-  c.B = pick(1, 2), c.Hkv = pick(1, 3), c.H = c.Hkv * pick(1, 3);
-  c.P = chance(0.5) ? (chance(0.5) ? 16 : 32) : pick(1, 40);
-  c.Pv = chance(0.6) ? c.P : pick(1, 40);
-  c.rpb = !any_causal && chance(0.4);
+  c.B = draw.pick(1, 2), c.Hkv = draw.pick(1, 3), c.H = c.Hkv * draw.pick(1, 3);
+  c.P = draw.chance(0.5) ? (draw.chance(0.5) ? 16 : 32) : draw.pick(1, 40);
+  c.Pv = draw.chance(0.6) ? c.P : draw.pick(1, 40);
+  c.rpb = !any_causal && draw.chance(0.4);
   return c;
 }
 

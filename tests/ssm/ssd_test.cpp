@@ -388,7 +388,8 @@ TEST_F(SsdTest, NanDoesNotCrossSequenceBoundaries) {
           }
       EXPECT_TRUE(std::isnan(r.out(0, 4, 1, 0)));
       for (Index q = 0; q < c.head_dim; ++q)
-        for (Index n = 0; n < c.state; ++n) EXPECT_TRUE(std::isfinite(r.final_state(0, 1, q, n))) << "boundary " << boundary;
+        for (Index n = 0; n < c.state; ++n)
+          EXPECT_TRUE(std::isfinite(r.final_state(0, 1, q, n))) << "boundary " << boundary;
     }
   }
 }

@@ -35,4 +35,13 @@ inline Index random_index(Index lo, Index hi, Rng& rng) {  // inclusive range
   return std::uniform_int_distribution<Index>(lo, hi)(rng);
 }
 
+// Draws from one generator, for the random-case generators of the tests: pick(lo, hi) an Index in
+// [lo, hi], chance(p) true with probability p, uniform() in [0, 1).
+struct RandomDraws {
+  Rng& rng;
+  Index pick(Index lo, Index hi) { return random_index(lo, hi, rng); }
+  double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+  bool chance(double p) { return uniform() < p; }
+};
+
 }  // namespace tokenmix::testing
