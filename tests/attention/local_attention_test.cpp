@@ -152,6 +152,37 @@ TEST(LocalAttentionTest, LastQueriesMatchTheFullCall) {
   }
 }
 
+// rel_pos_bias entries of -inf mask the keys at their offsets. Head 0: every third entry (windows
+// partly masked, by index and by positions with gaps); head 1: every entry, so every softmax query
+// of head 1 is fully masked and gets NaN, as the oracle (and PyTorch's softmax) gives; relu² gives 0.
+TEST(LocalAttentionTest, RelPosBiasOfMinusInfinityMasksKeys) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int mode = 0; mode < 8; ++mode) {
+    LocalCase c;
+    c.length = 40, c.heads = 2, c.dim = 16, c.v_dim = 20, c.window = mode & 4 ? 1 : 3, c.bias = true;
+    c.causal = mode & 1, c.relu = mode & 2, c.positions = mode & 4, c.seed = 60 + mode;
+    LocalInputs in(c);
+    for (Index e = 0; e < 17; ++e) {
+      if (e % 3 == 0) in.table(0, e) = -inf;
+      in.table(1, e) = -inf;
+    }
+    const auto expected = ref::local_attention<double>(in.q, in.k, in.v, in.options());
+    EXPECT_TRUE(testing::all_close(attention::local_attention(in.q, in.k, in.v, in.options()), expected,
+                                   local_attention, c.describe()));
+    Index finite_in_head0 = 0;
+    for (Index b = 0; b < c.batch; ++b)
+      for (Index t = 0; t < c.length; ++t)
+        for (Index p = 0; p < c.v_dim; ++p) {
+          finite_in_head0 += std::isfinite(expected(b, t, 0, p));
+          if (c.relu)
+            EXPECT_EQ(expected(b, t, 1, p), 0.f) << c.describe();
+          else
+            EXPECT_TRUE(std::isnan(expected(b, t, 1, p))) << c.describe();
+        }
+    EXPECT_GT(finite_in_head0, 0) << c.describe();
+  }
+}
+
 TEST(LocalAttentionTest, ThreadCountDoesNotChangeResults) {
   LocalCase c;
   c.length = 90, c.heads = 2, c.dim = 12, c.v_dim = 20, c.window = 13, c.causal = false, c.bias = c.positions = true;

@@ -116,7 +116,8 @@ struct LocalAttentionKernel {
     }
     V inv_sum(1.0f);
     if (!p.relu_squared) {
-      // Every kept lane has its own key (j = i), so row_max is finite on the lanes that are written.
+      // A lane whose every kept logit is -inf (a rel_pos_bias of -inf over its whole window) has
+      // sum 0: 1/0 = inf times the 0 weighted sum gives NaN, as the oracle's and PyTorch's softmax.
       const V m = xsimd::select(row_max == V(neg_inf), V(0.0f), row_max);
       V sum(0.0f);
       for (Index j = 0; j < nk; ++j) {
@@ -124,7 +125,7 @@ struct LocalAttentionKernel {
         sum = sum + e;
         simd::store<Arch>(S + j * T, e);
       }
-      inv_sum = V(1.0f) / xsimd::select(sum > V(0.0f), sum, V(1.0f));
+      inv_sum = V(1.0f) / sum;
     }
 
     // OT[c] = sum_j S[j]·v_j[c], 8 columns at a time, then normalised.

@@ -14,6 +14,8 @@
 //   relu_squared:   a_ij = relu(s_ij)², no normalisation                        (default scale 1/W
 //                   causal, 1/(2W) bidirectional: SeqBoat's constant, not the real key count)
 //   out_i = sum_j a_ij·v_j
+// A rel_pos_bias entry of -inf masks the keys at its offset (softmax: weight 0; relu²: 0 as well);
+// a softmax query whose whole window is masked gets NaN, as PyTorch's softmax in SeqBoat gives.
 // Shapes (token-major): q [B, Lq, H, P]; k [B, L, H, P]; v [B, L, H, Pv]; out [B, Lq, H, Pv];
 // positions [B, L] (Index); rel_pos_bias [H, 2M-1]. Lq <= L: the queries are the LAST Lq tokens
 // (query row r is token i = L - Lq + r; Lq = L is the usual self-attention, Lq = 1 a decode step
