@@ -1069,6 +1069,19 @@ struct NeighborhoodKernel {
     // 1.17-1.37 with 2, 1.14-1.31 with 6, 1.18-1.28 with 8. 3-D: the next tile; 2-D: none (see
     // run_tile).
     const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : R == 2 ? 0 : 1;
+    // 1-D: the value rows are prefetched later, value_ahead tiles ahead: the first tile that the
+    // current tile's windows do not wholly reach (K 7: the next; K 33: the one after; K 65: the
+    // third). A line prefetched to L1 waits there until its tile comes, and a value row waiting
+    // beside the same token's query row collides with it whenever their addresses differ by one of
+    // the L1's aliasing strides (the default buffers of neighborhood_bench: 4 separately allocated
+    // 32 MiB tensors, q and v 64 MiB + 8 KiB apart; its way predictor's tags hash the virtual address,
+    // which fits every spacing measured, though without counters it is not proven). In-process
+    // alternation on the Zen 5 VM, per token L 65536 against L 4096, K 7, three layouts, 3-6
+    // processes each (all values ahead_tiles ahead -> value_ahead): `malloc`'s buffers 1.41-1.78 ->
+    // 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22, huge pages 1.04-1.09 -> 1.00-1.12;
+    // L 4096 unchanged; K 33 L 65536 15.7-16.7 ms -> 14.5-14.7 (huge pages 14.8-15.0 -> 12.7), K 65
+    // 24.1-25.2 -> 22.5-22.6. Nearer (the next tile for K 33 and 65) or farther (two more) was slower.
+    const Index value_ahead = R == 1 ? 1 + pl.K / 2 * pl.slot_step / W : 0;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
@@ -1097,12 +1110,14 @@ struct NeighborhoodKernel {
           const Index hkv = hkv0 + (R == 1 ? step % heads : step / n_tiles);
           if (R == 1 && step % heads == 0 && slab_floats() > 0)  // the key columns the tile's windows reach
             fill_slab_columns(sc, tiles, b, filled, std::min(tiles.width, pl.end_column(run_tiles[t]) - tiles.c_lo));
-          NaTileAt ahead;
-          if (ahead_tiles > 0 && t + ahead_tiles < n_tiles)
-            ahead = {&run_tiles[t + ahead_tiles], b};
-          else if (R == 1 && item + 1 < last_item)
-            ahead = tile_of_item(item + 1, t + ahead_tiles - n_tiles);
-          if (spreads_prefetch() && step % heads == 0) list_tile_lines(sc, ahead);
+          const auto later_tile = [&](Index tiles_ahead) -> NaTileAt {  // of this run, or of the next item's
+            if (tiles_ahead == 0) return {};
+            if (t + tiles_ahead < n_tiles) return {&run_tiles[t + tiles_ahead], b};
+            if (R == 1 && item + 1 < last_item) return tile_of_item(item + 1, t + tiles_ahead - n_tiles);
+            return {};
+          };
+          const NaTileAt ahead = later_tile(ahead_tiles);
+          if (spreads_prefetch() && step % heads == 0) list_tile_lines(sc, ahead, later_tile(value_ahead));
           run_tile(sc, pl.blocks[std::size_t(blk)], tiles, run_tiles[t], ahead, b, hkv);
         }
       }
@@ -1263,20 +1278,24 @@ struct NeighborhoodKernel {
   bool spreads_prefetch() const { return R == 1 && plan.col_step == 1 && mode != NaOutput::weighted_sum; }
 
   // 1-D, tiles of consecutive tokens (col_step 1): the lines of the tile's token rows that the qk
-  // micro-kernels prefetch (NaLinePrefetch): q, k, v, and the output rows unless streamed, every head's.
-  void list_tile_lines(Scratch& sc, NaTileAt at) const {
+  // micro-kernels prefetch (NaLinePrefetch): q, k, and the output rows unless streamed, every head's,
+  // of tile `at`; v's of tile `values_at` (nearer: see value_ahead in run).
+  void list_tile_lines(Scratch& sc, NaTileAt at, NaTileAt values_at) const {
     const NaPlan<R>& pl = plan;
     NaLinePrefetch& lines = sc.ahead_lines;
     lines.restart();
-    if (!at.tile) return;
-    const Index token0 = at.b * pl.tokens + at.tile->group + at.tile->first, rows = at.tile->count;
+    const auto token0_of = [&](NaTileAt x) { return x.b * pl.tokens + x.tile->group + x.tile->first; };
     const bool logits_out = mode == NaOutput::logits || mode == NaOutput::probabilities;
-    const Index out_floats = logits_out ? pl.max_slots : pl.Pv;
-    lines.add(q + token0 * pl.H * pl.P, rows * pl.H * pl.P);
-    lines.add(k + token0 * pl.Hkv * pl.P, rows * pl.Hkv * pl.P);
-    if (!logits_out) lines.add(v + token0 * pl.Hkv * pl.Pv, rows * pl.Hkv * pl.Pv);
-    if (logits_out || !pl.stream_out)
-      lines.add((logits_out ? logits : out) + token0 * pl.H * out_floats, rows * pl.H * out_floats, true);
+    if (at.tile) {
+      lines.add(q + token0_of(at) * pl.H * pl.P, at.tile->count * pl.H * pl.P);
+      lines.add(k + token0_of(at) * pl.Hkv * pl.P, at.tile->count * pl.Hkv * pl.P);
+    }
+    if (!logits_out && values_at.tile)
+      lines.add(v + token0_of(values_at) * pl.Hkv * pl.Pv, values_at.tile->count * pl.Hkv * pl.Pv);
+    if (at.tile && (logits_out || !pl.stream_out)) {
+      const Index out_floats = logits_out ? pl.max_slots : pl.Pv;
+      lines.add((logits_out ? logits : out) + token0_of(at) * pl.H * out_floats, at.tile->count * pl.H * out_floats, true);
+    }
     // Over the iterations of the tile's first-chunk qk calls (one per head in 1-D): calls with the
     // prefetches in their loop run slower (their state takes registers), and wider windows (more
     // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
