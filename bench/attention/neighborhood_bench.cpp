@@ -105,10 +105,12 @@ constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 // allocated 32 MiB tensors (1-D L 65536) land 32 MiB + 4 KiB apart (the allocator's mappings and
 // their headers), and at that spacing q's and v's lines (64 MiB + 8 KiB apart) collide in the Zen 5
 // VM's core (a structure that hashes address bits above the page offset; the L1's way predictor fits
-// best). An alternating driver, L 65536 per token of L 4096, all on 4 KiB pages: 1.50x at 32 MiB +
-// 4 KiB, 1.12-1.22 at + 8 KiB, 1.04-1.08 at + 12 KiB, 1.29-1.41 at + 16 KiB, 1.04-1.09 at + 64 KiB;
+// best) where the kernel kept them in L1 together. An alternating driver, L 65536 per token of L
+// 4096, all on 4 KiB pages, with the value rows prefetched with the others: 1.50x at 32 MiB + 4 KiB,
+// 1.12-1.22 at + 8 KiB, 1.04-1.08 at + 12 KiB, 1.29-1.41 at + 16 KiB, 1.04-1.09 at + 64 KiB;
 // 1.48-1.60 with only q and v at their 64 MiB + 8 KiB, 1.07-1.22 with any other pair at its distance.
-// Spaced shows the op's scaling without that coincidence.
+// The kernel now prefetches the value rows later (neighborhood_kernel.hpp, value_ahead): 1.16-1.19
+// with only q and v at their distance. Spaced shows the op's scaling at another spacing.
 enum class Pages { standard, huge, spaced };
 constexpr Index kSpacedGap = 16384;  // 64 KiB
 
