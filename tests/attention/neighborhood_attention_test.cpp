@@ -540,6 +540,34 @@ TEST(NeighborhoodAttention, LongOutputsAreStreamedPastTheCaches) {
                                      want));
 }
 
+// 1-D dilations take position order (consecutive tokens in a tile, slot j at column a + j·d) where
+// the tiles' windows stay narrow, (K - 1)·d <= 48 keys past a tile (128 once the tensors stream from
+// memory), else dilation groups (a tile of every d-th token); both orders against the oracle, at a
+// short length and at one whose tensors outgrow half the L3, causal and with rpb. The lengths are
+// multiples of W·d, so that the groups fill whole tiles (else position order wastes fewer lanes).
+TEST(NeighborhoodAttention, OneDimensionalDilationsTakePositionOrderWhereWindowsStayNarrow) {
+  Rng rng(32);
+  NaCase<1> c;
+  c.H = 2, c.Hkv = 1, c.P = 16, c.Pv = 16, c.s = {1};
+  const Index token_bytes = (c.H + c.Hkv) * (c.P + c.Pv) * Index(sizeof(float));
+  const Index streamed = Index(l3_cache_bytes()) / 2 / token_bytes + 37;
+  struct Choice {
+    Index L, K, d;
+    bool position_order;
+  };
+  for (const Choice& x : {Choice{300, 7, 8, true}, Choice{300, 13, 4, true}, Choice{300, 7, 9, false},
+                          Choice{300, 5, 13, false}, Choice{streamed, 9, 16, true}, Choice{streamed, 9, 17, false}})
+    for (const bool causal : {false, true}) {
+      const Index whole_tiles = Index(simd::lanes<simd::default_arch>) * x.d;
+      c.extent = {(x.L + whole_tiles - 1) / whole_tiles * whole_tiles}, c.K = {x.K}, c.d = {x.d}, c.causal = {causal};
+      c.rpb = !causal;
+      const auto plan = attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
+                                                                                c.params(), 1.0f, 1);
+      EXPECT_EQ(plan.col_step, x.position_order ? 1 : x.d) << c.name();
+      EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
+    }
+}
+
 // Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
 // wrapped; strided tiles permuted on AVX-512, gathered elsewhere).
 template <class Arch>

@@ -428,6 +428,11 @@ int na_value_step(NaTile::Keys keys, Index slot_step) {
 // 2-D / 3-D, up to 1024 queries, so that the FIFO of row slabs stays bounded on wide images.
 constexpr Index kNaTilesPerRun1d = 16, kNaTilesPerRun = 64;
 
+// The bytes of q, k, v and out.
+inline double na_tensor_bytes(Index B, Index tokens, Index H, Index Hkv, Index P, Index Pv) {
+  return double(B * tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
+}
+
 template <int R, class Arch>
 NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std::array<Index, R>& extent,
                        const NeighborhoodParams<R>& params, float scale, Index threads) {
@@ -444,6 +449,8 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     const Index n = (plan.K + kNaMaxSlots - 1) / kNaMaxSlots;
     for (Index c = 0; c < n; ++c) plan.chunk.push_back(int((plan.K * (c + 1)) / n - (plan.K * c) / n));
   }
+  // 1-D: whether the tensors outgrow half the L3 the core shares (see stream_out below).
+  const bool streams = R == 1 && na_tensor_bytes(B, plan.tokens, H, Hkv, P, Pv) > 0.5 * double(l3_cache_bytes());
   // Columns: in position order when the dilation groups would fill fewer lanes than all queries
   // together (groups shorter than W). Against in-group order (in-process alternation): 28x28 K 7
   // dilation 4 (groups of 7) 0.56 of the time, 14x14 dilation 2 0.56; where both fill the same lanes
@@ -455,7 +462,19 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
       for (Index g = 0; g < groups; ++g) tiles += ((plan.L - g + col_step - 1) / col_step + W - 1) / W;
       return double(plan.L) / double(tiles * W);
     };
-    const bool positions = plan.dil > 1 && lanes_used(1, 1) > lanes_used(plan.dil, plan.dil);
+    // 1-D also takes position order where the tiles' windows stay narrow: (K - 1)·dilation at most
+    // 48 keys past a tile, or 128 when its tensors stream from memory (see stream_out below). Each
+    // tensor is then one run of consecutive token rows, prefetched line by line from the qk
+    // micro-kernels (NaLinePrefetch), where a dilation group reads every d-th row with the
+    // prefetches in bursts. In-process alternation on the Zen 5 VM, in-group -> position order:
+    // L 65536 K 7 dilation 2 / 4 / 8 16.0 / 19.3 / 25.2 ms -> 7.6 / 12.3 / 15.8, K 13 18.4 / 21.2 /
+    // 26.9 -> 12.8 / 12.2 / 18.2, K 33 dilation 2 / 4 25.0 / 27.6 -> 16.4 / 16.9, K 65 dilation 2
+    // 30.0 -> 25.8, but K 33 dilation 8 34.8 -> 37.0 and K 65 dilation 4 33.8 -> 35.0; L 4096 K 7
+    // dilation 2 / 4 0.44 / 0.49 ms -> 0.38 / 0.47, K 13 dilation 4 0.61 -> 0.57, but K 7 dilation 8
+    // 0.555 -> 0.58, K 33 dilation 2 0.88 -> 0.91 (each tile's slots then span 16 + (K - 1)·d keys
+    // instead of 16 + K - 1).
+    const bool narrow_1d = R == 1 && (plan.K - 1) * plan.dil <= (streams ? 128 : 48);
+    const bool positions = plan.dil > 1 && (narrow_1d || lanes_used(1, 1) > lanes_used(plan.dil, plan.dil));
     plan.groups = positions ? 1 : plan.dil;
     plan.col_step = positions ? 1 : plan.dil;
     plan.slot_step = positions ? plan.dil : 1;
@@ -541,10 +560,7 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   // loop of calls, but their outputs fit the L3 where the next op would read them (not measured).
   // On the 16-core Xeon VM (300 MiB L3 in sysfs) even L 65536 stays plain: there 1 thread measured
   // 13.8-14.7 ms against 12.3-16.0 streamed, 16 threads 1.66-2.07 against 3.60-3.97.
-  if constexpr (R == 1) {
-    const double tensor_bytes = double(B * plan.tokens) * double((H + Hkv) * (P + Pv)) * sizeof(float);
-    plan.stream_out = tensor_bytes > 0.5 * double(l3_cache_bytes());
-  }
+  plan.stream_out = streams;
   // Work items: (batch, tile run, kv head unless heads_inside, a run of blocks); block runs only
   // split when the other dimensions do not give every thread a few items (4), and their sizes
   // differ by at most one block, so that there are as many as asked (runs of one rounded-up size
