@@ -1085,8 +1085,9 @@ struct NeighborhoodKernel {
     // 1.17-1.37 with 2, 1.14-1.31 with 6, 1.18-1.28 with 8. 3-D: the next tile; 2-D: none (see
     // run_tile).
     const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : R == 2 ? 0 : 1;
-    // 1-D: the value rows are prefetched later, value_ahead tiles ahead: the first tile that the
-    // current tile's windows do not wholly reach (K 7: the next; K 33: the one after; K 65: the
+    // 1-D: the value rows are prefetched later, value_ahead tiles ahead: one past the tiles the
+    // current tile's windows reach, the reach (K/2 slots of slot_step keys) rounded to the nearest
+    // whole tile (K 7: the next; K 33 or K 7 dilation 4 in position order: the one after; K 65: the
     // third). A line prefetched to L1 waits there until its tile comes, and a value row waiting
     // beside the same token's query row collides with it whenever their addresses differ by one of
     // the L1's aliasing strides (the default buffers of neighborhood_bench: 4 separately allocated
@@ -1097,7 +1098,11 @@ struct NeighborhoodKernel {
     // 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22, huge pages 1.04-1.09 -> 1.00-1.12;
     // L 4096 unchanged; K 33 L 65536 15.7-16.7 ms -> 14.5-14.7 (huge pages 14.8-15.0 -> 12.7), K 65
     // 24.1-25.2 -> 22.5-22.6. Nearer (the next tile for K 33 and 65) or farther (two more) was slower.
-    const Index value_ahead = R == 1 ? 1 + pl.K / 2 * pl.slot_step / W : 0;
+    // In position order (dilations, see na_make_plan), L 65536 against the next tile: K 7 dilation 4
+    // 12.6-13.0 ms -> 8.0-8.2 (L 4096 0.47 -> 0.41), K 13 dilation 4 21.5 -> 10.0 (L 4096 0.82 ->
+    // 0.53), K 33 dilation 4 28.6 -> 18.6, K 65 dilation 2 27.8 -> 24.4; a tile more or less measured
+    // within 4% of these or slower.
+    const Index value_ahead = R == 1 ? 1 + (pl.K / 2 * pl.slot_step + W / 2) / W : 0;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
