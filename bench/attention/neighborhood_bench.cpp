@@ -103,9 +103,9 @@ constexpr Index kScalingBase = 4096;  // per_token_vs_L4096's length (1-D)
 // 64-byte-aligned allocations Eigen tensors get (4 KiB pages where THP is "madvise", as here), and
 // Pages::spaced all four in one such allocation, kSpacedGap floats apart past their sizes. Separately
 // allocated 32 MiB tensors (1-D L 65536) land 32 MiB + 4 KiB apart (the allocator's mappings and
-// their headers), and at that spacing q's and v's lines (64 MiB + 8 KiB apart) collide in the Zen 5
-// VM's core (a structure that hashes address bits above the page offset; the L1's way predictor fits
-// best) where the kernel kept them in L1 together. An alternating driver, L 65536 per token of L
+// their headers), and at that spacing q's and v's lines (64 MiB + 8 KiB apart) share an L1 set and
+// the way predictor's tag (bits 12-27 XORed in pairs) for half the lines, so that the two cannot stay
+// in L1 together, which the kernel had them do. An alternating driver, L 65536 per token of L
 // 4096, all on 4 KiB pages, with the value rows prefetched with the others: 1.50x at 32 MiB + 4 KiB,
 // 1.12-1.22 at + 8 KiB, 1.04-1.08 at + 12 KiB, 1.29-1.41 at + 16 KiB, 1.04-1.09 at + 64 KiB;
 // 1.48-1.60 with only q and v at their 64 MiB + 8 KiB, 1.07-1.22 with any other pair at its distance.

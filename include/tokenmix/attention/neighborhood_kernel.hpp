@@ -1089,10 +1089,12 @@ struct NeighborhoodKernel {
     // current tile's windows reach, the reach (K/2 slots of slot_step keys) rounded to the nearest
     // whole tile (K 7: the next; K 33 or K 7 dilation 4 in position order: the one after; K 65: the
     // third). A line prefetched to L1 waits there until its tile comes, and a value row waiting
-    // beside the same token's query row collides with it whenever their addresses differ by one of
-    // the L1's aliasing strides (the default buffers of neighborhood_bench: 4 separately allocated
-    // 32 MiB tensors, q and v 64 MiB + 8 KiB apart; its way predictor's tags hash the virtual address,
-    // which fits every spacing measured, though without counters it is not proven). In-process
+    // beside the same token's query row (the same L1 set) evicts it, or is evicted, where the two
+    // virtual addresses also share the way predictor's tag, on Zen bits 12-27 XORed in pairs (12,
+    // 27), (13, 26), (14, 25), (15, 20) .. (19, 24): a spacing of 2^26 + 2^13 does that for half the
+    // lines, and neighborhood_bench's 4 separately allocated 32 MiB tensors put q and v 64 MiB + 8
+    // KiB apart (two lines' dependent loads alternating on the Zen 5 VM: 1.66 ns a load at exactly
+    // those pairs' spacings, 0.98 at every other 2^a + 2^b). In-process
     // alternation on the Zen 5 VM, per token L 65536 against L 4096, K 7, three layouts, 3-6
     // processes each (all values ahead_tiles ahead -> value_ahead): `malloc`'s buffers 1.41-1.78 ->
     // 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22, huge pages 1.04-1.09 -> 1.00-1.12;
