@@ -1079,12 +1079,6 @@ struct NeighborhoodKernel {
     const Index n_runs = Index(pl.runs.size()), heads = pl.heads_inside ? pl.Hkv : 1;
     Index cached_column = -1;
     Index filled = 0;  // 1-D: slab columns filled for the current tile run
-    // Token rows are prefetched ahead_tiles ahead. 1-D: 4 tiles past those whose keys the slab fill
-    // and the weighted sum reach (half a window past the tile); L 65536 K 7 on the Zen 5 VM (its
-    // benchmark's per_token_vs_L4096, alternating binaries, 4-5 runs each): 1.08-1.29 with 4,
-    // 1.17-1.37 with 2, 1.14-1.31 with 6, 1.18-1.28 with 8. 3-D: the next tile; 2-D: none (see
-    // run_tile).
-    const Index ahead_tiles = R == 1 ? 4 + (pl.K / 2 * pl.slot_step + W - 1) / W : R == 2 ? 0 : 1;
     // 1-D: the value rows are prefetched later, value_ahead tiles ahead: one past the tiles the
     // current tile's windows reach, the reach (K/2 slots of slot_step keys) rounded to the nearest
     // whole tile (K 7: the next; K 33 or K 7 dilation 4 in position order: the one after; K 65: the
@@ -1095,8 +1089,8 @@ struct NeighborhoodKernel {
     // lines, and neighborhood_bench's 4 separately allocated 32 MiB tensors put q and v 64 MiB + 8
     // KiB apart (two lines' dependent loads alternating on the Zen 5 VM: 1.66 ns a load at exactly
     // those pairs' spacings, 0.98 at every other 2^a + 2^b). In-process alternation on the Zen 5 VM,
-    // per token L 65536 against L 4096, K 7, three layouts, 3-6 processes each (all values
-    // ahead_tiles ahead -> value_ahead; causal windows measured the same): `malloc`'s buffers 1.41-1.78 ->
+    // per token L 65536 against L 4096, K 7, three layouts, 3-6 processes each (the values with the
+    // other rows, then 4 tiles past the reach -> value_ahead; causal windows measured the same): `malloc`'s buffers 1.41-1.78 ->
     // 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22, huge pages 1.04-1.09 -> 1.00-1.12;
     // L 4096 unchanged; K 33 L 65536 15.7-16.7 ms -> 14.5-14.7 (huge pages 14.8-15.0 -> 12.7), K 65
     // 24.1-25.2 -> 22.5-22.6. Nearer (the next tile for K 33 and 65) or farther (two more) was slower.
@@ -1105,6 +1099,15 @@ struct NeighborhoodKernel {
     // 0.53), K 33 dilation 4 28.6 -> 18.6, K 65 dilation 2 27.8 -> 24.4; a tile more or less measured
     // within 4% of these or slower.
     const Index value_ahead = R == 1 ? 1 + (pl.K / 2 * pl.slot_step + W / 2) / W : 0;
+    // The other token rows (q, k, out) are prefetched ahead_tiles ahead. 1-D: one tile past the
+    // values, so that the two never wait in L1 for the same tokens and the queries and keys wait
+    // one tile only (they were 4 tiles past the reach, rounded up; in-process alternation, L 65536,
+    // five processes a layout: K 7 on `malloc`'s buffers 1.23-1.39 per token of L 4096 against
+    // 1.28-1.45, in one allocation 1.14-1.17 against 1.13-1.22, on huge pages 1.04-1.07 against
+    // 1.06-1.08; K 65 24.0 ms against 25.1, K 13 dilation 4 10.3 against 10.7, the others
+    // within 2%; 2 or 3 tiles past the values measured between the two). 3-D: the next tile; 2-D:
+    // none (see run_tile).
+    const Index ahead_tiles = R == 1 ? value_ahead + 1 : R == 2 ? 0 : 1;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
