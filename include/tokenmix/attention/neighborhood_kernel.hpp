@@ -1090,8 +1090,9 @@ struct NeighborhoodKernel {
     // KiB apart (two lines' dependent loads alternating on the Zen 5 VM: 1.66 ns a load at exactly
     // those pairs' spacings, 0.98 at every other 2^a + 2^b). In-process alternation on the Zen 5 VM,
     // per token L 65536 against L 4096, K 7, three layouts, 3-6 processes each (the values with the
-    // other rows, then 4 tiles past the reach -> value_ahead; causal windows measured the same): `malloc`'s buffers 1.41-1.78 ->
-    // 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22, huge pages 1.04-1.09 -> 1.00-1.12;
+    // other rows, then 4 tiles past the reach -> value_ahead; causal windows measured the same):
+    // `malloc`'s buffers 1.41-1.78 -> 1.24-1.38, one allocation 64 KiB apart 1.14-1.25 -> 1.11-1.22,
+    // huge pages 1.04-1.09 -> 1.00-1.12;
     // L 4096 unchanged; K 33 L 65536 15.7-16.7 ms -> 14.5-14.7 (huge pages 14.8-15.0 -> 12.7), K 65
     // 24.1-25.2 -> 22.5-22.6. Nearer (the next tile for K 33 and 65) or farther (two more) was slower.
     // In position order (dilations, see na_make_plan), L 65536 against the next tile: K 7 dilation 4
