@@ -1106,9 +1106,11 @@ struct NeighborhoodKernel {
     // five processes a layout: K 7 on `malloc`'s buffers 1.23-1.39 per token of L 4096 against
     // 1.28-1.45, in one allocation 1.14-1.17 against 1.13-1.22, on huge pages 1.04-1.07 against
     // 1.06-1.08; K 65 24.0 ms against 25.1, K 13 dilation 4 10.3 against 10.7, the others
-    // within 2%; 2 or 3 tiles past the values measured between the two). 3-D: the next tile; 2-D:
-    // none (see run_tile).
-    const Index ahead_tiles = R == 1 ? value_ahead + 1 : R == 2 ? 0 : 1;
+    // within 2%; 2 or 3 tiles past the values measured between the two). Tiles whose rows are
+    // prefetched in bursts (dilation groups, the split av; see run_tile) keep 4 tiles past the reach,
+    // rounded up, the distance they were measured at. 3-D: the next tile; 2-D: none (see run_tile).
+    const Index ahead_tiles = R == 1 ? (spreads_prefetch() ? value_ahead + 1 : 4 + (pl.K / 2 * pl.slot_step + W - 1) / W)
+                              : R == 2 ? 0 : 1;
     for (Index item = first_item; item < last_item; ++item) {
       // column = (b, tile run, kv head unless heads_inside): the kv heads of a run are neighbours.
       const Index column = item / pl.block_runs, block_run = item % pl.block_runs;
