@@ -41,7 +41,10 @@
 //                    (or through Ot [Pv, W])
 // Two passes (all logits, their max, then PV): a window is at most a few hundred slots, S stays in
 // L1, and no online rescaling is needed. Every query's arithmetic is the same whatever the blocking
-// and the thread count, so the output is bitwise identical for any number of threads.
+// and the thread count, so the output is bitwise identical for any number of threads. A dilated
+// axis's tile order (position or dilation-group order, na_make_plan) changes the sums' order, and in
+// 1-D it also depends on whether the tensors outgrow half the L3: on machines with other L3 sizes a
+// long dilated 1-D call may differ in its last bits (never the thread count).
 //
 // The split operators (attention/neighborhood_split.hpp) run the same kernel in another NaOutput
 // mode: logits (qk only; S times scale, not log2(e), plus rpb, written to [.., H, S_full] in NATTEN's
