@@ -564,6 +564,11 @@ TEST(NeighborhoodAttention, OneDimensionalDilationsTakePositionOrderWhereWindows
       const auto plan = attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
                                                                                 c.params(), 1.0f, 1);
       EXPECT_EQ(plan.col_step, x.position_order ? 1 : x.d) << c.name();
+      // Dilation groups' runs span by span: run i of every group, then run i + 1 (the streamed lengths
+      // hold many runs a group).
+      EXPECT_TRUE(std::is_sorted(plan.runs.begin(), plan.runs.end(),
+                                 [](const auto& a, const auto& b) { return a.first < b.first; }))
+          << c.name();
       EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
     }
 }
