@@ -10,8 +10,9 @@
 //   BM_NeighborhoodAttention1d_Reference/L:512/K:7/dil:1/H:4/P:32     the oracle
 //   BM_NeighborhoodAttention2d_Reference/X:14/Y:14/K:7/dil:1/H:4/P:32 the oracle
 //   BM_NeighborhoodAttention1d_Fused/L:<L>/K:<K>/dil:<d>/H:4/P:32     (L, K, d) in (4096, 7, 1),
-//        (16384, 7, 1), (65536, 7, 1), (4096, 65, 1), (65536, 65, 1), (4096, 7, 4), (65536, 7, 4) and (512, 7, 1)
-//        (the oracle's shape)
+//        (16384, 7, 1), (65536, 7, 1), (4096, 65, 1), (65536, 65, 1), (4096, 7, 4), (65536, 7, 4),
+//        (4096, 65, 4), (65536, 65, 4) and (512, 7, 1) (the oracle's shape); dilation 4 takes position
+//        order at K 7 and dilation groups at K 65 (see na_make_plan)
 //   BM_NeighborhoodAttention2d_Fused/X:<X>/Y:<Y>/K:<K>/dil:<d>/H:4/P:32 X = Y in {56, 28}, K in
 //        {7, 11, 13} per axis, d in {1, 2, 4} (combinations with K·d > X skipped), and 14×14 K 7 d 1
 //        (the oracle's shape)
@@ -405,8 +406,8 @@ constexpr Index kH = 4, kP = 32;
 
 void fused_1d_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"L", "K", "dil", "H", "P"});
-  static const Index shapes[][3] = {{4096, 7, 1},  {16384, 7, 1}, {65536, 7, 1}, {4096, 65, 1},
-                                    {65536, 65, 1}, {4096, 7, 4},   {65536, 7, 4}, {512, 7, 1}};  // (L, K, dil)
+  static const Index shapes[][3] = {{4096, 7, 1},  {16384, 7, 1}, {65536, 7, 1},  {4096, 65, 1}, {65536, 65, 1},
+                                    {4096, 7, 4},  {65536, 7, 4}, {4096, 65, 4},  {65536, 65, 4}, {512, 7, 1}};  // (L, K, dil)
   for (const auto& s : shapes) b->Args({s[0], s[1], s[2], kH, kP});
   b->Unit(benchmark::kMillisecond);
 }
