@@ -573,6 +573,28 @@ TEST(NeighborhoodAttention, OneDimensionalDilationsTakePositionOrderWhereWindows
     }
 }
 
+// Wide dilated 1-D windows: in-group order unless the groups are short against the vector (their
+// tiles then fill clearly fewer lanes than position order's, see na_make_plan). L 4096 dilation 5
+// leaves each group's last tile partial (position order under the earlier rule, 1.3-1.5x the time).
+TEST(NeighborhoodAttention, OneDimensionalDilationsKeepGroupsUnlessTheyAreShort) {
+  Rng rng(33);
+  NaCase<1> c;
+  c.H = 2, c.Hkv = 1, c.P = 16, c.Pv = 16, c.s = {1};
+  struct Choice {
+    Index L, K, d;
+    bool position_order;
+  };
+  for (const Choice& x : {Choice{4096, 33, 5, false}, Choice{1000, 13, 6, false}, Choice{200, 7, 12, true},
+                          Choice{100, 5, 13, true}})
+    for (const bool causal : {false, true}) {
+      c.extent = {x.L}, c.K = {x.K}, c.d = {x.d}, c.causal = {causal}, c.rpb = !causal;
+      const auto plan = attention::detail::na_make_plan<1, simd::default_arch>(c.B, c.H, c.Hkv, c.P, c.Pv, c.extent,
+                                                                                c.params(), 1.0f, 1);
+      EXPECT_EQ(plan.col_step, x.position_order ? 1 : x.d) << c.name();
+      EXPECT_TRUE(fused_matches_oracle<1>(c, rng));
+    }
+}
+
 // Every code path of the kernel on each representative arch (vector widths 4, 8, 16; border tiles
 // wrapped; strided tiles permuted on AVX-512, gathered elsewhere).
 template <class Arch>

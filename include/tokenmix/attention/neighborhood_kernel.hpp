@@ -454,11 +454,20 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
   }
   // 1-D: whether the tensors outgrow half the L3 the core shares (see stream_out below).
   const bool streams = R == 1 && na_tensor_bytes(B, plan.tokens, H, Hkv, P, Pv) > 0.5 * double(l3_cache_bytes());
-  // Columns: in position order when the dilation groups would fill fewer lanes than all queries
-  // together (groups shorter than W). Against in-group order (in-process alternation): 28x28 K 7
-  // dilation 4 (groups of 7) 0.56 of the time, 14x14 dilation 2 0.56; where both fill the same lanes
-  // (56x56 dilation 2 / 4), position order measured 1.03-1.05 (each tile's slots span 16 + 6·d
-  // columns instead of 22), so in-group order stays there.
+  // Columns: in position order when the dilation groups would fill clearly fewer lanes than all
+  // queries together (groups short against W: more than 1.2x the lanes). Against in-group order
+  // (in-process alternation on the Zen 5 VM): 28x28 K 7 dilation 4 (groups of 7) 0.56 of the time,
+  // 14x14 dilation 2 0.56, 28x28 K 7 dilation 3 (1.5x the lanes) 0.88, 56x56 K 7 dilation 3 / 6
+  // 0.97 / 0.89, K 11 dilation 5 (1.25x) 0.89; 1-D L 200 K 9 / 13 dilation 8 (1.23x) 0.94-0.96, K 7
+  // dilation 12 (1.85x) 1.03. Where both fill the same lanes (56x56 dilation 2 / 4), position order
+  // measured 1.03-1.05 (each tile's slots span 16 + 6·d columns instead of 22), and where the groups
+  // are long, so that only each group's last tile is partial (1-D: L 4096 K 33 dilation 5 / 12, K 13
+  // dilation 5, K 65 dilation 3, K 7 dilation 12, K 9 dilation 40; L 200-2000 K 33 dilation 5, L
+  // 520-2000 K 7 dilation 12: 1.02-1.15x the lanes), 1.27-1.75x the time (L 65536 K 33 dilation 5
+  // / K 65 dilation 3 / K 13 dilation 12 1.28 / 1.42 / 1.03): its wider slabs and, for slot steps
+  // other than 1, 2 and 4, the weighted sum over transposed values (see na_value_step). The rule was
+  // that of any lane gain, under which a 1-D dilation that left one group's last tile partial took
+  // position order.
   {
     const auto lanes_used = [&](Index groups, Index col_step) {
       Index tiles = 0;
@@ -477,7 +486,7 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     // 0.555 -> 0.58, K 33 dilation 2 0.88 -> 0.91 (each tile's slots then span 16 + (K - 1)·d keys
     // instead of 16 + K - 1).
     const bool narrow_1d = R == 1 && (plan.K - 1) * plan.dil <= (streams ? 128 : 48);
-    const bool positions = plan.dil > 1 && (narrow_1d || lanes_used(1, 1) > lanes_used(plan.dil, plan.dil));
+    const bool positions = plan.dil > 1 && (narrow_1d || lanes_used(1, 1) > 1.2 * lanes_used(plan.dil, plan.dil));
     plan.groups = positions ? 1 : plan.dil;
     plan.col_step = positions ? 1 : plan.dil;
     plan.slot_step = positions ? plan.dil : 1;
