@@ -475,7 +475,9 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
       return double(plan.L) / double(tiles * W);
     };
     // 1-D also takes position order where the tiles' windows stay narrow: (K - 1)·dilation at most
-    // 48 keys past a tile, or 128 when its tensors stream from memory (see stream_out below). Each
+    // 128 keys past a tile when its tensors stream from memory (see stream_out below), else at most
+    // 48 and only for dilation 2 or 4, whose weighted sum then still reads the value rows in place
+    // (na_value_step). Each
     // tensor is then one run of consecutive token rows, prefetched line by line from the qk
     // micro-kernels (NaLinePrefetch), where a dilation group reads every d-th row with the
     // prefetches in bursts. In-process alternation on the Zen 5 VM, in-group -> position order:
@@ -484,8 +486,14 @@ NaPlan<R> na_make_plan(Index B, Index H, Index Hkv, Index P, Index Pv, const std
     // 30.0 -> 25.8, but K 33 dilation 8 34.8 -> 37.0 and K 65 dilation 4 33.8 -> 35.0; L 4096 K 7
     // dilation 2 / 4 0.44 / 0.49 ms -> 0.38 / 0.47, K 13 dilation 4 0.61 -> 0.57, but K 7 dilation 8
     // 0.555 -> 0.58, K 33 dilation 2 0.88 -> 0.91 (each tile's slots then span 16 + (K - 1)·d keys
-    // instead of 16 + K - 1).
-    const bool narrow_1d = R == 1 && (plan.K - 1) * plan.dil <= (streams ? 128 : 48);
+    // instead of 16 + K - 1). A warm loop of L 4096 calls (64-byte-aligned tensors, in-process
+    // alternation, a later session): dilation 2 and 4 0.99-1.06 (K 7, K 13), the others 1.05-1.29
+    // (K 7 dilation 3 / 5 / 6 / 7 / 8 1.27 / 1.26 / 1.15 / 1.12 / 1.29, K 13 dilation 3 1.17, K 9
+    // dilation 6 1.09, K 5 dilation 12 1.05, K 4 dilation 16 1.26): those keep their groups unless
+    // the tensors stream.
+    const bool values_in_place = na_value_step<Arch>(NaTile::Keys::shifted, plan.dil) != 0;
+    const bool narrow_1d = R == 1 && (streams ? (plan.K - 1) * plan.dil <= 128
+                                              : values_in_place && (plan.K - 1) * plan.dil <= 48);
     const bool positions = plan.dil > 1 && (narrow_1d || lanes_used(1, 1) > 1.2 * lanes_used(plan.dil, plan.dil));
     plan.groups = positions ? 1 : plan.dil;
     plan.col_step = positions ? 1 : plan.dil;
