@@ -164,18 +164,31 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
 // advised for huge pages): L 65536 K 7 7.1-7.2 ms against 11.9-12.1, L 4096 0.42 against 0.42-0.43;
 // K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
 //
-// Tiles of consecutive tokens only (their rows are one range of memory per tensor); a micro-kernel
-// call of `depth` iterations takes the next per_step · depth lines of every range.
+// A tile of consecutive tokens reads one range of memory per tensor (add); a dilation group's tile
+// (1-D in-group order) reads rows d tokens apart (add_rows: strided ranges, for tensors that stream
+// from memory only, see NeighborhoodKernel::spreads_prefetch). A micro-kernel call of `depth`
+// iterations takes the next per_step · depth lines of every range.
 struct NaLinePrefetch {
   struct Range {
-    std::uintptr_t at = 0;  // the next line
+    std::uintptr_t at = 0;  // the next line (contiguous ranges)
     Index left = 0;         // lines left
     int per_step = 0;       // lines per micro-kernel iteration
     bool write = false;
+    // Strided ranges: rows of row_lines lines (at most 2^shift), stride bytes apart from row0; line x
+    // is line x mod 2^shift of row x / 2^shift (lines past row_lines are skipped); done lines taken.
+    std::uintptr_t row0 = 0, stride = 0;
+    int shift = 0;
+    Index row_lines = 0, done = 0;
+    TOKENMIX_ALWAYS_INLINE void issue_line(Index x) const {
+      const Index col = x & ((Index(1) << shift) - 1);
+      if (col < row_lines)
+        issue(((row0 + std::uintptr_t(x >> shift) * stride) & ~std::uintptr_t(63)) + std::uintptr_t(col) * 64, write);
+    }
   };
   std::array<Range, 4> ranges;
   int n = 0;
   bool one_per_step = false;  // every range at most one line per iteration (see step)
+  bool strided = false;       // the ranges are strided (add_rows), else contiguous (add)
 
   // The lines holding n_floats floats from first.
   void add(const float* first, Index n_floats, bool write = false) {
@@ -184,11 +197,28 @@ struct NaLinePrefetch {
     r.at = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t(63);
     r.left = Index((reinterpret_cast<std::uintptr_t>(first + n_floats) - r.at + 63) / 64), r.write = write;
   }
+  // The lines of n_rows rows of n_floats floats, stride floats apart, from first (every range of a
+  // list strided, or none).
+  void add_rows(const float* first, Index n_floats, Index n_rows, Index stride, bool write = false) {
+    if (n_floats <= 0 || n_rows <= 0) return;
+    Range& r = ranges[std::size_t(n++)];
+    r.row0 = reinterpret_cast<std::uintptr_t>(first), r.stride = std::uintptr_t(stride) * sizeof(float);
+    r.row_lines = Index(((r.row0 & 63) + std::uintptr_t(n_floats) * sizeof(float) + 63) / 64);  // at most, any row
+    r.shift = 0;
+    while ((Index(1) << r.shift) < r.row_lines) ++r.shift;
+    r.left = n_rows << r.shift, r.done = 0, r.write = write;
+    strided = true;
+  }
   // Starts over with no lines, after issuing whatever the last tile's calls left.
   void restart() {
-    for (int i = 0; i < n; ++i)
-      for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
-    n = 0;
+    for (int i = 0; i < n; ++i) {
+      Range& r = ranges[std::size_t(i)];
+      if (strided)
+        for (; r.left > 0; --r.left, ++r.done) r.issue_line(r.done);
+      else
+        for (; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
+    }
+    n = 0, strided = false;
   }
   // Spreads every range's lines over `steps` micro-kernel iterations.
   void spread(Index steps) {
@@ -207,6 +237,14 @@ struct NaLinePrefetch {
   // L 4096 K 7 0.39-0.40 ms against 0.45-0.47; L 65536 (outputs streamed) on transparent huge pages
   // 6.1-6.4 ms against 7.3-7.7, on 4 KiB pages 8.9-10.4 against 8.8-9.3.
   TOKENMIX_ALWAYS_INLINE void step(Index p) const {
+    if (strided) {
+      for (int i = 0; i < n; ++i) {
+        const Range& r = ranges[std::size_t(i)];
+        for (int x = 0; x < r.per_step; ++x)
+          if (const Index line = p * r.per_step + x; line < r.left) r.issue_line(r.done + line);
+      }
+      return;
+    }
     if (one_per_step) {
       for (int i = 0; i < n; ++i)
         if (const Range& r = ranges[std::size_t(i)]; p < r.left) issue(r.at + std::uintptr_t(p) * 64, r.write);
@@ -223,7 +261,7 @@ struct NaLinePrefetch {
     for (int i = 0; i < n; ++i) {
       Range& r = ranges[std::size_t(i)];
       const Index count = std::min(r.left, steps * r.per_step);
-      r.at += std::uintptr_t(count) * 64, r.left -= count;
+      r.at += std::uintptr_t(count) * 64, r.left -= count, r.done += count;
     }
   }
   static TOKENMIX_ALWAYS_INLINE void issue(std::uintptr_t line, bool write) {
@@ -1137,8 +1175,9 @@ struct NeighborhoodKernel {
     // five processes a layout: K 7 on `malloc`'s buffers 1.23-1.39 per token of L 4096 against
     // 1.28-1.45, in one allocation 1.14-1.17 against 1.13-1.22, on huge pages 1.04-1.07 against
     // 1.06-1.08; K 65 24.0 ms against 25.1, K 13 dilation 4 10.3 against 10.7, the others
-    // within 2%; 2 or 3 tiles past the values measured between the two). Tiles whose rows are
-    // prefetched in bursts (dilation groups, the split av; see run_tile) keep 4 tiles past the reach,
+    // within 2%; 2 or 3 tiles past the values measured between the two; streamed dilation groups'
+    // tiles were measured at this distance, see spreads_prefetch). Tiles whose rows are prefetched in
+    // bursts (dilation groups in cache, the split av; see run_tile) keep 4 tiles past the reach,
     // rounded up, the distance they were measured at. 3-D: the next tile; 2-D: none (see run_tile).
     const Index ahead_tiles = R == 1 ? (spreads_prefetch() ? value_ahead + 1 : 4 + (pl.K / 2 * pl.slot_step + W - 1) / W)
                               : R == 2 ? 0 : 1;
@@ -1334,28 +1373,42 @@ struct NeighborhoodKernel {
       for (Index hkv = 0; hkv < plan.Hkv; ++hkv) fill_slab_chunk(slab_at(sc, 0, hkv), 0, tiles, b, hkv, filled);
   }
 
-  // Whether the qk micro-kernels prefetch the token rows of later tiles (see NaLinePrefetch).
-  bool spreads_prefetch() const { return R == 1 && plan.col_step == 1 && mode != NaOutput::weighted_sum; }
+  // Whether the qk micro-kernels prefetch the token rows of later tiles (see NaLinePrefetch): 1-D
+  // tiles of consecutive tokens, and dilation groups' tiles where the tensors stream from memory.
+  // Against the groups' bursts (run_tile), in-process alternation on the Zen 5 VM, `malloc`'s
+  // buffers, bitwise the same outputs: L 65536 K 33 dilation 8 30.3 ms -> 23.0, K 9 dilation 40 19.5
+  // -> 12.7, K 65 dilation 4 27.8 -> 26.4, K 13 dilation 8 17.6 -> 16.7, K 33 dilation 5 17.7 ->
+  // 17.1; but in cache (a warm loop of L 4096 calls) 1.06-1.19x the time (K 65 dilation 4, K 33
+  // dilation 8 and 5, K 13 dilation 8, K 9 dilation 40: the prefetch state and the strided lines'
+  // address arithmetic in the micro-kernel's loop), so in-cache groups keep their bursts.
+  bool spreads_prefetch() const {
+    return R == 1 && (plan.col_step == 1 || plan.stream_out) && mode != NaOutput::weighted_sum;
+  }
 
-  // 1-D, tiles of consecutive tokens (col_step 1): the lines of the tile's token rows that the qk
-  // micro-kernels prefetch (NaLinePrefetch): q, k, and the output rows unless streamed, every head's,
-  // of tile `at`; v's of tile `values_at` (nearer: see value_ahead in run).
+  // 1-D: the lines of the tile's token rows that the qk micro-kernels prefetch (NaLinePrefetch): q, k,
+  // and the output rows unless streamed, every head's, of tile `at`; v's of tile `values_at` (nearer:
+  // see value_ahead in run). Tiles of consecutive tokens give a range per tensor, dilation groups'
+  // tiles rows col_step tokens apart.
   void list_tile_lines(Scratch& sc, NaTileAt at, NaTileAt values_at) const {
     const NaPlan<R>& pl = plan;
     NaLinePrefetch& lines = sc.ahead_lines;
     lines.restart();
-    const auto token0_of = [&](NaTileAt x) { return x.b * pl.tokens + x.tile->group + x.tile->first; };
+    // The rows of tile x's tokens in a tensor of `floats` floats a token.
+    const auto add_tile = [&](const float* tensor, Index floats, NaTileAt x, bool write = false) {
+      const float* const first = tensor + (x.b * pl.tokens + x.tile->group + pl.col_step * x.tile->first) * floats;
+      if (pl.col_step == 1)
+        lines.add(first, x.tile->count * floats, write);
+      else
+        lines.add_rows(first, floats, x.tile->count, pl.col_step * floats, write);
+    };
     const bool logits_out = mode == NaOutput::logits || mode == NaOutput::probabilities;
     if (at.tile) {
-      lines.add(q + token0_of(at) * pl.H * pl.P, at.tile->count * pl.H * pl.P);
-      lines.add(k + token0_of(at) * pl.Hkv * pl.P, at.tile->count * pl.Hkv * pl.P);
+      add_tile(q, pl.H * pl.P, at);
+      add_tile(k, pl.Hkv * pl.P, at);
     }
-    if (!logits_out && values_at.tile)
-      lines.add(v + token0_of(values_at) * pl.Hkv * pl.Pv, values_at.tile->count * pl.Hkv * pl.Pv);
-    if (at.tile && (logits_out || !pl.stream_out)) {
-      const Index out_floats = logits_out ? pl.max_slots : pl.Pv;
-      lines.add((logits_out ? logits : out) + token0_of(at) * pl.H * out_floats, at.tile->count * pl.H * out_floats, true);
-    }
+    if (!logits_out && values_at.tile) add_tile(v, pl.Hkv * pl.Pv, values_at);
+    if (at.tile && (logits_out || !pl.stream_out))
+      add_tile(logits_out ? logits : out, pl.H * (logits_out ? pl.max_slots : pl.Pv), at, true);
     // Over the iterations of the tile's first-chunk qk calls (one per head in 1-D): calls with the
     // prefetches in their loop run slower (their state takes registers), and wider windows (more
     // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
@@ -1579,7 +1632,7 @@ struct NeighborhoodKernel {
     float* out_rows = pv ? out : logits;
     const Index out_floats = pv ? pl.Pv : S_full;
     // 1-D: a later tile's rows are prefetched from inside the qk micro-kernels (run lists them, see
-    // NaLinePrefetch), or, where they are not (dilation groups, the split av), here in one go; 3-D:
+    // NaLinePrefetch), or, where they are not (dilation groups in cache, the split av), here in one go; 3-D:
     // the next tile's, here (and the slab fill the next key row's). 2-D prefetches nothing (ahead is
     // null): with the same bursts as 3-D, 56x56 K 7 measured 0.70-0.72 ms against 0.67-0.69 without
     // on the Zen 5 VM (in-process alternation, order rotated; 28x28 0.187 against 0.181, K 13 the
