@@ -58,6 +58,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -164,31 +165,18 @@ inline void prefetch_rows(const float* first, Index stride, Index n_rows, Index 
 // advised for huge pages): L 65536 K 7 7.1-7.2 ms against 11.9-12.1, L 4096 0.42 against 0.42-0.43;
 // K 33 18.5 ms against 21.0, K 65 24.9 against 25.3.
 //
-// A tile of consecutive tokens reads one range of memory per tensor (add); a dilation group's tile
-// (1-D in-group order) reads rows d tokens apart (add_rows: strided ranges, for tensors that stream
-// from memory only, see NeighborhoodKernel::spreads_prefetch). A micro-kernel call of `depth`
-// iterations takes the next per_step · depth lines of every range.
+// Tiles of consecutive tokens only (their rows are one range of memory per tensor); a micro-kernel
+// call of `depth` iterations takes the next per_step · depth lines of every range.
 struct NaLinePrefetch {
   struct Range {
-    std::uintptr_t at = 0;  // the next line (contiguous ranges)
+    std::uintptr_t at = 0;  // the next line
     Index left = 0;         // lines left
     int per_step = 0;       // lines per micro-kernel iteration
     bool write = false;
-    // Strided ranges: rows of row_lines lines (at most 2^shift), stride bytes apart from row0; line x
-    // is line x mod 2^shift of row x / 2^shift (lines past row_lines are skipped); done lines taken.
-    std::uintptr_t row0 = 0, stride = 0;
-    int shift = 0;
-    Index row_lines = 0, done = 0;
-    TOKENMIX_ALWAYS_INLINE void issue_line(Index x) const {
-      const Index col = x & ((Index(1) << shift) - 1);
-      if (col < row_lines)
-        issue(((row0 + std::uintptr_t(x >> shift) * stride) & ~std::uintptr_t(63)) + std::uintptr_t(col) * 64, write);
-    }
   };
   std::array<Range, 4> ranges;
   int n = 0;
   bool one_per_step = false;  // every range at most one line per iteration (see step)
-  bool strided = false;       // the ranges are strided (add_rows), else contiguous (add)
 
   // The lines holding n_floats floats from first.
   void add(const float* first, Index n_floats, bool write = false) {
@@ -197,28 +185,11 @@ struct NaLinePrefetch {
     r.at = reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t(63);
     r.left = Index((reinterpret_cast<std::uintptr_t>(first + n_floats) - r.at + 63) / 64), r.write = write;
   }
-  // The lines of n_rows rows of n_floats floats, stride floats apart, from first (every range of a
-  // list strided, or none).
-  void add_rows(const float* first, Index n_floats, Index n_rows, Index stride, bool write = false) {
-    if (n_floats <= 0 || n_rows <= 0) return;
-    Range& r = ranges[std::size_t(n++)];
-    r.row0 = reinterpret_cast<std::uintptr_t>(first), r.stride = std::uintptr_t(stride) * sizeof(float);
-    r.row_lines = Index(((r.row0 & 63) + std::uintptr_t(n_floats) * sizeof(float) + 63) / 64);  // at most, any row
-    r.shift = 0;
-    while ((Index(1) << r.shift) < r.row_lines) ++r.shift;
-    r.left = n_rows << r.shift, r.done = 0, r.write = write;
-    strided = true;
-  }
   // Starts over with no lines, after issuing whatever the last tile's calls left.
   void restart() {
-    for (int i = 0; i < n; ++i) {
-      Range& r = ranges[std::size_t(i)];
-      if (strided)
-        for (; r.left > 0; --r.left, ++r.done) r.issue_line(r.done);
-      else
-        for (; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
-    }
-    n = 0, strided = false;
+    for (int i = 0; i < n; ++i)
+      for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, r.at += 64) issue(r.at, r.write);
+    n = 0;
   }
   // Spreads every range's lines over `steps` micro-kernel iterations.
   void spread(Index steps) {
@@ -237,14 +208,6 @@ struct NaLinePrefetch {
   // L 4096 K 7 0.39-0.40 ms against 0.45-0.47; L 65536 (outputs streamed) on transparent huge pages
   // 6.1-6.4 ms against 7.3-7.7, on 4 KiB pages 8.9-10.4 against 8.8-9.3.
   TOKENMIX_ALWAYS_INLINE void step(Index p) const {
-    if (strided) {
-      for (int i = 0; i < n; ++i) {
-        const Range& r = ranges[std::size_t(i)];
-        for (int x = 0; x < r.per_step; ++x)
-          if (const Index line = p * r.per_step + x; line < r.left) r.issue_line(r.done + line);
-      }
-      return;
-    }
     if (one_per_step) {
       for (int i = 0; i < n; ++i)
         if (const Range& r = ranges[std::size_t(i)]; p < r.left) issue(r.at + std::uintptr_t(p) * 64, r.write);
@@ -261,7 +224,7 @@ struct NaLinePrefetch {
     for (int i = 0; i < n; ++i) {
       Range& r = ranges[std::size_t(i)];
       const Index count = std::min(r.left, steps * r.per_step);
-      r.at += std::uintptr_t(count) * 64, r.left -= count, r.done += count;
+      r.at += std::uintptr_t(count) * 64, r.left -= count;
     }
   }
   static TOKENMIX_ALWAYS_INLINE void issue(std::uintptr_t line, bool write) {
@@ -269,6 +232,69 @@ struct NaLinePrefetch {
       __builtin_prefetch(reinterpret_cast<const void*>(line), 1);
     else
       __builtin_prefetch(reinterpret_cast<const void*>(line), 0);
+  }
+};
+
+// The same for a dilation group's tile (1-D in-group order, tensors streamed from memory only: see
+// NeighborhoodKernel::spreads_prefetch), whose token rows are d tokens apart: rows of row_lines lines
+// (at most 2^shift), stride bytes apart from row0; line x of a range is line x mod 2^shift of row
+// x / 2^shift (lines past row_lines are skipped). A type of its own, so that the contiguous ranges'
+// state, which every 1-D qk call copies, and their loop stay as they were: with both kinds in one
+// type, the loop's check of the kind made 1-D L 4096 K 7 dilation 4 take 1.06x the time.
+struct NaRowPrefetch {
+  struct Range {
+    std::uintptr_t row0 = 0, stride = 0;
+    Index row_lines = 0, left = 0, done = 0;  // lines left, lines taken
+    int shift = 0, per_step = 0;
+    bool write = false;
+    TOKENMIX_ALWAYS_INLINE void issue_line(Index x) const {
+      const Index col = x & ((Index(1) << shift) - 1);
+      if (col < row_lines)
+        NaLinePrefetch::issue(((row0 + std::uintptr_t(x >> shift) * stride) & ~std::uintptr_t(63)) + std::uintptr_t(col) * 64,
+                              write);
+    }
+  };
+  std::array<Range, 4> ranges;
+  int n = 0;
+
+  // The lines of n_rows rows of n_floats floats, stride floats apart, from first.
+  void add_rows(const float* first, Index n_floats, Index n_rows, Index stride, bool write = false) {
+    if (n_floats <= 0 || n_rows <= 0) return;
+    Range& r = ranges[std::size_t(n++)];
+    r.row0 = reinterpret_cast<std::uintptr_t>(first), r.stride = std::uintptr_t(stride) * sizeof(float);
+    r.row_lines = Index(((r.row0 & 63) + std::uintptr_t(n_floats) * sizeof(float) + 63) / 64);  // at most, any row
+    r.shift = 0;
+    while ((Index(1) << r.shift) < r.row_lines) ++r.shift;
+    r.left = n_rows << r.shift, r.done = 0, r.write = write;
+  }
+  // Starts over with no lines, after issuing whatever the last tile's calls left.
+  void restart() {
+    for (int i = 0; i < n; ++i)
+      for (Range& r = ranges[std::size_t(i)]; r.left > 0; --r.left, ++r.done) r.issue_line(r.done);
+    n = 0;
+  }
+  // Spreads every range's lines over `steps` micro-kernel iterations.
+  void spread(Index steps) {
+    for (int i = 0; i < n; ++i) {
+      Range& r = ranges[std::size_t(i)];
+      r.per_step = int((r.left + steps - 1) / steps);
+    }
+  }
+  // Iteration p of a micro-kernel call: its lines of every range.
+  TOKENMIX_ALWAYS_INLINE void step(Index p) const {
+    for (int i = 0; i < n; ++i) {
+      const Range& r = ranges[std::size_t(i)];
+      for (int x = 0; x < r.per_step; ++x)
+        if (const Index line = p * r.per_step + x; line < r.left) r.issue_line(r.done + line);
+    }
+  }
+  // After a call of `steps` iterations.
+  void taken(Index steps) {
+    for (int i = 0; i < n; ++i) {
+      Range& r = ranges[std::size_t(i)];
+      const Index count = std::min(r.left, steps * r.per_step);
+      r.left -= count, r.done += count;
+    }
   }
 };
 
@@ -678,6 +704,7 @@ struct NaMicro {
   int misalign;                 // slab's offset in floats from the 64-byte boundary below it
   float* max_out[kNaMaxRows];   // qk, optional: per row, the running lane-wise max of the logits [W]
   NaLinePrefetch* prefetch;     // qk, optional: lines to prefetch as it iterates (1-D)
+  NaRowPrefetch* row_prefetch;  // qk, optional: the same for a dilation group's rows (1-D, streamed)
 };
 
 // Aligned: slab rows start on the 64-byte boundary (misalign 0) and the first NP slots come from
@@ -755,7 +782,18 @@ TOKENMIX_ALWAYS_INLINE void na_zero(V (&acc)[I][J]) {
     for (int j = 0; j < J; ++j) acc[i][j] = V(0.0f);
 }
 
-template <class Arch, bool Permuted, int I, int J, int NP = 0, bool Aligned = false>
+// The call's prefetch list of type Prefetch (NaLinePrefetch or NaRowPrefetch), or null.
+template <class Prefetch>
+Prefetch* na_prefetch_source(const NaMicro& m) {
+  if constexpr (std::is_same_v<Prefetch, NaRowPrefetch>)
+    return m.row_prefetch;
+  else
+    return m.prefetch;
+}
+
+// Prefetch: the type of the list the one-row calls take (NaLinePrefetch, NaRowPrefetch): a template
+// parameter, so that the contiguous ranges' loop stays the one measured (see NaRowPrefetch).
+template <class Arch, bool Permuted, int I, int J, int NP = 0, bool Aligned = false, class Prefetch = NaLinePrefetch>
 void na_qk_micro(const NaMicro& m) {
   using V = simd::vfloat<Arch>;
   constexpr Index W = static_cast<Index>(simd::lanes<Arch>);
@@ -773,8 +811,9 @@ void na_qk_micro(const NaMicro& m) {
   // One-row calls (every 1-D call) prefetch a later tile's lines as they go (NaLinePrefetch; by
   // value, so that the stores to out cannot alias its state); row blocks (2-D / 3-D) have no trace
   // of it: with it in their loop, 56x56 K 7 took 1.05 ms instead of 0.76 on the Zen 5 VM.
-  NaLinePrefetch prefetch;
-  if (I == 1 && m.prefetch) prefetch = *m.prefetch;
+  Prefetch prefetch;
+  Prefetch* const source = na_prefetch_source<Prefetch>(m);
+  if (I == 1 && source) prefetch = *source;
   Index p = 0;
   do {
     if constexpr (I == 1) prefetch.step(p);
@@ -787,7 +826,7 @@ void na_qk_micro(const NaMicro& m) {
     for (int j = 0; j < J; ++j)
       for (int i = 0; i < I; ++i) acc[i][j] = simd::fmadd<Arch>(q[i], k[j], acc[i][j]);
   } while (++p < depth);
-  if (I == 1 && m.prefetch) m.prefetch->taken(depth);
+  if (I == 1 && source) source->taken(depth);
   for (int i = 0; i < I; ++i)
     for (int j = 0; j < J; ++j) simd::store<Arch>(m.out[i] + j * W, acc[i][j]);
   if (m.max_out[0])
@@ -820,11 +859,11 @@ void na_av_micro(const NaMicro& m) {
   }
 }
 
-template <class Arch, bool Qk, bool Permuted, int I, int NP = 0, bool Aligned = false>
+template <class Arch, bool Qk, bool Permuted, int I, int NP = 0, bool Aligned = false, class Prefetch = NaLinePrefetch>
 void na_micro_j(const NaMicro& m, int J) {
 #define TOKENMIX_NA_CASE(JJ)                                                                              \
   case JJ:                                                                                                \
-    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ), Aligned>(m)                       \
+    return Qk ? na_qk_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ), Aligned, Prefetch>(m)             \
               : na_av_micro<Arch, Permuted, I, JJ, (NP < JJ ? NP : JJ), Aligned>(m);
   switch (J) {
     TOKENMIX_NA_CASE(1)
@@ -835,7 +874,8 @@ void na_micro_j(const NaMicro& m, int J) {
     TOKENMIX_NA_CASE(6)
     TOKENMIX_NA_CASE(7)
     default:
-      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP, Aligned>(m) : na_av_micro<Arch, Permuted, I, 8, NP, Aligned>(m);
+      return Qk ? na_qk_micro<Arch, Permuted, I, 8, NP, Aligned, Prefetch>(m)
+                : na_av_micro<Arch, Permuted, I, 8, NP, Aligned>(m);
   }
 #undef TOKENMIX_NA_CASE
 }
@@ -847,11 +887,12 @@ inline bool na_hybrid_keys(const NaMicro& m, int I, int J) {
   return I <= 2 && J >= 2 && m.ldj == 1 && m.misalign + std::min(J, kNaHybridSlots) <= 17;
 }
 
-template <class Arch, bool Qk>
-void na_micro(const NaMicro& m, int I, int J, bool permuted) {
+// Prefetch: the type of the one-row calls' prefetch list (see na_micro).
+template <class Arch, bool Qk, class Prefetch>
+void na_micro_rows(const NaMicro& m, int I, int J, bool permuted) {
   if constexpr (simd::is_avx512<Arch>) {
     if (permuted) {
-      if (I == 1) return na_micro_j<Arch, Qk, true, 1>(m, J);
+      if (I == 1) return na_micro_j<Arch, Qk, true, 1, 0, false, Prefetch>(m, J);
       if (I == 2) return na_micro_j<Arch, Qk, true, 2>(m, J);
       return na_micro_j<Arch, Qk, true, 3>(m, J);
     }
@@ -860,16 +901,25 @@ void na_micro(const NaMicro& m, int I, int J, bool permuted) {
     if constexpr (Qk) {
       if (na_hybrid_keys(m, I, J)) {
         if (m.misalign == 0)  // one row: every slot from the pair; two: the first kNaHybridSlots
-          return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaMaxSlots, true>(m, J)
+          return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaMaxSlots, true, Prefetch>(m, J)
                         : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots, true>(m, J);
-        return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots>(m, J)
+        return I == 1 ? na_micro_j<Arch, Qk, false, 1, kNaHybridSlots, false, Prefetch>(m, J)
                       : na_micro_j<Arch, Qk, false, 2, kNaHybridSlots>(m, J);
       }
     }
   }
-  if (I == 1) return na_micro_j<Arch, Qk, false, 1>(m, J);
+  if (I == 1) return na_micro_j<Arch, Qk, false, 1, 0, false, Prefetch>(m, J);
   if (I == 2) return na_micro_j<Arch, Qk, false, 2>(m, J);
   return na_micro_j<Arch, Qk, false, 3>(m, J);
+}
+
+// The micro-kernel for I rows and J slots. One-row logits calls with a dilation group's row list
+// (NaMicro::row_prefetch) take na_qk_micro's NaRowPrefetch instances; every other call the rest.
+template <class Arch, bool Qk>
+void na_micro(const NaMicro& m, int I, int J, bool permuted) {
+  if constexpr (Qk)
+    if (I == 1 && m.row_prefetch) return na_micro_rows<Arch, Qk, NaRowPrefetch>(m, I, J, permuted);
+  return na_micro_rows<Arch, Qk, NaLinePrefetch>(m, I, J, permuted);
 }
 
 // The logits of half tiles (at most W/2 queries, AVX-512; NeighborhoodKernel::pairs_tile): two query
@@ -1114,6 +1164,10 @@ struct NeighborhoodKernel {
     int n_first[kNaMaxRows] = {};
     Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
     NaLinePrefetch ahead_lines;  // 1-D: the lines of a later tile the qk micro-kernels prefetch
+    // The same for a streamed dilation group's tile. On the heap: Scratch lives on run()'s stack, and
+    // 232 bytes more of it made 1-D L 65536 K 7 read 1.03-1.07x the time (in-process alternation,
+    // huge pages and one allocation; 200 bytes of padding alone 1.02).
+    std::unique_ptr<NaRowPrefetch> ahead_rows = std::make_unique<NaRowPrefetch>();
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
     std::vector<Index> next;   // per ring: its next entry to claim (its oldest)
@@ -1392,14 +1446,15 @@ struct NeighborhoodKernel {
   void list_tile_lines(Scratch& sc, NaTileAt at, NaTileAt values_at) const {
     const NaPlan<R>& pl = plan;
     NaLinePrefetch& lines = sc.ahead_lines;
-    lines.restart();
+    NaRowPrefetch& rows = *sc.ahead_rows;
+    lines.restart(), rows.restart();
     // The rows of tile x's tokens in a tensor of `floats` floats a token.
     const auto add_tile = [&](const float* tensor, Index floats, NaTileAt x, bool write = false) {
       const float* const first = tensor + (x.b * pl.tokens + x.tile->group + pl.col_step * x.tile->first) * floats;
       if (pl.col_step == 1)
         lines.add(first, x.tile->count * floats, write);
       else
-        lines.add_rows(first, floats, x.tile->count, pl.col_step * floats, write);
+        rows.add_rows(first, floats, x.tile->count, pl.col_step * floats, write);
     };
     const bool logits_out = mode == NaOutput::logits || mode == NaOutput::probabilities;
     if (at.tile) {
@@ -1414,7 +1469,7 @@ struct NeighborhoodKernel {
     // chunks) do more work per line anyway. K 33 (5 chunks), L 4096, in-process alternation on the
     // Zen 5 VM: 1.22 ms with the prefetches in every call, 0.94-0.98 with none in any (bursts per
     // tile), 0.86-0.92 in the first chunk's (the previous code's 0.85-0.90).
-    lines.spread(pl.H * pl.P);
+    lines.spread(pl.H * pl.P), rows.spread(pl.H * pl.P);
   }
 
   // 1-D: tile t of work item `item`'s tile run (null past its last tile), and its batch.
@@ -1447,10 +1502,11 @@ struct NeighborhoodKernel {
 
   // One pass of micro-kernels over the block's union rows for one tile: the logits (Qk), or the
   // weighted sum with the queries in the lanes (tiles of na_value_step 0: the values' slabs into Ot).
-  // prefetch: lines the qk micro-kernels prefetch as they go (NaLinePrefetch), or nullptr.
+  // prefetch / row_prefetch: lines the qk micro-kernels prefetch as they go (NaLinePrefetch,
+  // NaRowPrefetch), or nullptr.
   template <bool Qk>
   void products(Scratch& sc, const NaTileRun& tiles, const NaTile& tile, Index b, Index hkv,
-                NaLinePrefetch* prefetch = nullptr) const {
+                NaLinePrefetch* prefetch = nullptr, NaRowPrefetch* row_prefetch = nullptr) const {
     const NaPlan<R>& pl = plan;
     if (Qk && pairs_tile(tile)) return pair_products(sc, tiles, tile, b, hkv);
     const bool gathered = tile.keys == NaTile::Keys::gathered;
@@ -1483,6 +1539,7 @@ struct NeighborhoodKernel {
         }
         m.slab = keys + j0 * ldj, m.ldp = ldp, m.ldj = ldj, m.depth = depth, m.col = tile.col;
         m.prefetch = j0 == 0 ? prefetch : nullptr;  // the first chunk's calls only: see list_tile_lines
+        m.row_prefetch = j0 == 0 ? row_prefetch : nullptr;
         m.misalign = int((reinterpret_cast<std::uintptr_t>(m.slab) / sizeof(float)) % 16);
         na_micro<Arch, Qk>(m, u.n_active, J, tile.keys == NaTile::Keys::permuted);
         j0 += J;
@@ -1675,7 +1732,8 @@ struct NeighborhoodKernel {
             transpose_lanes_in<Arch>(q_row(i), q_stride, 0, tile.count, pl.P, sc.qt.data() + i * p_pad() * W, W);
         }
         std::fill_n(sc.row_max.data(), kNaMaxRows * W, -std::numeric_limits<float>::infinity());
-        products<true>(sc, tiles, tile, b, hkv, spread_prefetch ? &sc.ahead_lines : nullptr);
+        products<true>(sc, tiles, tile, b, hkv, spread_prefetch && pl.col_step == 1 ? &sc.ahead_lines : nullptr,
+                       spread_prefetch && pl.col_step > 1 ? sc.ahead_rows.get() : nullptr);
       }
       if (!pv) {  // the split logits or their softmax, to memory in NATTEN's slot order
         for (int i = 0; i < n; ++i) {
