@@ -1165,8 +1165,9 @@ struct NeighborhoodKernel {
     Buffer row_max;            // [3, W]: the logits' max per row, from the qk micro-kernels
     NaLinePrefetch ahead_lines;  // 1-D: the lines of a later tile the qk micro-kernels prefetch
     // The same for a streamed dilation group's tile. On the heap: Scratch lives on run()'s stack, and
-    // 232 bytes more of it made 1-D L 65536 K 7 read 1.03-1.07x the time (in-process alternation,
-    // huge pages and one allocation; 200 bytes of padding alone 1.02).
+    // with 232 bytes more of it 1-D L 65536 K 7 read 1.03-1.07x the time in the VM's fast minutes
+    // (in-process alternation, huge pages and one allocation; 200 bytes of padding alone 1.02), though
+    // not in its slow ones.
     std::unique_ptr<NaRowPrefetch> ahead_rows = std::make_unique<NaRowPrefetch>();
     std::vector<Index> owner;  // per cache entry: the key row it holds, or -1
     std::vector<Index> entry;  // per key row: its cache entry, or -1
