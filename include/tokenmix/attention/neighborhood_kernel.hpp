@@ -249,9 +249,9 @@ struct NaRowPrefetch {
     bool write = false;
     TOKENMIX_ALWAYS_INLINE void issue_line(Index x) const {
       const Index col = x & ((Index(1) << shift) - 1);
-      if (col < row_lines)
-        NaLinePrefetch::issue(((row0 + std::uintptr_t(x >> shift) * stride) & ~std::uintptr_t(63)) + std::uintptr_t(col) * 64,
-                              write);
+      if (col >= row_lines) return;
+      const std::uintptr_t row = (row0 + std::uintptr_t(x >> shift) * stride) & ~std::uintptr_t(63);
+      NaLinePrefetch::issue(row + std::uintptr_t(col) * 64, write);
     }
   };
   std::array<Range, 4> ranges;
